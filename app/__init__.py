@@ -1,0 +1,1 @@
+"""spectral-topics application: API, settings, storage, ingestion, CLI."""
