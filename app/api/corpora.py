@@ -1,0 +1,166 @@
+"""/v1/corpora: upload (inline or through a worker), list, read, vocabulary, delete."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from app.api.deps import Context, SessionDep, Tenant, error_responses
+from app.api.presenters import corpus_public, job_public
+from app.broker import INGEST_TASK
+from app.corpora import (corpus_vocabulary, delete_corpus_row, get_corpus, ingest_staged, list_corpora,
+                         parse_options_json, parse_upload_request, staged_size, staging_dir, write_manifest)
+from app.ids import new_id
+from app.jobs import new_job, submit
+from app.schemas import CorpusAccepted, CorpusList, CorpusPublic, Vocabulary
+from app.storage import remove_path
+
+router = APIRouter(prefix="/v1/corpora", tags=["corpora"])
+
+_SUFFIX_BY_TYPE = {
+    "application/json": "json", "application/x-ndjson": "jsonl", "application/jsonl": "jsonl",
+    "application/x-jsonlines": "jsonl", "text/csv": "csv", "text/tab-separated-values": "tsv",
+    "text/plain": "txt", "application/zip": "zip", "application/gzip": "tar.gz",
+    "application/x-gzip": "tar.gz", "application/x-tar+gzip": "tar.gz",
+}
+_UPLOAD_DOC = """Upload documents in any format ingestion accepts, with processing options.
+
+* JSON body: a list of strings or of `{"id", "text"}` objects, or an envelope
+  `{"documents": [...], "options": {...}, "name": ...}`.
+* JSONL (`application/x-ndjson`), CSV, TSV, plain text (one document per line), zip or
+  tar.gz archives as the raw body (`filename` or `format` query parameter helps detection).
+* `multipart/form-data` with one or more `file` parts and optional `options` (JSON),
+  `format`, `text_column`, `id_column`, `name` fields.
+
+Text options (`TextOptions`) go in the `options` query parameter or form field as JSON.
+Small uploads are ingested at once (201 with the corpus and a `Location`); uploads larger
+than `INLINE_INGEST_MAX_BYTES` are ingested by a worker (202 with a job to poll).
+"""
+
+
+def _safe_filename(name: str | None, fallback: str) -> str:
+    base = Path(name or "").name
+    return base if base and re.fullmatch(r"[\w.\- ]{1,200}", base) else fallback
+
+
+async def _stream_body(request: Request, target: Path) -> None:
+    with open(target, "wb") as fh:
+        async for chunk in request.stream():
+            fh.write(chunk)
+
+
+def _unwrap_envelope(path: Path) -> dict | None:
+    """If the JSON file is ``{"documents": [...], ...}``, rewrite it as the list; return the rest."""
+    try:
+        with open(path, "rb") as fh:
+            value = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None  # not for us to judge: ingestion reports the error with its location
+    if not isinstance(value, dict) or "documents" not in value:
+        return None
+    path.write_text(json.dumps(value.pop("documents")), encoding="utf-8")
+    return value
+
+
+@router.post("", status_code=201, response_model=CorpusPublic, description=_UPLOAD_DOC,
+             responses={202: {"model": CorpusAccepted, "description": "Ingestion queued"},
+                        **error_responses(413, 422, 503)},
+             summary="Upload a corpus")
+async def upload(request: Request, response: Response, ctx: Context, tenant: Tenant,
+                 format: str | None = Query(None, description="Input format; detected when omitted."),
+                 filename: str | None = Query(None, description="Name of the uploaded file (for detection)."),
+                 text_column: str | None = Query(None, description="CSV/TSV/JSON text field (default 'text')."),
+                 id_column: str | None = Query(None, description="CSV/TSV/JSON id field."),
+                 name: str | None = Query(None, description="A label for the corpus."),
+                 options: str | None = Query(None, description="TextOptions as a JSON object.")):
+    upload_id = new_id()
+    folder = staging_dir(ctx, upload_id)
+    folder.mkdir(parents=True)
+    try:
+        fields = {"format": format, "text_column": text_column, "id_column": id_column, "name": name}
+        option_values = parse_options_json(options, "options query parameter")
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type == "multipart/form-data":
+            files: list[str] = []
+            async with request.form(max_files=10_000) as form:
+                for key, value in form.multi_items():
+                    if isinstance(value, UploadFile):
+                        with open(folder / str(len(files)), "wb") as fh:
+                            while chunk := await value.read(1 << 20):
+                                fh.write(chunk)
+                        files.append(_safe_filename(value.filename, f"upload-{len(files)}"))
+                    elif key == "options":
+                        option_values = parse_options_json(value, "options form field")
+                    elif key in fields and value != "":
+                        fields[key] = value
+            if not files:
+                raise ValueError("multipart upload has no file part")
+        else:
+            suffix = _SUFFIX_BY_TYPE.get(content_type)
+            default_name = f"upload.{suffix}" if suffix else "upload"
+            files = [_safe_filename(filename, default_name)]
+            await _stream_body(request, folder / "0")
+            if (folder / "0").stat().st_size == 0:
+                raise ValueError("the request body is empty: send the documents")
+            if content_type == "application/json" and (folder / "0").stat().st_size <= ctx.settings.inline_ingest_max_bytes:
+                envelope = await run_in_threadpool(_unwrap_envelope, folder / "0")
+                if envelope is not None:
+                    if "options" in envelope:
+                        option_values = envelope["options"]
+                    for key in fields:
+                        if envelope.get(key) is not None:
+                            fields[key] = envelope[key]
+        manifest = parse_upload_request(fmt=fields["format"], options=option_values,
+                                        text_column=fields["text_column"], id_column=fields["id_column"],
+                                        name=fields["name"])
+        write_manifest(folder, files, manifest)
+        corpus_id = new_id()
+        if staged_size(folder) <= ctx.settings.inline_ingest_max_bytes:
+            row = await run_in_threadpool(ingest_staged, ctx, upload_id, corpus_id, tenant)
+            response.headers["Location"] = f"/v1/corpora/{row.id}"
+            return corpus_public(row)
+    except BaseException:
+        remove_path(folder)
+        raise
+    job = new_job(ctx, tenant_id=tenant, kind="ingest", queue=ctx.settings.cpu_queue,
+                  params={"upload_id": upload_id, "corpus_id": corpus_id}, corpus_id=corpus_id)
+    try:
+        job, _ = await run_in_threadpool(submit, ctx, job, INGEST_TASK)
+    except BaseException:
+        remove_path(folder)
+        raise
+    body = CorpusAccepted(corpus_id=corpus_id, job=job_public(job))
+    return JSONResponse(body.model_dump(mode="json"), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
+
+
+@router.get("", response_model=CorpusList, summary="List corpora, newest first")
+def list_all(session: SessionDep, tenant: Tenant, offset: int = Query(0, ge=0),
+             limit: int = Query(50, ge=1, le=500)) -> CorpusList:
+    return CorpusList(corpora=[corpus_public(r) for r in list_corpora(session, tenant, offset, limit)])
+
+
+@router.get("/{corpus_id}", response_model=CorpusPublic, responses=error_responses(404),
+            summary="A corpus' statistics, vocabulary size and options")
+def read(corpus_id: str, session: SessionDep, tenant: Tenant) -> CorpusPublic:
+    return corpus_public(get_corpus(session, tenant, corpus_id))
+
+
+@router.get("/{corpus_id}/vocabulary", response_model=Vocabulary, responses=error_responses(404),
+            summary="The corpus vocabulary (term index order), paged")
+def vocabulary(corpus_id: str, ctx: Context, session: SessionDep, tenant: Tenant,
+               offset: int = Query(0, ge=0), limit: int = Query(1000, ge=1, le=100_000)) -> Vocabulary:
+    row = get_corpus(session, tenant, corpus_id)
+    words = corpus_vocabulary(ctx, row)
+    return Vocabulary(corpus_id=corpus_id, offset=offset, total=len(words), words=words[offset : offset + limit])
+
+
+@router.delete("/{corpus_id}", status_code=204, responses=error_responses(404, 409),
+               summary="Delete a corpus and its files (409 while models use it)")
+def delete(corpus_id: str, ctx: Context, tenant: Tenant) -> Response:
+    delete_corpus_row(ctx, tenant, corpus_id)
+    return Response(status_code=204)

@@ -1,0 +1,199 @@
+"""The ``spectral-topics`` command.
+
+    spectral-topics serve  [--host --port]     API + one worker on embedded defaults
+    spectral-topics api    [--host --port]     API only (runs migrations); for containers
+    spectral-topics worker [--queues --pool --concurrency]
+    spectral-topics migrate
+    spectral-topics submit FILE --topics K [--wait]  (client of a running API, --url)
+    spectral-topics topics MODEL | infer MODEL FILE | export MODEL [-o FILE] | job JOB
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spectral-topics", description="Spectral LDA topic modeling service.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    for name, help_text in (("serve", "run the API and a worker on embedded defaults (stops both on exit)"),
+                            ("api", "run the API only (migrates the database first)")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=8000)
+        p.add_argument("--data-dir", help="overrides DATA_DIR")
+
+    p = sub.add_parser("worker", help="run a Celery worker")
+    p.add_argument("--queues", help="comma-separated queues (default WORKER_QUEUES, 'gpu,cpu')")
+    p.add_argument("--pool", choices=["prefork", "solo", "threads"], help="solo for a GPU worker")
+    p.add_argument("--concurrency", type=int)
+    p.add_argument("--loglevel", default="INFO")
+    p.add_argument("--data-dir", help="overrides DATA_DIR")
+
+    p = sub.add_parser("migrate", help="bring the database schema up to date")
+    p.add_argument("--data-dir", help="overrides DATA_DIR")
+
+    def client_args(p):
+        p.add_argument("--url", default=os.environ.get("SPECTRAL_TOPICS_URL", DEFAULT_URL), help="API base URL")
+
+    p = sub.add_parser("submit", help="upload a corpus file and fit a model")
+    p.add_argument("file", type=Path)
+    p.add_argument("--topics", required=True, help="number of topics, or 'auto'")
+    p.add_argument("--alpha0", default="1.0", help="Dirichlet concentration, or 'auto'")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--format", help="input format (detected from the file name when omitted)")
+    p.add_argument("--text-options", help="TextOptions as JSON, e.g. '{\"min_df\": 2}'")
+    p.add_argument("--wait", action="store_true", help="show progress until done, then the topics")
+    p.add_argument("--top-n", type=int, default=10)
+    client_args(p)
+
+    p = sub.add_parser("topics", help="print a model's topics as a table")
+    p.add_argument("model")
+    p.add_argument("--top-n", type=int, default=10)
+    client_args(p)
+
+    p = sub.add_parser("infer", help="topic mixtures of new texts (JSON list or one text per line)")
+    p.add_argument("model")
+    p.add_argument("file", type=Path)
+    client_args(p)
+
+    p = sub.add_parser("export", help="download topic-terms.csv and doc-topics.csv as a zip")
+    p.add_argument("model")
+    p.add_argument("-o", "--output", type=Path)
+    client_args(p)
+
+    p = sub.add_parser("job", help="show a job")
+    p.add_argument("job")
+    client_args(p)
+    return parser
+
+
+def _settings(args):
+    from app.settings import get_settings
+
+    overrides = {"data_dir": Path(args.data_dir)} if getattr(args, "data_dir", None) else {}
+    return get_settings(**overrides)
+
+
+def _run_api(settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from app.main import create_app
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+def _serve(args) -> int:
+    """API in this process, a worker in a child process; both stop together."""
+    settings = _settings(args)
+    from app.context import build_context
+    from app.migrations import upgrade_database
+
+    ctx = build_context(settings)
+    upgrade_database(ctx.engine)
+    ctx.close()
+    env = dict(os.environ, DATA_DIR=str(settings.data_dir.resolve()))
+    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env)
+    try:
+        _run_api(settings, args.host, args.port)
+    finally:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+    return 0
+
+
+def _worker(args) -> int:
+    from workers.runner import run_worker
+
+    settings = _settings(args)
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
+    run_worker(settings, queues=queues, pool=args.pool, concurrency=args.concurrency, loglevel=args.loglevel)
+    return 0
+
+
+def _number_or_auto(value: str, cast):
+    return value if value == "auto" else cast(value)
+
+
+def _client_command(args) -> int:
+    from app.client import ApiClient, ClientError, print_json, read_texts, topics_table
+
+    client = ApiClient(args.url)
+    try:
+        if args.command == "submit":
+            options = json.loads(args.text_options) if args.text_options else None
+            corpus = client.upload(args.file, fmt=args.format, options=options)
+            if "job" in corpus:  # large upload: ingested by a worker
+                job = client.wait(corpus["job"]["id"], out=sys.stderr)
+                if job["state"] != "succeeded":
+                    print(f"ingestion {job['state']}: {job['error_message']}", file=sys.stderr)
+                    return 1
+                corpus_id = corpus["corpus_id"]
+            else:
+                corpus_id = corpus["id"]
+            print(f"corpus {corpus_id}", file=sys.stderr)
+            accepted = client.create_model(corpus_id, _number_or_auto(args.topics, int),
+                                           alpha0=_number_or_auto(args.alpha0, float), seed=args.seed)
+            model_id = accepted["model_id"]
+            print(f"model {model_id} (job {accepted['job']['id']})", file=sys.stderr)
+            if not args.wait:
+                print(model_id)
+                return 0
+            job = client.wait(accepted["job"]["id"], out=sys.stderr)
+            if job["state"] != "succeeded":
+                print(f"fit {job['state']}: {job['error_message']}", file=sys.stderr)
+                return 1
+            print(topics_table(client.topics(model_id, args.top_n)["topics"], args.top_n))
+        elif args.command == "topics":
+            print(topics_table(client.topics(args.model, args.top_n)["topics"], args.top_n))
+        elif args.command == "infer":
+            print_json(client.infer(args.model, read_texts(args.file)))
+        elif args.command == "export":
+            output = args.output or Path(f"model-{args.model}.zip")
+            output.write_bytes(client.export(args.model))
+            print(output)
+        elif args.command == "job":
+            print_json(client.job(args.job))
+    except (ClientError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "api":
+        _run_api(_settings(args), args.host, args.port)
+        return 0
+    if args.command == "worker":
+        return _worker(args)
+    if args.command == "migrate":
+        from app.context import build_context
+        from app.migrations import upgrade_database
+
+        ctx = build_context(_settings(args))
+        upgrade_database(ctx.engine)
+        ctx.close()
+        return 0
+    return _client_command(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Everything a process (API or worker) needs, built once from settings and passed down."""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from celery import Celery
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.broker import make_celery
+from app.db import make_engine, make_session_factory
+from app.ingest import Corpus, load_corpus
+from app.settings import Settings
+from app.storage import DataLayout
+
+
+@dataclass
+class ServiceContext:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    layout: DataLayout
+    corpus_cache_size: int = 4
+    _corpora: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _corpora_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def corpus(self, corpus_id: str, checksum: str) -> Corpus:
+        """The stored corpus, verified against ``checksum`` on first load, then kept in a
+        small per-process LRU (artifacts are immutable, so a cached copy never goes stale)."""
+        key = (corpus_id, checksum)
+        with self._corpora_lock:
+            if key in self._corpora:
+                self._corpora.move_to_end(key)
+                return self._corpora[key]
+        corpus = load_corpus(self.layout.corpus_dir(corpus_id), expected_checksum=checksum)
+        with self._corpora_lock:
+            self._corpora[key] = corpus
+            while len(self._corpora) > self.corpus_cache_size:
+                self._corpora.popitem(last=False)
+        return corpus
+
+    @cached_property
+    def celery(self) -> Celery:
+        return make_celery(self.settings)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build_context(settings: Settings) -> ServiceContext:
+    """Create the data folders, the database engine and the session factory."""
+    layout = DataLayout(settings.data_dir.resolve()).ensure()
+    settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    return ServiceContext(settings=settings, engine=engine, sessions=make_session_factory(engine), layout=layout)

@@ -1,0 +1,137 @@
+"""Corpora: staging uploads, ingesting them (inline or in a worker), reading, deleting.
+
+An upload is first streamed to ``DATA_DIR/uploads/<upload_id>/`` with a manifest of what
+the client asked for; both the API (small uploads) and a worker (large ones) then call
+:func:`ingest_staged`, which writes the corpus artifact atomically and records its row.
+"""
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.context import ServiceContext
+from app.db import transaction
+from app.errors import ApiError, not_found
+from app.ingest import FORMATS, IngestLimits, TextOptions, delete_corpus, ingest
+from app.storage import remove_path
+from app.tables import CorpusRow, ModelRow
+
+MANIFEST = "manifest.json"
+
+
+def parse_upload_request(*, fmt: str | None, options: dict[str, Any] | None, text_column: str | None,
+                         id_column: str | None, name: str | None) -> dict[str, Any]:
+    """Validate what the client asked for; ValueError names the bad parameter."""
+    if fmt is not None and fmt not in FORMATS:
+        raise ValueError(f"format={fmt!r} is not supported; use one of {', '.join(FORMATS)}")
+    if options is not None and not isinstance(options, dict):
+        raise ValueError(f"options must be a JSON object, got {type(options).__name__}")
+    text_options = TextOptions.model_validate(options or {})
+    if name is not None and len(name) > 255:
+        raise ValueError(f"name is {len(name)} characters long; at most 255 are allowed")
+    return {"format": fmt, "options": text_options.model_dump(mode="json"), "text_column": text_column or "text",
+            "id_column": id_column, "name": name}
+
+
+def parse_options_json(raw: str | None, where: str) -> dict[str, Any] | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} must be a JSON object")
+    return value
+
+
+def staging_dir(ctx: ServiceContext, upload_id: str) -> Path:
+    return ctx.settings.uploads_dir.resolve() / upload_id
+
+
+def write_manifest(folder: Path, files: list[str], request: dict[str, Any]) -> None:
+    (folder / MANIFEST).write_text(json.dumps({"files": files, **request}), encoding="utf-8")
+
+
+def staged_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir() if p.name != MANIFEST)
+
+
+def ingest_staged(ctx: ServiceContext, upload_id: str, corpus_id: str, tenant_id: str,
+                  progress=None) -> CorpusRow:
+    """Ingest a staged upload into corpus ``corpus_id`` and record its row.
+
+    Idempotent: if the row exists already (an earlier attempt got that far) it is returned;
+    a folder without a row (an attempt that died in between) is replaced. ValueError for
+    bad input; the staged upload is removed once the outcome is final.
+    """
+    with ctx.sessions() as session:
+        existing = session.get(CorpusRow, corpus_id)
+    if existing is not None:
+        remove_path(staging_dir(ctx, upload_id))
+        return existing
+    folder = staging_dir(ctx, upload_id)
+    if not (folder / MANIFEST).is_file():
+        raise ValueError(f"upload {upload_id!r} is missing (already processed or removed)")
+    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    dest = ctx.layout.corpus_dir(corpus_id)
+    remove_path(dest)
+    try:
+        with ExitStack() as stack:
+            sources = [(name, stack.enter_context(open(folder / f"{i}", "rb")))
+                       for i, name in enumerate(manifest["files"])]
+            info = ingest(
+                sources, dest, tmp_root=ctx.layout.tmp, fmt=manifest["format"],
+                options=TextOptions.model_validate(manifest["options"]), limits=IngestLimits(),
+                text_column=manifest["text_column"], id_column=manifest["id_column"], progress=progress,
+            )
+    except ValueError:
+        remove_path(folder)
+        raise
+    stats = dict(info.stats)
+    row = CorpusRow(
+        id=corpus_id, tenant_id=tenant_id, name=manifest.get("name"), checksum=info.checksum,
+        n_documents=int(stats.get("n_documents", 0)), vocabulary_size=int(stats.get("vocabulary_size", 0)),
+        stats=stats, options=info.options.model_dump(mode="json"),
+    )
+    try:
+        with transaction(ctx.sessions) as session:
+            session.add(row)
+    except BaseException:
+        delete_corpus(dest)
+        raise
+    remove_path(folder)
+    return row
+
+
+def get_corpus(session: Session, tenant_id: str, corpus_id: str) -> CorpusRow:
+    row = session.get(CorpusRow, corpus_id)
+    if row is None or row.tenant_id != tenant_id:
+        raise not_found("corpus", corpus_id)
+    return row
+
+
+def list_corpora(session: Session, tenant_id: str, offset: int, limit: int) -> list[CorpusRow]:
+    query = (select(CorpusRow).where(CorpusRow.tenant_id == tenant_id)
+             .order_by(CorpusRow.created_at.desc(), CorpusRow.id).offset(offset).limit(limit))
+    return list(session.scalars(query))
+
+
+def corpus_vocabulary(ctx: ServiceContext, row: CorpusRow) -> list[str]:
+    return ctx.corpus(row.id, row.checksum).vocabulary
+
+
+def delete_corpus_row(ctx: ServiceContext, tenant_id: str, corpus_id: str) -> None:
+    """Delete a corpus with no models; 409 while models or ingestion jobs still refer to it."""
+    with transaction(ctx.sessions) as session:
+        row = get_corpus(session, tenant_id, corpus_id)
+        n_models = session.scalar(select(func.count()).select_from(ModelRow).where(ModelRow.corpus_id == corpus_id))
+        if n_models:
+            raise ApiError(409, "corpus_in_use", f"corpus {corpus_id!r} has {n_models} model(s); delete them first")
+        session.delete(row)
+    delete_corpus(ctx.layout.corpus_dir(corpus_id))

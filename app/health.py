@@ -1,0 +1,36 @@
+"""Reachability of the database, the broker and the workers (from their heartbeats)."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select, text
+
+from app.context import ServiceContext
+from app.db import utcnow
+from app.tables import WorkerRow
+
+
+def check_database(ctx: ServiceContext) -> tuple[bool, str]:
+    try:
+        with ctx.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return True, f"{ctx.engine.dialect.name} reachable"
+    except Exception as exc:  # any driver error means unreachable
+        return False, f"{ctx.engine.dialect.name} unreachable: {exc.__class__.__name__}: {exc}"
+
+
+def check_broker(ctx: ServiceContext, timeout_s: float = 2.0) -> tuple[bool, str]:
+    try:
+        with ctx.celery.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=timeout_s)
+            transport = connection.transport_cls
+        return True, f"{transport} reachable"
+    except Exception as exc:
+        return False, f"broker unreachable: {exc.__class__.__name__}: {exc}"
+
+
+def live_workers(ctx: ServiceContext) -> list[WorkerRow]:
+    """Workers whose last heartbeat is recent (WORKER_STALE_AFTER_S)."""
+    cutoff = utcnow() - timedelta(seconds=ctx.settings.worker_stale_after_s)
+    with ctx.sessions() as session:
+        return list(session.scalars(select(WorkerRow).where(WorkerRow.last_seen >= cutoff).order_by(WorkerRow.id)))

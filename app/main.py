@@ -1,0 +1,42 @@
+"""The FastAPI application: ``create_app(settings)``; nothing is built at import time."""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.api import corpora, health, jobs, models
+from app.body_limit import BodySizeLimitMiddleware
+from app.context import ServiceContext, build_context
+from app.errors import install_error_handlers
+from app.migrations import upgrade_database
+from app.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool = True,
+               context: ServiceContext | None = None) -> FastAPI:
+    """Build the API. Migrates the database first unless ``migrate=False``."""
+    settings = settings or (context.settings if context else get_settings())
+    ctx = context or build_context(settings)
+    if migrate:
+        upgrade_database(ctx.engine)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        if context is None:
+            ctx.close()
+
+    app = FastAPI(
+        title="spectral-topics",
+        version="0.1.0",
+        description="Topic models by the method of moments (spectral LDA). Errors are JSON: "
+                    '`{"error": {"code": ..., "message": ...}}`.',
+        lifespan=lifespan,
+    )
+    app.state.context = ctx
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+    for module in (corpora, models, jobs, health):
+        app.include_router(module.router)
+    return app

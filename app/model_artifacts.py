@@ -1,0 +1,88 @@
+"""The model artifact folder: what a fit job writes and what the API reads.
+
+    <DATA_DIR>/models/<model_id>/
+        topic_word.npy   (k, V) float64, rows on the simplex, topics sorted by alpha
+        alpha.npy        (k,)  float64
+        doc_topic.npy    (D, k) float32, training documents in corpus order
+        meta.json        small JSON: spectra, timings, diagnostics, quality
+
+Written through :func:`app.storage.atomic_directory`, so it appears whole or not at all.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.storage import atomic_directory, directory_checksum, write_json
+
+TOPIC_WORD = "topic_word.npy"
+ALPHA = "alpha.npy"
+DOC_TOPIC = "doc_topic.npy"
+META = "meta.json"
+
+
+def write_model_artifact(final: Path, tmp_root: Path, *, topic_word: np.ndarray, alpha: np.ndarray,
+                         doc_topic: np.ndarray, meta: dict[str, Any]) -> str:
+    """Write the folder atomically; returns its checksum."""
+    k, _ = topic_word.shape
+    if alpha.shape != (k,) or doc_topic.ndim != 2 or doc_topic.shape[1] != k:
+        raise ValueError(f"inconsistent model arrays: topic_word {topic_word.shape}, alpha {alpha.shape}, "
+                         f"doc_topic {doc_topic.shape}")
+    with atomic_directory(final, tmp_root) as tmp:
+        np.save(tmp / TOPIC_WORD, np.ascontiguousarray(topic_word, dtype=np.float64))
+        np.save(tmp / ALPHA, np.ascontiguousarray(alpha, dtype=np.float64))
+        np.save(tmp / DOC_TOPIC, np.ascontiguousarray(doc_topic, dtype=np.float32))
+        write_json(tmp / META, meta)
+    return directory_checksum(final)
+
+
+def load_topic_word(folder: Path) -> np.ndarray:
+    return np.load(folder / TOPIC_WORD)
+
+
+def load_alpha(folder: Path) -> np.ndarray:
+    return np.load(folder / ALPHA)
+
+
+def load_doc_topic(folder: Path) -> np.ndarray:
+    """(D, k), memory-mapped: pages are read only for the rows asked for."""
+    return np.load(folder / DOC_TOPIC, mmap_mode="r")
+
+
+def top_words(topic_word: np.ndarray, vocabulary: list[str], top_n: int) -> list[list[tuple[str, float]]]:
+    """Per topic, the ``top_n`` (word, weight) pairs by decreasing weight (ties by word index)."""
+    top_n = min(top_n, topic_word.shape[1])
+    result = []
+    for row in topic_word:
+        order = np.lexsort((np.arange(row.size), -row))[:top_n]
+        result.append([(vocabulary[i], float(row[i])) for i in order])
+    return result
+
+
+def export_zip(topic_word: np.ndarray, alpha: np.ndarray, doc_topic: np.ndarray, vocabulary: list[str],
+               doc_ids: list[str], top_n: int | None = None) -> bytes:
+    """A zip archive with ``topic-terms.csv`` (topic, alpha, rank, term, weight) and
+    ``doc-topics.csv`` (doc_id, topic_0 .. topic_{k-1})."""
+    k, n_words = topic_word.shape
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(["topic", "alpha", "rank", "term", "weight"])
+        for topic, words in enumerate(top_words(topic_word, vocabulary, top_n or n_words)):
+            for rank, (word, weight) in enumerate(words):
+                if weight > 0:
+                    writer.writerow([topic, repr(float(alpha[topic])), rank, word, repr(weight)])
+        archive.writestr("topic-terms.csv", text.getvalue())
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(["doc_id", *(f"topic_{i}" for i in range(k))])
+        for doc_id, row in zip(doc_ids, doc_topic):
+            writer.writerow([doc_id, *(f"{float(x):.6g}" for x in row)])
+        archive.writestr("doc-topics.csv", text.getvalue())
+    return buffer.getvalue()

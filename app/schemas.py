@@ -1,0 +1,174 @@
+"""Request and response bodies of the public API (separate from the table models)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Machine-readable error code, e.g. not_found, validation_error.")
+    message: str = Field(description="What went wrong, for a person.")
+
+
+class ErrorPublic(BaseModel):
+    error: ErrorDetail
+
+
+class ProgressPublic(BaseModel):
+    stage: str | None
+    done: int
+    total: int
+    percent: float = Field(description="Percent of the current stage done (100 once the job succeeded).")
+
+
+class JobPublic(BaseModel):
+    id: str
+    kind: Literal["ingest", "fit"]
+    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    progress: ProgressPublic
+    stage_timings: dict[str, float] = Field(description="Seconds spent in each finished stage.")
+    attempts: int
+    max_attempts: int
+    cancel_requested: bool
+    error_code: str | None
+    error_message: str | None = Field(description="Why the job failed or was cancelled.")
+    corpus_id: str | None
+    model_id: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobList(BaseModel):
+    jobs: list[JobPublic]
+
+
+class CorpusPublic(BaseModel):
+    id: str
+    name: str | None
+    checksum: str
+    n_documents: int
+    vocabulary_size: int
+    stats: dict[str, Any]
+    options: dict[str, Any]
+    created_at: datetime
+
+
+class CorpusList(BaseModel):
+    corpora: list[CorpusPublic]
+
+
+class CorpusAccepted(BaseModel):
+    """202: a large upload is ingested by a worker; poll the job."""
+
+    corpus_id: str
+    job: JobPublic
+
+
+class Vocabulary(BaseModel):
+    corpus_id: str
+    offset: int
+    total: int
+    words: list[str]
+
+
+class ModelCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    corpus_id: str = Field(min_length=1, max_length=64)
+    n_topics: int | Literal["auto"] = Field(description="Number of topics, or 'auto'.")
+    alpha0: float | Literal["auto"] = Field(default=1.0, description="Dirichlet concentration sum(alpha) > 0, or 'auto'.")
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    options: dict[str, Any] = Field(default_factory=dict, description="Extra estimator options.")
+
+
+class ModelAccepted(BaseModel):
+    model_id: str
+    job: JobPublic
+
+
+class ModelPublic(BaseModel):
+    id: str
+    corpus_id: str
+    job_id: str
+    status: Literal["pending", "ready", "failed", "cancelled"]
+    params: dict[str, Any] = Field(description="The request as submitted.")
+    n_topics: int | None
+    alpha0: float | None
+    seed: int
+    alpha: list[float] | None
+    n_dropped_docs: int | None
+    m2_eigenvalues: list[float] | None
+    tensor_eigenvalues: list[float] | None
+    timings: dict[str, Any] | None
+    diagnostics: dict[str, Any] | None
+    quality: dict[str, Any] | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class ModelList(BaseModel):
+    models: list[ModelPublic]
+
+
+class TopicWord(BaseModel):
+    word: str
+    weight: float
+
+
+class TopicPublic(BaseModel):
+    topic: int
+    alpha: float
+    words: list[TopicWord]
+
+
+class TopicsPublic(BaseModel):
+    model_id: str
+    topics: list[TopicPublic]
+
+
+class DocumentTopics(BaseModel):
+    doc_id: str
+    topics: list[float]
+
+
+class DocumentsPublic(BaseModel):
+    model_id: str
+    offset: int
+    limit: int
+    total: int
+    documents: list[DocumentTopics]
+
+
+class InferRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    texts: list[str] = Field(min_length=1, description="New documents as raw text.")
+
+
+class InferResponse(BaseModel):
+    model_id: str
+    doc_topic: list[list[float]] = Field(description="(n_texts, n_topics) topic mixtures, rows sum to 1.")
+    n_known_tokens: list[int] = Field(description="Tokens of each text found in the model's vocabulary.")
+
+
+class ComponentHealth(BaseModel):
+    ok: bool
+    detail: str
+
+
+class WorkerPublic(BaseModel):
+    id: str
+    queues: list[str]
+    gpu: bool
+    last_seen: datetime
+
+
+class HealthPublic(BaseModel):
+    status: Literal["ok", "degraded", "down"]
+    database: ComponentHealth
+    broker: ComponentHealth
+    workers: list[WorkerPublic]
+    gpu_worker: bool

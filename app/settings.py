@@ -1,0 +1,99 @@
+"""Service settings: one pydantic-settings class, built on demand by :func:`get_settings`.
+
+Nothing here is read at import time. Every variable can be set in the environment
+(``DATA_DIR``, ``DATABASE_URL``, ``BROKER_URL`` / ``REDIS_URL``, ...); defaults run the
+whole service on one machine with no servers: SQLite under ``DATA_DIR`` and the kombu
+filesystem transport under ``DATA_DIR/broker``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_MIB = 1 << 20
+
+
+class Settings(BaseSettings):
+    """All configuration of the API, the workers and the CLI."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True)
+
+    data_dir: Path = Field(default=Path("data"), description="Root of corpora, models, uploads, broker files.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite under DATA_DIR.")
+    broker_url: str | None = Field(default=None, description="Celery broker; default filesystem:// under DATA_DIR.")
+    redis_url: str | None = Field(default=None, description="Used as the broker when BROKER_URL is unset.")
+    default_tenant: str = "local"
+
+    # Queues: fit jobs go to the GPU queue, ingestion to the CPU queue.
+    gpu_queue: str = "gpu"
+    cpu_queue: str = "cpu"
+    worker_queues: str = Field(default="gpu,cpu", description="Comma-separated queues a worker consumes.")
+    worker_concurrency: int = Field(default=1, ge=1)
+    worker_pool: str = Field(default="prefork", description="prefork | solo | threads")
+    worker_heartbeat_s: float = Field(default=5.0, gt=0)
+    worker_stale_after_s: float = Field(default=30.0, gt=0)
+
+    # Job limits. The broker's visibility timeout must exceed the hard limit.
+    job_soft_time_limit_s: int = Field(default=3300, ge=1)
+    job_hard_time_limit_s: int = Field(default=3600, ge=1)
+    broker_visibility_timeout_s: int = Field(default=4 * 3600, ge=1)
+    job_max_attempts: int = Field(default=3, ge=1)
+    retry_backoff_s: float = Field(default=5.0, ge=0)
+    retry_backoff_max_s: float = Field(default=300.0, ge=0)
+    progress_interval_s: float = Field(default=0.5, ge=0)
+
+    # Request and model limits.
+    max_body_bytes: int = Field(default=512 * _MIB, ge=1)
+    inline_ingest_max_bytes: int = Field(default=4 * _MIB, ge=0)
+    min_topics: int = Field(default=2, ge=1)
+    max_topics: int = Field(default=1000, ge=1)
+    max_infer_documents: int = Field(default=10_000, ge=1)
+    fit_backend: str = Field(default="auto", description="auto | numpy | cupy for fit jobs.")
+
+    @field_validator("job_hard_time_limit_s")
+    @classmethod
+    def _hard_after_soft(cls, value: int, info) -> int:
+        soft = info.data.get("job_soft_time_limit_s")
+        if soft is not None and value < soft:
+            raise ValueError(f"JOB_HARD_TIME_LIMIT_S={value} must be >= JOB_SOFT_TIME_LIMIT_S={soft}")
+        return value
+
+    @field_validator("broker_visibility_timeout_s")
+    @classmethod
+    def _visibility_after_hard(cls, value: int, info) -> int:
+        hard = info.data.get("job_hard_time_limit_s")
+        if hard is not None and value <= hard:
+            raise ValueError(
+                f"BROKER_VISIBILITY_TIMEOUT_S={value} must exceed JOB_HARD_TIME_LIMIT_S={hard}, "
+                "or the broker redelivers running tasks"
+            )
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'spectral-topics.db').resolve()}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or self.redis_url or "filesystem://"
+
+    @property
+    def broker_folder(self) -> Path:
+        return self.data_dir / "broker"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def queues(self) -> list[str]:
+        return [q.strip() for q in self.worker_queues.split(",") if q.strip()]
+
+
+def get_settings(**overrides) -> Settings:
+    """Build settings from the environment (plus explicit overrides, e.g. from the CLI)."""
+    return Settings(**overrides)

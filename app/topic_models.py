@@ -1,0 +1,136 @@
+"""Topic models from the API's side: submit a fit, read results, infer, export, delete."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.broker import FIT_TASK
+from app.context import ServiceContext
+from app.corpora import get_corpus
+from app.db import transaction
+from app.errors import ApiError, not_found
+from app.ids import new_id
+from app.ingest import vectorize_texts
+from app.jobs import finish_job, new_job, request_hash, submit
+from app.model_artifacts import export_zip, load_alpha, load_doc_topic, load_topic_word, top_words
+from app.schemas import ModelCreate
+from app.storage import remove_path
+from app.tables import FINAL_JOB_STATES, CorpusRow, JobRow, ModelRow
+
+
+def check_model_request(ctx: ServiceContext, request: ModelCreate, vocabulary_size: int) -> None:
+    """422 with the allowed range for n_topics; alpha0 must be positive."""
+    settings = ctx.settings
+    if request.n_topics != "auto":
+        upper = min(settings.max_topics, vocabulary_size - 1)
+        if not settings.min_topics <= request.n_topics <= upper:
+            raise ApiError(422, "n_topics_out_of_range",
+                           f"n_topics={request.n_topics} is out of range: allowed {settings.min_topics}..{upper} "
+                           f"(MAX_TOPICS={settings.max_topics}, corpus vocabulary size {vocabulary_size})")
+    if request.alpha0 != "auto" and not (np.isfinite(request.alpha0) and request.alpha0 > 0):
+        raise ApiError(422, "alpha0_out_of_range", f"alpha0={request.alpha0} must be a finite number > 0")
+
+
+def submit_fit(ctx: ServiceContext, tenant_id: str, request: ModelCreate,
+               idempotency_key: str | None) -> tuple[JobRow, bool]:
+    """Create the model row and its fit job (idempotent per key), then enqueue."""
+    with ctx.sessions() as session:
+        corpus = get_corpus(session, tenant_id, request.corpus_id)
+    check_model_request(ctx, request, corpus.vocabulary_size)
+    params = request.model_dump(mode="json")
+    model_id = new_id()
+    job = new_job(ctx, tenant_id=tenant_id, kind="fit", queue=ctx.settings.gpu_queue, params=params,
+                  idempotency_key=idempotency_key, payload_hash=request_hash(params),
+                  corpus_id=corpus.id, model_id=model_id)
+    model = ModelRow(
+        id=model_id, tenant_id=tenant_id, corpus_id=corpus.id, job_id=job.id, status="pending", params=params,
+        n_topics=None if request.n_topics == "auto" else request.n_topics,
+        alpha0=None if request.alpha0 == "auto" else float(request.alpha0), seed=request.seed,
+    )
+    return submit(ctx, job, FIT_TASK, [model])
+
+
+def get_model(session: Session, tenant_id: str, model_id: str) -> ModelRow:
+    row = session.get(ModelRow, model_id)
+    if row is None or row.tenant_id != tenant_id:
+        raise not_found("model", model_id)
+    return row
+
+
+def ready_model(session: Session, tenant_id: str, model_id: str) -> ModelRow:
+    row = get_model(session, tenant_id, model_id)
+    if row.status != "ready":
+        raise ApiError(409, "model_not_ready", f"model {model_id!r} is {row.status}, not ready (job {row.job_id})")
+    return row
+
+
+def list_models(session: Session, tenant_id: str, corpus_id: str | None, offset: int, limit: int) -> list[ModelRow]:
+    query = select(ModelRow).where(ModelRow.tenant_id == tenant_id)
+    if corpus_id:
+        query = query.where(ModelRow.corpus_id == corpus_id)
+    query = query.order_by(ModelRow.created_at.desc(), ModelRow.id).offset(offset).limit(limit)
+    return list(session.scalars(query))
+
+
+def delete_model(ctx: ServiceContext, tenant_id: str, model_id: str) -> None:
+    """Delete the row and the files; a queued or running fit is cancelled first."""
+    with transaction(ctx.sessions) as session:
+        row = get_model(session, tenant_id, model_id)
+        job = session.get(JobRow, row.job_id)
+        if job is not None and job.state not in FINAL_JOB_STATES:
+            job.cancel_requested = True
+            finish_job(session, job, "cancelled", "cancelled", "the model was deleted")
+        session.delete(row)
+    remove_path(ctx.layout.model_dir(model_id))
+
+
+def _corpus_of(ctx: ServiceContext, row: ModelRow):
+    with ctx.sessions() as session:
+        corpus = session.get(CorpusRow, row.corpus_id)
+    if corpus is None:
+        raise ApiError(409, "corpus_missing", f"the corpus {row.corpus_id!r} of model {row.id!r} is gone")
+    return ctx.corpus(corpus.id, corpus.checksum)
+
+
+def topics(ctx: ServiceContext, row: ModelRow, top_n: int) -> list[dict[str, Any]]:
+    folder = ctx.layout.model_dir(row.id)
+    topic_word = load_topic_word(folder)
+    alpha = load_alpha(folder)
+    vocabulary = _corpus_of(ctx, row).vocabulary
+    return [
+        {"topic": i, "alpha": float(alpha[i]), "words": [{"word": w, "weight": p} for w, p in words]}
+        for i, words in enumerate(top_words(topic_word, list(vocabulary), top_n))
+    ]
+
+
+def documents(ctx: ServiceContext, row: ModelRow, offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
+    doc_topic = load_doc_topic(ctx.layout.model_dir(row.id))
+    doc_ids = _corpus_of(ctx, row).doc_ids
+    total = doc_topic.shape[0]
+    block = np.asarray(doc_topic[offset : offset + limit], dtype=np.float64)
+    return total, [{"doc_id": str(doc_ids[offset + i]), "topics": [float(x) for x in r]} for i, r in enumerate(block)]
+
+
+def infer(ctx: ServiceContext, row: ModelRow, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(n, k) topic mixtures of new texts, tokenized with the corpus' options and vocabulary;
+    also the number of known tokens per text."""
+    from gpu.inference import infer_doc_topic
+
+    if len(texts) > ctx.settings.max_infer_documents:
+        raise ApiError(422, "too_many_texts", f"{len(texts)} texts sent; at most {ctx.settings.max_infer_documents} "
+                                              "per request (MAX_INFER_DOCUMENTS)")
+    folder = ctx.layout.model_dir(row.id)
+    corpus = _corpus_of(ctx, row)
+    counts = vectorize_texts(texts, corpus.vocabulary, corpus.options)
+    doc_topic = infer_doc_topic(counts, load_topic_word(folder), load_alpha(folder))
+    return np.asarray(doc_topic), np.asarray(counts.sum(axis=1)).ravel().astype(int)
+
+
+def export(ctx: ServiceContext, row: ModelRow, top_n: int) -> bytes:
+    folder = ctx.layout.model_dir(row.id)
+    corpus = _corpus_of(ctx, row)
+    return export_zip(load_topic_word(folder), load_alpha(folder), load_doc_topic(folder),
+                      list(corpus.vocabulary), [str(d) for d in corpus.doc_ids], top_n=top_n)

@@ -1,0 +1,1 @@
+"""Celery workers: thin tasks over plain job logic (workers.jobs, workers.fit)."""

@@ -1,0 +1,47 @@
+"""The worker's Celery app: the shared configuration plus the (thin) tasks.
+
+Built by :func:`create_worker_app` from settings; nothing happens at import time. Tasks
+carry a job id only; the logic is in workers.jobs / workers.fit / workers.handlers.
+"""
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+
+from app.broker import FIT_TASK, INGEST_TASK, enqueue, make_celery
+from app.context import ServiceContext
+from workers.heartbeat import worker_id
+from workers.jobs import run_job
+
+log = logging.getLogger(__name__)
+
+
+def create_worker_app(ctx: ServiceContext, handlers: dict | None = None) -> Celery:
+    """A Celery app with the fit and ingest tasks bound to ``ctx``."""
+    from workers.handlers import HANDLERS
+
+    handlers = handlers or HANDLERS
+    celery = make_celery(ctx.settings)
+
+    def _run(task, job_id: str) -> None:
+        outcome = run_job(ctx, job_id, worker_id(), handlers)
+        log.info("job %s -> %s", job_id, outcome.state)
+        if outcome.retry_in is not None:
+            raise task.retry(countdown=outcome.retry_in, max_retries=None)
+
+    @celery.task(name=FIT_TASK, bind=True, acks_late=True, ignore_result=True)
+    def fit_model(self, job_id: str) -> None:
+        _run(self, job_id)
+
+    @celery.task(name=INGEST_TASK, bind=True, acks_late=True, ignore_result=True)
+    def ingest_corpus(self, job_id: str) -> None:
+        _run(self, job_id)
+
+    return celery
+
+
+def requeue_job(ctx: ServiceContext, celery: Celery, job) -> None:
+    """Send a job's task again (after the reaper found its worker gone)."""
+    task = FIT_TASK if job.kind == "fit" else INGEST_TASK
+    enqueue(celery, task, job.id, job.queue)

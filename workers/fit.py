@@ -1,0 +1,92 @@
+"""The fit job: corpus artifact -> SpectralLDA -> document mixtures -> model artifact + row."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from app.context import ServiceContext
+from app.db import transaction, utcnow
+from app.model_artifacts import write_model_artifact
+from app.storage import remove_path
+from app.tables import CorpusRow, JobRow, ModelRow
+
+Progress = Callable[[str, int, int], None]
+EstimatorFactory = Callable[..., Any]
+
+# Options a request may pass to the estimator; everything else is refused by name.
+RESERVED_OPTIONS = {"n_topics", "alpha0", "seed", "progress"}
+
+
+def _default_estimator(**kwargs):
+    from gpu import SpectralLDA
+
+    return SpectralLDA(**kwargs)
+
+
+def _as_list(values) -> list[float] | None:
+    if values is None:
+        return None
+    return [float(v) for v in np.asarray(values).ravel()]
+
+
+def run_fit(ctx: ServiceContext, job: JobRow, progress: Progress,
+            make_estimator: EstimatorFactory = _default_estimator) -> None:
+    """Fit the model of ``job`` and record it; ValueError for bad input."""
+    params = job.params
+    with ctx.sessions() as session:
+        corpus_row = session.get(CorpusRow, job.corpus_id)
+        model = session.get(ModelRow, job.model_id)
+    if model is None:
+        raise ValueError(f"model {job.model_id!r} was deleted before its fit ran")
+    if corpus_row is None:
+        raise ValueError(f"corpus {job.corpus_id!r} does not exist (deleted?)")
+    corpus = ctx.corpus(corpus_row.id, corpus_row.checksum)
+
+    options = dict(params.get("options") or {})
+    clash = RESERVED_OPTIONS & options.keys()
+    if clash:
+        raise ValueError(f"options may not set {sorted(clash)}: they are top-level parameters")
+    options.setdefault("backend", ctx.settings.fit_backend)
+    try:
+        estimator = make_estimator(n_topics=params["n_topics"], alpha0=params.get("alpha0", 1.0),
+                                   seed=int(params.get("seed", 0)), progress=progress, **options)
+    except TypeError as exc:
+        raise ValueError(f"invalid estimator options {sorted(options)}: {exc}") from exc
+    estimator.fit(corpus.counts)
+    progress("doc_topic", 0, 1)
+    doc_topic = np.asarray(estimator.transform(corpus.counts))
+    progress("doc_topic", 1, 1)
+
+    topic_word = np.asarray(estimator.topic_word_, dtype=np.float64)
+    alpha = np.asarray(estimator.alpha_, dtype=np.float64)
+    result = {
+        "n_topics": int(topic_word.shape[0]),
+        "alpha0": float(alpha.sum()),
+        "alpha": _as_list(alpha),
+        "n_dropped_docs": int(getattr(estimator, "n_dropped_docs_", 0)),
+        "m2_eigenvalues": _as_list(getattr(estimator, "m2_eigenvalues_", None)),
+        "tensor_eigenvalues": _as_list(getattr(estimator, "tensor_eigenvalues_", None)),
+        "timings": {k: float(v) for k, v in (getattr(estimator, "timings_", None) or {}).items()},
+        "diagnostics": getattr(estimator, "diagnostics_", None) or {},
+        "quality": None,
+    }
+    progress("saving", 0, 1)
+    final = ctx.layout.model_dir(model.id)
+    remove_path(final)  # debris of an earlier attempt that died after writing it
+    checksum = write_model_artifact(final, ctx.layout.tmp, topic_word=topic_word, alpha=alpha,
+                                    doc_topic=doc_topic, meta=result)
+    try:
+        with transaction(ctx.sessions) as session:
+            row = session.get(ModelRow, model.id)
+            if row is None:
+                raise ValueError(f"model {model.id!r} was deleted while it was being fitted")
+            for key, value in result.items():
+                setattr(row, key, value)
+            row.checksum = checksum
+            row.status = "ready"
+            row.finished_at = utcnow()
+    except BaseException:
+        remove_path(final)
+        raise

@@ -1,0 +1,239 @@
+"""Running one job: lease, progress, outcome. The job row is the source of truth.
+
+A task calls :func:`run_job` with a job id. The lease (owner + expiry + attempts) is taken
+with one conditional UPDATE, so a redelivered or duplicated task never runs a job twice:
+only a queued job, or a running one whose lease expired (its worker died), can be taken.
+
+Outcomes: success; ValueError (bad input) fails the job at once, never retried; a cancel
+request or the soft time limit stops it at the next progress report; any other exception
+is an infrastructure failure, retried with backoff until ``max_attempts``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+
+from app.context import ServiceContext
+from app.db import transaction, utcnow
+from app.jobs import finish_job
+from app.tables import FINAL_JOB_STATES, JobRow
+
+log = logging.getLogger(__name__)
+
+LEASE_GRACE_S = 60
+
+
+class JobCancelled(Exception):
+    """Raised from the progress callback when the job's cancellation was requested."""
+
+
+class JobTimeLimit(Exception):
+    """Raised from the progress callback once the job ran past its soft time limit."""
+
+
+class LeaseLost(Exception):
+    """Another worker owns the job now (our lease expired); stop without touching it."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the task should do next: nothing, or retry after ``retry_in`` seconds."""
+
+    state: str  # succeeded | failed | cancelled | queued (to retry) | skipped | busy
+    retry_in: float | None = None
+
+
+Handler = Callable[[ServiceContext, JobRow, Callable[[str, int, int], None]], None]
+
+
+def acquire_lease(ctx: ServiceContext, job_id: str, worker_id: str) -> tuple[JobRow | None, Outcome | None]:
+    """Take the job for ``worker_id``; returns (job, None) or (None, outcome to report)."""
+    now = utcnow()
+    with transaction(ctx.sessions) as session:
+        taken = session.execute(
+            update(JobRow)
+            .where(JobRow.id == job_id, JobRow.cancel_requested.is_(False), JobRow.attempts < JobRow.max_attempts,
+                   or_(JobRow.state == "queued", (JobRow.state == "running") & (JobRow.lease_expires_at < now)))
+            .values(state="running", lease_owner=worker_id, attempts=JobRow.attempts + 1,
+                    lease_expires_at=now + timedelta(seconds=1), started_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        job = session.get(JobRow, job_id, populate_existing=True)
+        if job is None:
+            log.warning("job %s does not exist; dropping its task", job_id)
+            return None, Outcome("skipped")
+        if taken:
+            job.lease_expires_at = now + timedelta(seconds=job.hard_time_limit_s + LEASE_GRACE_S)
+            job.error_code = job.error_message = None
+            return job, None
+        if job.state in FINAL_JOB_STATES:
+            return None, Outcome("skipped")
+        if job.cancel_requested:
+            finish_job(session, job, "cancelled", "cancelled", "cancelled before it started")
+            return None, Outcome("cancelled")
+        if job.state == "running" and job.lease_expires_at and job.lease_expires_at >= now:
+            # Redelivered while another worker holds it: look again after the lease ends.
+            return None, Outcome("busy", retry_in=(job.lease_expires_at - now).total_seconds() + 1)
+        finish_job(session, job, "failed", "attempts_exhausted",
+                   f"gave up after {job.attempts} attempt(s); last error: {job.error_message or 'worker lost'}")
+        return None, Outcome("failed")
+
+
+class ProgressReporter:
+    """The engine's ``progress(stage, done, total)`` callback, writing into the job row.
+
+    Writes at most every ``interval_s`` seconds within a stage (always on a stage change or
+    a stage's end), records each finished stage's duration, and raises
+    :class:`JobCancelled` / :class:`JobTimeLimit` / :class:`LeaseLost` to stop the work.
+    """
+
+    def __init__(self, ctx: ServiceContext, job: JobRow, worker_id: str, *, clock=time.monotonic):
+        self._ctx = ctx
+        self._job_id = job.id
+        self._worker_id = worker_id
+        self._interval = ctx.settings.progress_interval_s
+        self._clock = clock
+        self._deadline = clock() + job.soft_time_limit_s
+        self._soft_limit = job.soft_time_limit_s
+        self._stage: str | None = None
+        self._stage_start = clock()
+        self._last_write = float("-inf")
+        self.timings: dict[str, float] = dict(job.stage_timings or {})
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = self._clock()
+        changed = stage != self._stage
+        if changed:
+            self._close_stage(now)
+            self._stage, self._stage_start = stage, now
+        if changed or done >= total or now - self._last_write >= self._interval:
+            self._write(stage, int(done), int(total))
+            self._last_write = now
+        if now > self._deadline:
+            raise JobTimeLimit(f"job ran past its soft time limit of {self._soft_limit} s (in stage {stage!r})")
+
+    def _close_stage(self, now: float) -> None:
+        if self._stage is not None:
+            self.timings[self._stage] = round(self.timings.get(self._stage, 0.0) + now - self._stage_start, 6)
+
+    def finish(self) -> dict[str, float]:
+        """Close the current stage; the per-stage timings to store with the job."""
+        self._close_stage(self._clock())
+        self._stage = None
+        return self.timings
+
+    def _write(self, stage: str, done: int, total: int) -> None:
+        with transaction(self._ctx.sessions) as session:
+            updated = session.execute(
+                update(JobRow).where(JobRow.id == self._job_id, JobRow.lease_owner == self._worker_id,
+                                     JobRow.state == "running")
+                .values(stage=stage, stage_done=done, stage_total=total, stage_timings=dict(self.timings),
+                        stage_started_at=utcnow(), updated_at=utcnow())
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            cancel = session.scalar(select(JobRow.cancel_requested).where(JobRow.id == self._job_id))
+        if cancel:
+            raise JobCancelled("cancelled on request")
+        if not updated:
+            raise LeaseLost(f"job {self._job_id} is no longer leased to {self._worker_id}")
+
+
+def backoff_s(ctx: ServiceContext, attempt: int) -> float:
+    """Exponential backoff for infrastructure retries: base * 2**(attempt-1), capped."""
+    settings = ctx.settings
+    return min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2 ** max(attempt - 1, 0))
+
+
+def run_job(ctx: ServiceContext, job_id: str, worker_id: str, handlers: dict[str, Handler]) -> Outcome:
+    """Run job ``job_id`` with the handler for its kind and record the outcome."""
+    job, outcome = acquire_lease(ctx, job_id, worker_id)
+    if job is None:
+        return outcome
+    reporter = ProgressReporter(ctx, job, worker_id)
+    try:
+        handler = handlers[job.kind]
+        handler(ctx, job, reporter)
+    except LeaseLost as exc:
+        log.warning("%s", exc)
+        return Outcome("skipped")
+    except JobCancelled as exc:
+        return _settle(ctx, job, worker_id, reporter, "cancelled", "cancelled", str(exc))
+    except JobTimeLimit as exc:
+        return _settle(ctx, job, worker_id, reporter, "failed", "time_limit", str(exc))
+    except ValueError as exc:  # bad input: the message says what; never retried
+        return _settle(ctx, job, worker_id, reporter, "failed", "invalid_input", str(exc))
+    except Exception as exc:
+        message = f"{exc.__class__.__name__}: {exc}"
+        if _is_time_limit(exc):
+            return _settle(ctx, job, worker_id, reporter, "failed", "time_limit",
+                           f"job ran past its soft time limit of {job.soft_time_limit_s} s")
+        log.exception("job %s attempt %d failed", job_id, job.attempts)
+        if job.attempts >= job.max_attempts:
+            return _settle(ctx, job, worker_id, reporter, "failed", "infrastructure",
+                           f"failed after {job.attempts} attempt(s): {message}")
+        _release(ctx, job, worker_id, reporter, message)
+        return Outcome("queued", retry_in=backoff_s(ctx, job.attempts))
+    return _settle(ctx, job, worker_id, reporter, "succeeded", None, None)
+
+
+def _is_time_limit(exc: BaseException) -> bool:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    return isinstance(exc, SoftTimeLimitExceeded)
+
+
+def _settle(ctx, job, worker_id, reporter, state, code, message) -> Outcome:
+    timings = reporter.finish()
+    with transaction(ctx.sessions) as session:
+        row = session.get(JobRow, job.id, populate_existing=True)
+        if row is None or row.lease_owner != worker_id:
+            return Outcome("skipped")
+        row.stage_timings = timings
+        if state == "succeeded":
+            row.stage_done = row.stage_total = max(row.stage_total, 1)
+        finish_job(session, row, state, code, message)
+    return Outcome(state)
+
+
+def _release(ctx, job, worker_id, reporter, message) -> None:
+    """Put the job back in the queue state after an infrastructure failure."""
+    timings = reporter.finish()
+    with transaction(ctx.sessions) as session:
+        row = session.get(JobRow, job.id, populate_existing=True)
+        if row is not None and row.lease_owner == worker_id:
+            row.state = "queued"
+            row.lease_owner = None
+            row.lease_expires_at = None
+            row.stage_timings = timings
+            row.error_code = "retrying"
+            row.error_message = f"attempt {row.attempts} of {row.max_attempts} failed: {message}; retrying"
+
+
+def reap_expired_leases(ctx: ServiceContext, requeue: Callable[[JobRow], None]) -> int:
+    """Jobs whose worker died (lease expired while running): queue them again, or fail them
+    once attempts are used up. Returns how many were handled."""
+    now = utcnow()
+    handled = 0
+    with transaction(ctx.sessions) as session:
+        stale = session.scalars(select(JobRow).where(JobRow.state == "running", JobRow.lease_expires_at < now)
+                                .with_for_update(skip_locked=True)).all()
+        to_requeue = []
+        for job in stale:
+            handled += 1
+            if job.cancel_requested:
+                finish_job(session, job, "cancelled", "cancelled", "cancelled (its worker was lost)")
+            elif job.attempts >= job.max_attempts:
+                finish_job(session, job, "failed", "worker_lost",
+                           f"its worker was lost on attempt {job.attempts} of {job.max_attempts}")
+            else:
+                job.state, job.lease_owner, job.lease_expires_at = "queued", None, None
+                job.error_code, job.error_message = "retrying", f"worker lost on attempt {job.attempts}; retrying"
+                to_requeue.append(job)
+    for job in to_requeue:
+        requeue(job)
+    return handled
