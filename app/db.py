@@ -1,8 +1,9 @@
 """Database engine and sessions (SQLAlchemy 2).
 
-SQLite is the embedded default: WAL journal, a busy timeout, foreign keys on, and every
-transaction started with ``BEGIN IMMEDIATE`` so two processes (API and worker) never
-deadlock upgrading a read lock to a write lock. PostgreSQL is used as is.
+SQLite is the embedded default: WAL journal (readers never block the writer), a busy
+timeout, foreign keys on, and write transactions (:func:`transaction`) started with
+``BEGIN IMMEDIATE`` so two processes (API and worker) never deadlock upgrading a read lock
+to a write lock; plain reads use a deferred ``BEGIN``. PostgreSQL is used as is.
 """
 from __future__ import annotations
 
@@ -39,6 +40,9 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
+_IMMEDIATE = "sqlite_begin_immediate"
+
+
 def make_engine(url: str) -> Engine:
     """Create an engine for ``url`` with the per-dialect settings described above."""
     if url.startswith("sqlite"):
@@ -61,7 +65,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        immediate = connection.get_execution_options().get(_IMMEDIATE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -70,6 +75,8 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 @contextlib.contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session whose work is committed on success and rolled back on any exception."""
+    """A write session: committed on success, rolled back on any exception (on SQLite it
+    takes the write lock up front)."""
     with factory() as session, session.begin():
+        session.connection(execution_options={_IMMEDIATE: True})
         yield session

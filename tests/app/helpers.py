@@ -1,0 +1,30 @@
+"""Helpers for API tests: upload a corpus, run a job with the real job logic in-process."""
+from __future__ import annotations
+
+from workers.handlers import HANDLERS
+from workers.jobs import run_job
+
+WORDS_DOCS = [
+    "apple banana cherry apple banana grape", "dog cat mouse dog cat horse",
+    "apple cherry banana fruit grape", "cat dog pet mouse horse",
+] * 10
+
+
+def upload(client, docs=WORDS_DOCS, **params):
+    response = client.post("/v1/corpora", json=docs, params=params)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def run_now(ctx, job_id: str, worker: str = "test-worker"):
+    """Run a queued job through workers.jobs.run_job (the code a Celery task calls)."""
+    return run_job(ctx, job_id, worker, HANDLERS)
+
+
+def fit_now(ctx, client, corpus_id: str, n_topics: int = 2, **body):
+    response = client.post("/v1/models", json={"corpus_id": corpus_id, "n_topics": n_topics, **body})
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    outcome = run_now(ctx, accepted["job"]["id"])
+    assert outcome.state == "succeeded", client.get(f"/v1/jobs/{accepted['job']['id']}").json()
+    return accepted["model_id"], accepted["job"]["id"]
