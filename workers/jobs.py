@@ -149,12 +149,13 @@ def backoff_s(ctx: ServiceContext, attempt: int) -> float:
     return min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2 ** max(attempt - 1, 0))
 
 
-def run_job(ctx: ServiceContext, job_id: str, worker_id: str, handlers: dict[str, Handler]) -> Outcome:
+def run_job(ctx: ServiceContext, job_id: str, worker_id: str, handlers: dict[str, Handler], *,
+            clock: Callable[[], float] = time.monotonic) -> Outcome:
     """Run job ``job_id`` with the handler for its kind and record the outcome."""
     job, outcome = acquire_lease(ctx, job_id, worker_id)
     if job is None:
         return outcome
-    reporter = ProgressReporter(ctx, job, worker_id)
+    reporter = ProgressReporter(ctx, job, worker_id, clock=clock)
     try:
         handler = handlers[job.kind]
         handler(ctx, job, reporter)

@@ -1,0 +1,176 @@
+"""workers.jobs: leases, redelivery, retries with backoff, attempt caps, reaper, progress."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from app.db import transaction, utcnow
+from app.tables import JobRow
+from tests.app.helpers import upload
+from workers.jobs import ProgressReporter, acquire_lease, backoff_s, reap_expired_leases, run_job
+
+
+def _queued_fit(client) -> str:
+    corpus = upload(client)
+    response = client.post("/v1/models", json={"corpus_id": corpus["id"], "n_topics": 2})
+    return response.json()["job"]["id"]
+
+
+def _job(ctx, job_id) -> JobRow:
+    with ctx.sessions() as session:
+        return session.get(JobRow, job_id)
+
+
+def test_a_redelivered_task_never_runs_a_running_job_twice(client, ctx):
+    job_id = _queued_fit(client)
+    runs, inner = [], []
+
+    def handler(ctx_, job, progress):
+        runs.append(job.id)
+        inner.append(run_job(ctx, job_id, "worker-b", {"fit": handler}))  # the duplicate delivery
+
+    outcome = run_job(ctx, job_id, "worker-a", {"fit": handler})
+    assert outcome.state == "succeeded" and runs == [job_id]
+    duplicate = inner[0]
+    assert duplicate.state == "busy"
+    limit = _job(ctx, job_id).hard_time_limit_s
+    assert limit < duplicate.retry_in <= limit + 62  # look again once the lease has expired
+    assert run_job(ctx, job_id, "worker-b", {"fit": handler}).state == "skipped"  # finished: nothing to do
+    assert _job(ctx, job_id).attempts == 1
+
+
+def test_infrastructure_failures_retry_with_backoff_up_to_the_cap(client, ctx):
+    job_id = _queued_fit(client)
+
+    def flaky(ctx_, job, progress):
+        raise OSError("disk unavailable")
+
+    first = run_job(ctx, job_id, "w", {"fit": flaky})
+    assert first.state == "queued" and first.retry_in == backoff_s(ctx, 1)
+    job = _job(ctx, job_id)
+    assert job.state == "queued" and job.lease_owner is None and job.attempts == 1
+    assert job.error_message == "attempt 1 of 3 failed: OSError: disk unavailable; retrying"
+    second = run_job(ctx, job_id, "w", {"fit": flaky})
+    assert second.retry_in == backoff_s(ctx, 2) == 2 * backoff_s(ctx, 1)
+    third = run_job(ctx, job_id, "w", {"fit": flaky})
+    assert third.state == "failed" and third.retry_in is None
+    job = _job(ctx, job_id)
+    assert job.state == "failed" and job.attempts == 3 and job.error_code == "infrastructure"
+    assert "failed after 3 attempt(s): OSError: disk unavailable" == job.error_message
+    assert run_job(ctx, job_id, "w", {"fit": flaky}).state == "skipped"
+
+
+def test_bad_input_is_never_retried(client, ctx):
+    job_id = _queued_fit(client)
+
+    def bad(ctx_, job, progress):
+        raise ValueError("document 7: negative count")
+
+    assert run_job(ctx, job_id, "w", {"fit": bad}).state == "failed"
+    job = _job(ctx, job_id)
+    assert job.attempts == 1 and job.error_code == "invalid_input" and job.error_message == "document 7: negative count"
+
+
+def test_backoff_is_capped(ctx_factory):
+    ctx = ctx_factory(retry_backoff_s=10, retry_backoff_max_s=35)
+    assert [backoff_s(ctx, a) for a in (1, 2, 3, 4, 10)] == [10, 20, 35, 35, 35]
+
+
+def test_an_expired_lease_can_be_taken_over(client, ctx):
+    job_id = _queued_fit(client)
+    job, _ = acquire_lease(ctx, job_id, "dead-worker")
+    assert job.lease_owner == "dead-worker"
+    assert acquire_lease(ctx, job_id, "other")[1].state == "busy"
+    with transaction(ctx.sessions) as session:
+        session.get(JobRow, job_id).lease_expires_at = utcnow() - timedelta(seconds=1)
+    taken, outcome = acquire_lease(ctx, job_id, "other")
+    assert outcome is None and taken.lease_owner == "other" and taken.attempts == 2
+
+
+def test_the_old_owner_stops_when_its_lease_was_taken(client, ctx):
+    job_id = _queued_fit(client)
+
+    def handler(ctx_, job, progress):
+        with transaction(ctx.sessions) as session:  # someone else took over meanwhile
+            session.get(JobRow, job_id).lease_owner = "thief"
+        progress("moments", 1, 2)
+
+    assert run_job(ctx, job_id, "w", {"fit": handler}).state == "skipped"
+    job = _job(ctx, job_id)
+    assert job.state == "running" and job.lease_owner == "thief"
+
+
+def test_reaper_requeues_or_fails_jobs_of_lost_workers(client, ctx):
+    ids = [_queued_fit(client) for _ in range(3)]
+    for job_id in ids:
+        acquire_lease(ctx, job_id, "lost")
+    with transaction(ctx.sessions) as session:
+        for job_id in ids:
+            session.get(JobRow, job_id).lease_expires_at = utcnow() - timedelta(seconds=5)
+        session.get(JobRow, ids[1]).attempts = 3
+        session.get(JobRow, ids[2]).cancel_requested = True
+    requeued = []
+    assert reap_expired_leases(ctx, lambda job: requeued.append(job.id)) >= 3
+    assert ids[0] in requeued and ids[1] not in requeued and ids[2] not in requeued
+    states = {job_id: _job(ctx, job_id) for job_id in ids}
+    assert states[ids[0]].state == "queued" and "worker lost" in states[ids[0]].error_message
+    assert states[ids[1]].state == "failed" and states[ids[1]].error_code == "worker_lost"
+    assert states[ids[2]].state == "cancelled"
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_progress_is_throttled_and_timed_per_stage(client, ctx_factory):
+    ctx = ctx_factory(progress_interval_s=10.0)
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    with TestClient(create_app(context=ctx, migrate=False)) as api:
+        job_id = _queued_fit(api)
+    job, _ = acquire_lease(ctx, job_id, "w")
+    clock = FakeClock()
+    reporter = ProgressReporter(ctx, job, "w", clock=clock)
+    reporter("moments", 0, 100)
+    for done in range(1, 50):
+        clock.now += 0.1
+        reporter("moments", done, 100)
+    assert _job(ctx, job_id).stage_done == 0  # throttled: only the stage change was written
+    clock.now += 10.0
+    reporter("moments", 60, 100)
+    assert _job(ctx, job_id).stage_done == 60
+    reporter("moments", 100, 100)  # a stage's end is always written
+    clock.now += 2.0
+    reporter("whitening", 1, 3)
+    job = _job(ctx, job_id)
+    assert (job.stage, job.stage_done, job.stage_total) == ("whitening", 1, 3)
+    assert job.stage_timings == {"moments": pytest.approx(16.9)}
+    clock.now += 1.5
+    assert reporter.finish() == {"moments": pytest.approx(16.9), "whitening": pytest.approx(1.5)}
+
+
+def test_soft_time_limit_stops_the_job(client, ctx_factory):
+    ctx = ctx_factory(job_soft_time_limit_s=5, job_hard_time_limit_s=10)
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    with TestClient(create_app(context=ctx, migrate=False)) as api:
+        job_id = _queued_fit(api)
+    clock = FakeClock()
+
+    def slow(ctx_, job, progress):
+        progress("tensor", 1, 10)
+        clock.now = 6.0
+        progress("tensor", 2, 10)
+
+    assert run_job(ctx, job_id, "w", {"fit": slow}, clock=clock).state == "failed"
+    job = _job(ctx, job_id)
+    assert job.error_code == "time_limit" and "soft time limit of 5 s" in job.error_message
