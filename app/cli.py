@@ -102,9 +102,15 @@ def _serve(args) -> int:
     ctx.close()
     env = dict(os.environ, DATA_DIR=str(settings.data_dir.resolve()))
     worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env)
+    # uvicorn re-raises the signal that stopped it once it is done; with these handlers that
+    # re-raise is harmless, so the worker below is always stopped too.
+    stop_signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in stop_signals}
     try:
         _run_api(settings, args.host, args.port)
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if worker.poll() is None:
             worker.send_signal(signal.SIGTERM)
             try:
