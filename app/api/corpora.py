@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from app.api.deps import Context, SessionDep, Tenant, error_responses
+from app.api.deps import MAX_OFFSET, Context, SessionDep, Tenant, error_responses
 from app.api.presenters import corpus_public, job_public
 from app.broker import INGEST_TASK
 from app.corpora import (corpus_vocabulary, delete_corpus_row, get_corpus, ingest_staged, list_corpora,
@@ -43,6 +43,28 @@ than `INLINE_INGEST_MAX_BYTES` are ingested by a worker (202 with a job to poll)
 """
 
 
+_DOCUMENTS_SCHEMA = {"type": "array", "items": {"oneOf": [
+    {"type": "string"},
+    {"type": "object", "properties": {"id": {"type": "string"}, "text": {"type": "string"},
+                                      "metadata": {"type": "object"}}, "required": ["text"]}]}}
+_UPLOAD_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"oneOf": [_DOCUMENTS_SCHEMA, {
+        "type": "object", "required": ["documents"],
+        "properties": {"documents": _DOCUMENTS_SCHEMA, "options": {"type": "object"}, "name": {"type": "string"},
+                       "format": {"type": "string"}, "text_column": {"type": "string"},
+                       "id_column": {"type": "string"}}}]}},
+    "application/x-ndjson": {"schema": {"type": "string", "format": "binary"}},
+    "text/plain": {"schema": {"type": "string", "format": "binary"}},
+    "text/csv": {"schema": {"type": "string", "format": "binary"}},
+    "application/zip": {"schema": {"type": "string", "format": "binary"}},
+    "application/gzip": {"schema": {"type": "string", "format": "binary"}},
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+        "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        "options": {"type": "string", "description": "TextOptions as JSON"}, "format": {"type": "string"},
+        "text_column": {"type": "string"}, "id_column": {"type": "string"}, "name": {"type": "string"}}}},
+}}}
+
+
 def _safe_filename(name: str | None, fallback: str) -> str:
     base = Path(name or "").name
     return base if base and re.fullmatch(r"[\w.\- ]{1,200}", base) else fallback
@@ -67,7 +89,7 @@ def _unwrap_envelope(path: Path) -> dict | None:
     return value
 
 
-@router.post("", status_code=201, response_model=CorpusPublic, description=_UPLOAD_DOC,
+@router.post("", status_code=201, response_model=CorpusPublic, description=_UPLOAD_DOC, openapi_extra=_UPLOAD_BODY,
              responses={202: {"model": CorpusAccepted, "description": "Ingestion queued"},
                         **error_responses(413, 422, 503)},
              summary="Upload a corpus")
@@ -139,7 +161,7 @@ async def upload(request: Request, response: Response, ctx: Context, tenant: Ten
 
 
 @router.get("", response_model=CorpusList, summary="List corpora, newest first")
-def list_all(session: SessionDep, tenant: Tenant, offset: int = Query(0, ge=0),
+def list_all(session: SessionDep, tenant: Tenant, offset: int = Query(0, ge=0, le=MAX_OFFSET),
              limit: int = Query(50, ge=1, le=500)) -> CorpusList:
     return CorpusList(corpora=[corpus_public(r) for r in list_corpora(session, tenant, offset, limit)])
 
@@ -153,7 +175,7 @@ def read(corpus_id: str, session: SessionDep, tenant: Tenant) -> CorpusPublic:
 @router.get("/{corpus_id}/vocabulary", response_model=Vocabulary, responses=error_responses(404),
             summary="The corpus vocabulary (term index order), paged")
 def vocabulary(corpus_id: str, ctx: Context, session: SessionDep, tenant: Tenant,
-               offset: int = Query(0, ge=0), limit: int = Query(1000, ge=1, le=100_000)) -> Vocabulary:
+               offset: int = Query(0, ge=0, le=MAX_OFFSET), limit: int = Query(1000, ge=1, le=100_000)) -> Vocabulary:
     row = get_corpus(session, tenant, corpus_id)
     words = corpus_vocabulary(ctx, row)
     return Vocabulary(corpus_id=corpus_id, offset=offset, total=len(words), words=words[offset : offset + limit])

@@ -28,6 +28,8 @@ def get_tenant(ctx: Context) -> str:
     return ctx.settings.default_tenant
 
 
+MAX_OFFSET = 2**31 - 1  # paging offsets are bound to SQL integers
+
 SessionDep = Annotated[Session, Depends(get_session)]
 Tenant = Annotated[str, Depends(get_tenant)]
 

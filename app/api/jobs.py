@@ -5,7 +5,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import Context, SessionDep, Tenant, error_responses
+from app.api.deps import MAX_OFFSET, Context, SessionDep, Tenant, error_responses
 from app.api.presenters import job_public
 from app.jobs import cancel_job, get_job, list_jobs
 from app.schemas import JobList, JobPublic
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 def list_all(session: SessionDep, tenant: Tenant,
              state: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
              kind: Literal["ingest", "fit"] | None = None,
-             offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)) -> JobList:
+             offset: int = Query(0, ge=0, le=MAX_OFFSET), limit: int = Query(50, ge=1, le=500)) -> JobList:
     return JobList(jobs=[job_public(j) for j in list_jobs(session, tenant, state=state, kind=kind,
                                                            offset=offset, limit=limit)])
 

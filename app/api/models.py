@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from app import topic_models
-from app.api.deps import Context, SessionDep, Tenant, error_responses
+from app.api.deps import MAX_OFFSET, Context, SessionDep, Tenant, error_responses
 from app.api.presenters import job_public, model_public
 from app.schemas import (DocumentsPublic, InferRequest, InferResponse, ModelAccepted, ModelCreate, ModelList,
                          ModelPublic, TopicsPublic)
@@ -29,7 +29,7 @@ def create(request: ModelCreate, ctx: Context, tenant: Tenant,
 
 @router.get("", response_model=ModelList, summary="List models, newest first")
 def list_all(session: SessionDep, tenant: Tenant, corpus_id: str | None = None,
-             offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)) -> ModelList:
+             offset: int = Query(0, ge=0, le=MAX_OFFSET), limit: int = Query(50, ge=1, le=500)) -> ModelList:
     return ModelList(models=[model_public(r) for r in topic_models.list_models(session, tenant, corpus_id,
                                                                                 offset, limit)])
 
@@ -51,7 +51,7 @@ def topics(model_id: str, ctx: Context, session: SessionDep, tenant: Tenant,
 @router.get("/{model_id}/documents", response_model=DocumentsPublic, responses=error_responses(404, 409),
             summary="Topic mixtures of the training documents, by document id")
 def documents(model_id: str, ctx: Context, session: SessionDep, tenant: Tenant,
-              offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=10_000)) -> DocumentsPublic:
+              offset: int = Query(0, ge=0, le=MAX_OFFSET), limit: int = Query(100, ge=1, le=10_000)) -> DocumentsPublic:
     row = topic_models.ready_model(session, tenant, model_id)
     total, docs = topic_models.documents(ctx, row, offset, limit)
     return DocumentsPublic(model_id=model_id, offset=offset, limit=limit, total=total, documents=docs)
