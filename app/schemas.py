@@ -81,6 +81,9 @@ class ModelCreate(BaseModel):
     n_topics: int | Literal["auto"] = Field(description="Number of topics, or 'auto'.")
     alpha0: float | Literal["auto"] = Field(default=1.0, description="Dirichlet concentration sum(alpha) > 0, or 'auto'.")
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    heldout_fraction: float = Field(default=0.1, ge=0.0, le=0.5, description=(
+        "Share of documents held out of the fit to measure quality (NPMI, held-out likelihood); "
+        "0 fits on every document and skips the measures."))
     options: dict[str, Any] = Field(default_factory=dict, description="Extra estimator options.")
 
 

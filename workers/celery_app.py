@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 from celery import Celery
+from sqlalchemy.exc import OperationalError
 
 from app.broker import FIT_TASK, INGEST_TASK, enqueue, make_celery
 from app.context import ServiceContext
@@ -30,11 +31,17 @@ def create_worker_app(ctx: ServiceContext, handlers: dict | None = None) -> Cele
         if outcome.retry_in is not None:
             raise task.retry(countdown=outcome.retry_in, max_retries=None)
 
-    @celery.task(name=FIT_TASK, bind=True, acks_late=True, ignore_result=True)
+    # run_job records every outcome in the job row; only a database outage escapes it, and
+    # then the task itself is retried with backoff (the lease keeps it from running twice).
+    task_options = dict(bind=True, acks_late=True, ignore_result=True, autoretry_for=(OperationalError,),
+                        retry_backoff=ctx.settings.retry_backoff_s or True,
+                        retry_backoff_max=ctx.settings.retry_backoff_max_s, max_retries=10)
+
+    @celery.task(name=FIT_TASK, **task_options)
     def fit_model(self, job_id: str) -> None:
         _run(self, job_id)
 
-    @celery.task(name=INGEST_TASK, bind=True, acks_late=True, ignore_result=True)
+    @celery.task(name=INGEST_TASK, **task_options)
     def ingest_corpus(self, job_id: str) -> None:
         _run(self, job_id)
 

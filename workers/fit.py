@@ -31,6 +31,25 @@ def _as_list(values) -> list[float] | None:
     return [float(v) for v in np.asarray(values).ravel()]
 
 
+def _split(counts, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train_rows, heldout_rows); nothing is held out when ``fraction`` is 0."""
+    if fraction <= 0:
+        return np.arange(counts.shape[0]), np.zeros(0, dtype=np.int64)
+    from gpu.quality import split_heldout
+
+    return split_heldout(counts, fraction, seed=seed)
+
+
+def _quality(topic_word, alpha, train, heldout, seed: int, vocabulary: list[str]) -> dict[str, Any]:
+    """The shared evaluation (gpu.quality), with each topic's top words spelled out."""
+    from gpu.quality import evaluate_model
+
+    quality = evaluate_model(topic_word, alpha, train, heldout, seed=seed)
+    for topic in quality.get("topics", []):
+        topic["top_words"] = [vocabulary[i] for i in topic["top_words"]]
+    return quality
+
+
 def run_fit(ctx: ServiceContext, job: JobRow, progress: Progress,
             make_estimator: EstimatorFactory = _default_estimator) -> None:
     """Fit the model of ``job`` and record it; ValueError for bad input."""
@@ -54,13 +73,21 @@ def run_fit(ctx: ServiceContext, job: JobRow, progress: Progress,
                                    seed=int(params.get("seed", 0)), progress=progress, **options)
     except TypeError as exc:
         raise ValueError(f"invalid estimator options {sorted(options)}: {exc}") from exc
-    estimator.fit(corpus.counts)
+    counts = corpus.counts
+    seed = int(params.get("seed", 0))
+    train_rows, heldout_rows = _split(counts, float(params.get("heldout_fraction", 0.0)), seed)
+    estimator.fit(counts[train_rows] if heldout_rows.size else counts)
     progress("doc_topic", 0, 1)
-    doc_topic = np.asarray(estimator.transform(corpus.counts))
+    doc_topic = np.asarray(estimator.transform(counts))
     progress("doc_topic", 1, 1)
 
     topic_word = np.asarray(estimator.topic_word_, dtype=np.float64)
     alpha = np.asarray(estimator.alpha_, dtype=np.float64)
+    quality = None
+    if heldout_rows.size:
+        progress("quality", 0, 1)
+        quality = _quality(topic_word, alpha, counts[train_rows], counts[heldout_rows], seed, corpus.vocabulary)
+        progress("quality", 1, 1)
     result = {
         "n_topics": int(topic_word.shape[0]),
         "alpha0": float(alpha.sum()),
@@ -70,7 +97,7 @@ def run_fit(ctx: ServiceContext, job: JobRow, progress: Progress,
         "tensor_eigenvalues": _as_list(getattr(estimator, "tensor_eigenvalues_", None)),
         "timings": {k: float(v) for k, v in (getattr(estimator, "timings_", None) or {}).items()},
         "diagnostics": getattr(estimator, "diagnostics_", None) or {},
-        "quality": None,
+        "quality": quality,
     }
     progress("saving", 0, 1)
     final = ctx.layout.model_dir(model.id)

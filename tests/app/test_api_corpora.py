@@ -53,6 +53,17 @@ def test_multipart_file_with_form_options(client):
     assert "dog" not in words and "apple" in words
 
 
+def test_csv_body_with_named_columns(client):
+    rows = "key,body\n" + "\n".join(f"r{i},{text}" for i, text in enumerate(WORDS_DOCS))
+    response = client.post("/v1/corpora", content=rows.encode(), headers={"content-type": "text/csv"},
+                           params={"text_column": "body", "id_column": "key"})
+    assert response.status_code == 201, response.text
+    assert response.json()["n_documents"] == 40
+    missing = client.post("/v1/corpora", content=rows.encode(), headers={"content-type": "text/csv"},
+                          params={"text_column": "text"})
+    assert missing.status_code == 422 and "text" in missing.json()["error"]["message"]
+
+
 def test_zip_archive_body(client):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:

@@ -20,7 +20,8 @@ def test_submit_returns_202_location_and_a_queued_job(client):
     assert body["job"]["model_id"] == body["model_id"]
     model = client.get(f"/v1/models/{body['model_id']}").json()
     assert model["status"] == "pending"
-    assert model["params"] == {"corpus_id": corpus["id"], "n_topics": 2, "alpha0": 0.5, "seed": 3, "options": {}}
+    assert model["params"] == {"corpus_id": corpus["id"], "n_topics": 2, "alpha0": 0.5, "seed": 3,
+                               "heldout_fraction": 0.1, "options": {}}
     response = client.get(f"/v1/models/{body['model_id']}/topics")
     assert response.status_code == 409 and response.json()["error"]["code"] == "model_not_ready"
 
@@ -52,7 +53,7 @@ def test_request_errors(client):
         assert error["code"] == "n_topics_out_of_range"
         assert "allowed 2..9" in error["message"] and f"n_topics={n_topics}" in error["message"]
     for bad in ({"n_topics": "many"}, {"n_topics": 2, "alpha0": -1}, {"n_topics": 2, "seed": -5},
-                {"n_topics": 2, "unknown": 1}):
+                {"n_topics": 2, "unknown": 1}, {"n_topics": 2, "heldout_fraction": 0.9}):
         response = client.post("/v1/models", json={"corpus_id": corpus["id"], **bad})
         assert response.status_code == 422, bad
         assert response.json()["error"]["message"]
@@ -79,6 +80,11 @@ def test_fitted_model_serves_results(client, ctx):
     assert model["n_dropped_docs"] == 0
     assert len(model["m2_eigenvalues"]) >= 2 and len(model["tensor_eigenvalues"]) == 2
     assert set(model["timings"]) and isinstance(model["diagnostics"], dict)
+    quality = model["quality"]
+    assert quality["n_heldout_docs"] == 4 and quality["n_train_docs"] == 36
+    assert -1 <= quality["npmi_mean"] <= 1 and quality["heldout_loglik"] < 0
+    assert {w for t in quality["topics"] for w in t["top_words"]} <= set(
+        client.get(f"/v1/corpora/{corpus['id']}/vocabulary").json()["words"])
 
     job = client.get(f"/v1/jobs/{job_id}").json()
     assert job["state"] == "succeeded" and job["attempts"] == 1 and job["progress"]["percent"] == 100.0
