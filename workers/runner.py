@@ -37,12 +37,17 @@ def run_worker(settings: Settings, *, queues: list[str] | None = None, pool: str
 
     worker_process_init.connect(_after_fork, weak=False)
     gpu = settings.gpu_queue in queues and probe_gpu()
+    concurrency = concurrency or settings.worker_concurrency
+    pool = pool or settings.worker_pool
+    if gpu and pool != "solo" and concurrency > 1:
+        log.warning("a GPU worker runs one job at a time per device: concurrency %d -> 1", concurrency)
+        concurrency = 1
     heartbeat = Heartbeat(ctx, worker_id(), queues, gpu, requeue=lambda job: requeue_job(ctx, celery, job))
     heartbeat.start()
     log.info("worker %s consuming %s (gpu=%s)", worker_id(), queues, gpu)
     try:
         worker = celery.Worker(
-            queues=queues, pool=pool or settings.worker_pool, concurrency=concurrency or settings.worker_concurrency,
+            queues=queues, pool=pool, concurrency=concurrency,
             loglevel=loglevel, hostname=f"spectral-{os.getpid()}@{socket.gethostname()}",
             without_mingle=True, without_gossip=True,
         )
