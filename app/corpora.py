@@ -11,6 +11,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -21,21 +22,33 @@ from app.ingest import FORMATS, IngestLimits, TextOptions, delete_corpus, ingest
 from app.storage import remove_path
 from app.tables import CorpusRow, ModelRow
 
-MANIFEST = "manifest.json"
+MANIFEST = "manifest.json"  # the UploadRequest
+FILES = "files.json"  # original names of the staged files 0, 1, ...
 
 
-def parse_upload_request(*, fmt: str | None, options: dict[str, Any] | None, text_column: str | None,
-                         id_column: str | None, name: str | None) -> dict[str, Any]:
-    """Validate what the client asked for; ValueError names the bad parameter."""
-    if fmt is not None and fmt not in FORMATS:
-        raise ValueError(f"format={fmt!r} is not supported; use one of {', '.join(FORMATS)}")
-    if options is not None and not isinstance(options, dict):
-        raise ValueError(f"options must be a JSON object, got {type(options).__name__}")
-    text_options = TextOptions.model_validate(options or {})
-    if name is not None and len(name) > 255:
-        raise ValueError(f"name is {len(name)} characters long; at most 255 are allowed")
-    return {"format": fmt, "options": text_options.model_dump(mode="json"), "text_column": text_column or "text",
-            "id_column": id_column, "name": name}
+class UploadRequest(BaseModel):
+    """What the client asked for with an upload (query, form fields or JSON envelope)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: str | None = None
+    text_column: str = Field(default="text", min_length=1, max_length=255)
+    id_column: str | None = Field(default=None, min_length=1, max_length=255)
+    name: str | None = Field(default=None, max_length=255)
+    options: TextOptions = Field(default_factory=TextOptions)
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str | None) -> str | None:
+        if value is not None and value not in FORMATS:
+            raise ValueError(f"format={value!r} is not supported; use one of {', '.join(FORMATS)}")
+        return value
+
+
+def parse_upload_request(fields: dict[str, Any]) -> dict[str, Any]:
+    """Validate the upload parameters (unset ones take defaults); ValueError names the bad one."""
+    request = UploadRequest.model_validate({k: v for k, v in fields.items() if v is not None})
+    return request.model_dump(mode="json")
 
 
 def parse_options_json(raw: str | None, where: str) -> dict[str, Any] | None:
@@ -55,11 +68,12 @@ def staging_dir(ctx: ServiceContext, upload_id: str) -> Path:
 
 
 def write_manifest(folder: Path, files: list[str], request: dict[str, Any]) -> None:
-    (folder / MANIFEST).write_text(json.dumps({"files": files, **request}), encoding="utf-8")
+    (folder / FILES).write_text(json.dumps(files), encoding="utf-8")
+    (folder / MANIFEST).write_text(json.dumps(request), encoding="utf-8")
 
 
 def staged_size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.iterdir() if p.name != MANIFEST)
+    return sum(p.stat().st_size for p in folder.iterdir() if p.name not in (MANIFEST, FILES))
 
 
 def ingest_staged(ctx: ServiceContext, upload_id: str, corpus_id: str, tenant_id: str,
@@ -78,24 +92,25 @@ def ingest_staged(ctx: ServiceContext, upload_id: str, corpus_id: str, tenant_id
     folder = staging_dir(ctx, upload_id)
     if not (folder / MANIFEST).is_file():
         raise ValueError(f"upload {upload_id!r} is missing (already processed or removed)")
-    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    manifest = UploadRequest.model_validate_json((folder / MANIFEST).read_text(encoding="utf-8"))
+    with open(folder / FILES, encoding="utf-8") as fh:
+        files = json.load(fh)
     dest = ctx.layout.corpus_dir(corpus_id)
     remove_path(dest)
     try:
         with ExitStack() as stack:
-            sources = [(name, stack.enter_context(open(folder / f"{i}", "rb")))
-                       for i, name in enumerate(manifest["files"])]
+            sources = [(name, stack.enter_context(open(folder / f"{i}", "rb"))) for i, name in enumerate(files)]
             info = ingest(
-                sources, dest, tmp_root=ctx.layout.tmp, fmt=manifest["format"],
-                options=TextOptions.model_validate(manifest["options"]), limits=IngestLimits(),
-                text_column=manifest["text_column"], id_column=manifest["id_column"], progress=progress,
+                sources, dest, tmp_root=ctx.layout.tmp, fmt=manifest.format, options=manifest.options,
+                limits=IngestLimits(), text_column=manifest.text_column, id_column=manifest.id_column,
+                progress=progress,
             )
     except ValueError:
         remove_path(folder)
         raise
     stats = dict(info.stats)
     row = CorpusRow(
-        id=corpus_id, tenant_id=tenant_id, name=manifest.get("name"), checksum=info.checksum,
+        id=corpus_id, tenant_id=tenant_id, name=manifest.name, checksum=info.checksum,
         n_documents=int(stats.get("n_documents", 0)), vocabulary_size=int(stats.get("vocabulary_size", 0)),
         stats=stats, options=info.options.model_dump(mode="json"),
     )

@@ -77,7 +77,12 @@ async def _stream_body(request: Request, target: Path) -> None:
 
 
 def _unwrap_envelope(path: Path) -> dict | None:
-    """If the JSON file is ``{"documents": [...], ...}``, rewrite it as the list; return the rest."""
+    """If the JSON body is an object ``{"documents": [...], ...}`` (a corpus is never a bare
+    object), rewrite the file as the list and return the other fields."""
+    with open(path, "rb") as fh:
+        head = fh.read(64).lstrip()
+    if not head.startswith(b"{"):
+        return None
     try:
         with open(path, "rb") as fh:
             value = json.load(fh)
@@ -129,17 +134,12 @@ async def upload(request: Request, response: Response, ctx: Context, tenant: Ten
             await _stream_body(request, folder / "0")
             if (folder / "0").stat().st_size == 0:
                 raise ValueError("the request body is empty: send the documents")
-            if content_type == "application/json" and (folder / "0").stat().st_size <= ctx.settings.inline_ingest_max_bytes:
+            if content_type == "application/json":
                 envelope = await run_in_threadpool(_unwrap_envelope, folder / "0")
                 if envelope is not None:
-                    if "options" in envelope:
-                        option_values = envelope["options"]
-                    for key in fields:
-                        if envelope.get(key) is not None:
-                            fields[key] = envelope[key]
-        manifest = parse_upload_request(fmt=fields["format"], options=option_values,
-                                        text_column=fields["text_column"], id_column=fields["id_column"],
-                                        name=fields["name"])
+                    option_values = envelope.pop("options", option_values)
+                    fields.update(envelope)
+        manifest = parse_upload_request({**fields, "options": option_values})
         write_manifest(folder, files, manifest)
         corpus_id = new_id()
         if staged_size(folder) <= ctx.settings.inline_ingest_max_bytes:

@@ -83,7 +83,7 @@ def test_large_upload_is_ingested_by_a_worker_job(ctx_factory):
 
     ctx = ctx_factory(inline_ingest_max_bytes=100)
     with TestClient(create_app(context=ctx, migrate=False)) as client:
-        response = client.post("/v1/corpora", json=WORDS_DOCS)
+        response = client.post("/v1/corpora", json={"documents": WORDS_DOCS, "options": {"min_df": 15}})
         assert response.status_code == 202, response.text
         body = response.json()
         assert response.headers["location"] == f"/v1/jobs/{body['job']['id']}"
@@ -94,6 +94,7 @@ def test_large_upload_is_ingested_by_a_worker_job(ctx_factory):
         assert job["state"] == "succeeded" and job["progress"]["percent"] == 100.0
         corpus = client.get(f"/v1/corpora/{body['corpus_id']}").json()
         assert corpus["n_documents"] == 40
+        assert corpus["options"]["min_df"] == 15 and corpus["vocabulary_size"] == 8
         assert list(ctx.settings.uploads_dir.iterdir()) == []  # staged upload removed
 
 
@@ -127,6 +128,9 @@ def test_bad_uploads_are_4xx_with_the_ingestion_message(client, ctx):
         (dict(json=WORDS_DOCS, params={"options": json.dumps({"min_df": 0})}), "min_df"),
         (dict(json=WORDS_DOCS, params={"format": "docx"}), "format='docx'"),
         (dict(content=b"", headers={"content-type": "application/json"}), "empty"),
+        (dict(json={"documents": WORDS_DOCS, "name": 5}), "name"),
+        (dict(json={"documents": WORDS_DOCS, "colour": "red"}), "colour"),
+        (dict(json={"documents": WORDS_DOCS, "options": ["min_df"]}), "options"),
     ]
     for request, expected in cases:
         response = client.post("/v1/corpora", **request)
