@@ -83,6 +83,17 @@ def _settings(args):
     return get_settings(**overrides)
 
 
+def _migrate(settings) -> None:
+    from app.context import build_context
+    from app.migrations import upgrade_database
+
+    ctx = build_context(settings)
+    try:
+        upgrade_database(ctx.engine)
+    finally:
+        ctx.close()
+
+
 def _run_api(settings, host: str, port: int) -> None:
     import uvicorn
 
@@ -94,12 +105,7 @@ def _run_api(settings, host: str, port: int) -> None:
 def _serve(args) -> int:
     """API in this process, a worker in a child process; both stop together."""
     settings = _settings(args)
-    from app.context import build_context
-    from app.migrations import upgrade_database
-
-    ctx = build_context(settings)
-    upgrade_database(ctx.engine)
-    ctx.close()
+    _migrate(settings)
     env = dict(os.environ, DATA_DIR=str(settings.data_dir.resolve()))
     worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env)
     # uvicorn re-raises the signal that stopped it once it is done; with these handlers that
@@ -191,12 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "worker":
         return _worker(args)
     if args.command == "migrate":
-        from app.context import build_context
-        from app.migrations import upgrade_database
-
-        ctx = build_context(_settings(args))
-        upgrade_database(ctx.engine)
-        ctx.close()
+        _migrate(_settings(args))
         return 0
     return _client_command(args)
 

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from app.context import ServiceContext
 from app.db import transaction
-from app.errors import ApiError, not_found
+from app.errors import ApiError
+from app.queries import get_owned
 from app.ingest import FORMATS, IngestLimits, TextOptions, delete_corpus, ingest
 from app.storage import remove_path
 from app.tables import CorpusRow, ModelRow
@@ -125,16 +126,7 @@ def ingest_staged(ctx: ServiceContext, upload_id: str, corpus_id: str, tenant_id
 
 
 def get_corpus(session: Session, tenant_id: str, corpus_id: str) -> CorpusRow:
-    row = session.get(CorpusRow, corpus_id)
-    if row is None or row.tenant_id != tenant_id:
-        raise not_found("corpus", corpus_id)
-    return row
-
-
-def list_corpora(session: Session, tenant_id: str, offset: int, limit: int) -> list[CorpusRow]:
-    query = (select(CorpusRow).where(CorpusRow.tenant_id == tenant_id)
-             .order_by(CorpusRow.created_at.desc(), CorpusRow.id).offset(offset).limit(limit))
-    return list(session.scalars(query))
+    return get_owned(session, CorpusRow, tenant_id, corpus_id, "corpus")
 
 
 def corpus_vocabulary(ctx: ServiceContext, row: CorpusRow) -> list[str]:

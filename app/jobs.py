@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session
 from app.broker import enqueue
 from app.context import ServiceContext
 from app.db import transaction, utcnow
-from app.errors import ApiError, not_found
+from app.errors import ApiError
 from app.ids import new_id
+from app.queries import get_owned
 from app.tables import FINAL_JOB_STATES, JobRow, ModelRow
 
 
@@ -103,21 +104,7 @@ def finish_job(session: Session, job: JobRow, state: str, code: str | None = Non
 
 
 def get_job(session: Session, tenant_id: str, job_id: str) -> JobRow:
-    job = session.get(JobRow, job_id)
-    if job is None or job.tenant_id != tenant_id:
-        raise not_found("job", job_id)
-    return job
-
-
-def list_jobs(session: Session, tenant_id: str, *, state: str | None, kind: str | None,
-              offset: int, limit: int) -> list[JobRow]:
-    query = select(JobRow).where(JobRow.tenant_id == tenant_id)
-    if state:
-        query = query.where(JobRow.state == state)
-    if kind:
-        query = query.where(JobRow.kind == kind)
-    query = query.order_by(JobRow.created_at.desc(), JobRow.id).offset(offset).limit(limit)
-    return list(session.scalars(query))
+    return get_owned(session, JobRow, tenant_id, job_id, "job")
 
 
 def cancel_job(ctx: ServiceContext, tenant_id: str, job_id: str) -> JobRow:

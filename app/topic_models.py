@@ -4,15 +4,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.broker import FIT_TASK
 from app.context import ServiceContext
 from app.corpora import get_corpus
 from app.db import transaction
-from app.errors import ApiError, not_found
+from app.errors import ApiError
 from app.ids import new_id
+from app.queries import get_owned
 from app.ingest import vectorize_texts
 from app.jobs import finish_job, new_job, request_hash, submit
 from app.model_artifacts import export_zip, load_alpha, load_doc_topic, load_topic_word, top_words
@@ -54,10 +54,7 @@ def submit_fit(ctx: ServiceContext, tenant_id: str, request: ModelCreate,
 
 
 def get_model(session: Session, tenant_id: str, model_id: str) -> ModelRow:
-    row = session.get(ModelRow, model_id)
-    if row is None or row.tenant_id != tenant_id:
-        raise not_found("model", model_id)
-    return row
+    return get_owned(session, ModelRow, tenant_id, model_id, "model")
 
 
 def ready_model(session: Session, tenant_id: str, model_id: str) -> ModelRow:
@@ -65,14 +62,6 @@ def ready_model(session: Session, tenant_id: str, model_id: str) -> ModelRow:
     if row.status != "ready":
         raise ApiError(409, "model_not_ready", f"model {model_id!r} is {row.status}, not ready (job {row.job_id})")
     return row
-
-
-def list_models(session: Session, tenant_id: str, corpus_id: str | None, offset: int, limit: int) -> list[ModelRow]:
-    query = select(ModelRow).where(ModelRow.tenant_id == tenant_id)
-    if corpus_id:
-        query = query.where(ModelRow.corpus_id == corpus_id)
-    query = query.order_by(ModelRow.created_at.desc(), ModelRow.id).offset(offset).limit(limit)
-    return list(session.scalars(query))
 
 
 def delete_model(ctx: ServiceContext, tenant_id: str, model_id: str) -> None:

@@ -13,9 +13,11 @@ from starlette.datastructures import UploadFile
 from app.api.deps import MAX_OFFSET, Context, SessionDep, Tenant, error_responses
 from app.api.presenters import corpus_public, job_public
 from app.broker import INGEST_TASK
-from app.corpora import (corpus_vocabulary, delete_corpus_row, get_corpus, ingest_staged, list_corpora,
+from app.corpora import (corpus_vocabulary, delete_corpus_row, get_corpus, ingest_staged,
                          parse_options_json, parse_upload_request, staged_size, staging_dir, write_manifest)
 from app.ids import new_id
+from app.queries import list_owned
+from app.tables import CorpusRow
 from app.jobs import new_job, submit
 from app.schemas import CorpusAccepted, CorpusList, CorpusPublic, Vocabulary
 from app.storage import remove_path
@@ -163,7 +165,8 @@ async def upload(request: Request, response: Response, ctx: Context, tenant: Ten
 @router.get("", response_model=CorpusList, summary="List corpora, newest first")
 def list_all(session: SessionDep, tenant: Tenant, offset: int = Query(0, ge=0, le=MAX_OFFSET),
              limit: int = Query(50, ge=1, le=500)) -> CorpusList:
-    return CorpusList(corpora=[corpus_public(r) for r in list_corpora(session, tenant, offset, limit)])
+    corpora = list_owned(session, CorpusRow, tenant, offset=offset, limit=limit)
+    return CorpusList(corpora=[corpus_public(r) for r in corpora])
 
 
 @router.get("/{corpus_id}", response_model=CorpusPublic, responses=error_responses(404),

@@ -7,8 +7,10 @@ from fastapi import APIRouter, Query
 
 from app.api.deps import MAX_OFFSET, Context, SessionDep, Tenant, error_responses
 from app.api.presenters import job_public
-from app.jobs import cancel_job, get_job, list_jobs
+from app.jobs import cancel_job, get_job
+from app.queries import list_owned
 from app.schemas import JobList, JobPublic
+from app.tables import JobRow
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -18,8 +20,8 @@ def list_all(session: SessionDep, tenant: Tenant,
              state: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
              kind: Literal["ingest", "fit"] | None = None,
              offset: int = Query(0, ge=0, le=MAX_OFFSET), limit: int = Query(50, ge=1, le=500)) -> JobList:
-    return JobList(jobs=[job_public(j) for j in list_jobs(session, tenant, state=state, kind=kind,
-                                                           offset=offset, limit=limit)])
+    jobs = list_owned(session, JobRow, tenant, offset=offset, limit=limit, state=state, kind=kind)
+    return JobList(jobs=[job_public(j) for j in jobs])
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=error_responses(404),

@@ -10,8 +10,10 @@ from starlette.concurrency import run_in_threadpool
 from app import topic_models
 from app.api.deps import MAX_OFFSET, Context, SessionDep, Tenant, error_responses
 from app.api.presenters import job_public, model_public
+from app.queries import list_owned
 from app.schemas import (DocumentsPublic, InferRequest, InferResponse, ModelAccepted, ModelCreate, ModelList,
                          ModelPublic, TopicsPublic)
+from app.tables import ModelRow
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -30,8 +32,8 @@ def create(request: ModelCreate, ctx: Context, tenant: Tenant,
 @router.get("", response_model=ModelList, summary="List models, newest first")
 def list_all(session: SessionDep, tenant: Tenant, corpus_id: str | None = None,
              offset: int = Query(0, ge=0, le=MAX_OFFSET), limit: int = Query(50, ge=1, le=500)) -> ModelList:
-    return ModelList(models=[model_public(r) for r in topic_models.list_models(session, tenant, corpus_id,
-                                                                                offset, limit)])
+    models = list_owned(session, ModelRow, tenant, offset=offset, limit=limit, corpus_id=corpus_id)
+    return ModelList(models=[model_public(r) for r in models])
 
 
 @router.get("/{model_id}", response_model=ModelPublic, responses=error_responses(404),

@@ -24,20 +24,20 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
-def upgrade_database(url_or_engine: str | Engine, revision: str = "head") -> None:
-    """Apply every migration up to ``revision``."""
+def _run(step, url_or_engine: str | Engine, revision: str) -> None:
     engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
     try:
-        command.upgrade(alembic_config(engine), revision)
+        step(alembic_config(engine), revision)
     finally:
         if isinstance(url_or_engine, str):
             engine.dispose()
+
+
+def upgrade_database(url_or_engine: str | Engine, revision: str = "head") -> None:
+    """Apply every migration up to ``revision`` (a URL or an engine)."""
+    _run(command.upgrade, url_or_engine, revision)
 
 
 def downgrade_database(url_or_engine: str | Engine, revision: str = "base") -> None:
-    engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
-    try:
-        command.downgrade(alembic_config(engine), revision)
-    finally:
-        if isinstance(url_or_engine, str):
-            engine.dispose()
+    """Revert migrations down to ``revision``."""
+    _run(command.downgrade, url_or_engine, revision)
