@@ -141,6 +141,8 @@ def _number_or_auto(value: str, cast):
 
 
 def _client_command(args) -> int:
+    import httpx
+
     from app.client import ApiClient, ClientError, print_json, read_texts, topics_table
 
     client = ApiClient(args.url)
@@ -179,7 +181,7 @@ def _client_command(args) -> int:
             print(output)
         elif args.command == "job":
             print_json(client.job(args.job))
-    except (ClientError, ValueError, OSError) as exc:
+    except (ClientError, httpx.HTTPError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
