@@ -40,3 +40,20 @@ def test_read_texts_accepts_json_or_lines(tmp_path):
 def test_client_command_without_server_fails_cleanly(capsys):
     assert main(["topics", "abc", "--url", "http://127.0.0.1:1"]) == 1
     assert "error:" in capsys.readouterr().err
+
+
+def test_compose_commands_are_cli_commands():
+    """docker-compose.yml runs our CLI; every command it uses must parse."""
+    from pathlib import Path
+
+    import yaml
+
+    from app.cli import _parser
+
+    compose = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text())
+    commands = [s["command"] for s in compose["services"].values()
+                if isinstance(s.get("command"), list) and s["command"][0] == "spectral-topics"]
+    assert {c[1] for c in commands} == {"api", "worker"}
+    for command in commands:
+        args = _parser().parse_args(command[1:])
+        assert args.command == command[1]
