@@ -15,7 +15,7 @@ from app.tables import CorpusRow, JobRow, ModelRow
 Progress = Callable[[str, int, int], None]
 EstimatorFactory = Callable[..., Any]
 
-# Options a request may pass to the estimator; everything else is refused by name.
+# Estimator arguments the request sets at top level; ``options`` may not set them again.
 RESERVED_OPTIONS = {"n_topics", "alpha0", "seed", "progress"}
 
 
@@ -68,13 +68,13 @@ def run_fit(ctx: ServiceContext, job: JobRow, progress: Progress,
     if clash:
         raise ValueError(f"options may not set {sorted(clash)}: they are top-level parameters")
     options.setdefault("backend", ctx.settings.fit_backend)
+    seed = int(params.get("seed", 0))
     try:
-        estimator = make_estimator(n_topics=params["n_topics"], alpha0=params.get("alpha0", 1.0),
-                                   seed=int(params.get("seed", 0)), progress=progress, **options)
+        estimator = make_estimator(n_topics=params["n_topics"], alpha0=params.get("alpha0", 1.0), seed=seed,
+                                   progress=progress, **options)
     except TypeError as exc:
         raise ValueError(f"invalid estimator options {sorted(options)}: {exc}") from exc
     counts = corpus.counts
-    seed = int(params.get("seed", 0))
     train_rows, heldout_rows = _split(counts, float(params.get("heldout_fraction", 0.0)), seed)
     estimator.fit(counts[train_rows] if heldout_rows.size else counts)
     progress("doc_topic", 0, 1)
