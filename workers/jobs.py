@@ -216,17 +216,29 @@ def _release(ctx, job, worker_id, reporter, message) -> None:
 
 
 def reap_expired_leases(ctx: ServiceContext, requeue: Callable[[JobRow], None]) -> int:
-    """Jobs whose worker died (lease expired while running): queue them again, or fail them
-    once attempts are used up. Returns how many were handled."""
+    """Recover jobs whose messages may be gone; returns how many were handled.
+
+    * running with an expired lease (its worker died): queued again, or failed once the
+      attempts are used up (cancelled if that was asked for);
+    * waiting for a retry far longer than the longest backoff (the retry message was lost):
+      sent again. A duplicate message is harmless: the lease lets only one run.
+    """
     now = utcnow()
+    overdue = now - timedelta(seconds=ctx.settings.retry_backoff_max_s + 2 * ctx.settings.worker_stale_after_s)
     handled = 0
+    to_requeue = []
     with transaction(ctx.sessions) as session:
-        stale = session.scalars(select(JobRow).where(JobRow.state == "running", JobRow.lease_expires_at < now)
-                                .with_for_update(skip_locked=True)).all()
-        to_requeue = []
+        stale = session.scalars(
+            select(JobRow).where(or_((JobRow.state == "running") & (JobRow.lease_expires_at < now),
+                                     (JobRow.state == "queued") & (JobRow.error_code == "retrying")
+                                     & (JobRow.updated_at < overdue)))
+            .with_for_update(skip_locked=True)).all()
         for job in stale:
             handled += 1
-            if job.cancel_requested:
+            job.updated_at = now
+            if job.state == "queued":
+                to_requeue.append(job)
+            elif job.cancel_requested:
                 finish_job(session, job, "cancelled", "cancelled", "cancelled (its worker was lost)")
             elif job.attempts >= job.max_attempts:
                 finish_job(session, job, "failed", "worker_lost",

@@ -119,6 +119,24 @@ def test_reaper_requeues_or_fails_jobs_of_lost_workers(client, ctx):
     assert states[ids[2]].state == "cancelled"
 
 
+def test_reaper_resends_a_retry_whose_message_was_lost(client, ctx):
+    job_id = _queued_fit(client)
+
+    def flaky(ctx_, job, progress):
+        raise OSError("network blip")
+
+    assert run_job(ctx, job_id, "w", {"fit": flaky}).state == "queued"
+    requeued = []
+    reap_expired_leases(ctx, lambda job: requeued.append(job.id))
+    assert requeued == []  # its retry message is still due
+    with transaction(ctx.sessions) as session:
+        session.get(JobRow, job_id).updated_at = utcnow() - timedelta(hours=1)
+    reap_expired_leases(ctx, lambda job: requeued.append(job.id))
+    assert requeued == [job_id] and _job(ctx, job_id).state == "queued"
+    reap_expired_leases(ctx, lambda job: requeued.append(job.id))
+    assert requeued == [job_id]  # not again right away
+
+
 class FakeClock:
     def __init__(self):
         self.now = 0.0
