@@ -76,6 +76,21 @@ def test_zip_archive_body(client):
     assert response.json()["n_documents"] == 8
 
 
+def test_tar_gz_archive_body(client):
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for i, text in enumerate(WORDS_DOCS[:6]):
+            data = text.encode()
+            info = tarfile.TarInfo(f"docs/{i}.txt")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    response = client.post("/v1/corpora", content=buffer.getvalue(), headers={"content-type": "application/gzip"})
+    assert response.status_code == 201, response.text
+    assert response.json()["n_documents"] == 6
+
+
 def test_large_upload_is_ingested_by_a_worker_job(ctx_factory):
     from fastapi.testclient import TestClient
 
