@@ -48,17 +48,17 @@ def find_idempotent(session: Session, tenant_id: str, key: str, payload_hash: st
     return job
 
 
-def submit(ctx: ServiceContext, job: JobRow, task_name: str, extra_rows: list = ()) -> tuple[JobRow, bool]:
+def submit(ctx: ServiceContext, job: JobRow, task_name: str, extra_rows: list = ()) -> JobRow:
     """Commit ``job`` (and rows created with it), then enqueue its task.
 
-    Returns (job, created). With an idempotency key already used for the same request the
-    earlier job is returned and nothing is enqueued.
+    With an idempotency key already used for the same request the earlier job is returned
+    and nothing is enqueued (nor are ``extra_rows`` stored).
     """
     if job.idempotency_key:
         with transaction(ctx.sessions) as session:
             existing = find_idempotent(session, job.tenant_id, job.idempotency_key, job.request_hash)
         if existing is not None:
-            return existing, False
+            return existing
     try:
         with transaction(ctx.sessions) as session:
             session.add(job)
@@ -71,13 +71,13 @@ def submit(ctx: ServiceContext, job: JobRow, task_name: str, extra_rows: list = 
             existing = find_idempotent(session, job.tenant_id, job.idempotency_key, job.request_hash)
         if existing is None:
             raise
-        return existing, False
+        return existing
     try:
         enqueue(ctx.celery, task_name, job.id, job.queue)
     except Exception as exc:  # broker down: the job must not sit queued forever
         mark_final(ctx, job.id, "failed", "broker_unavailable", f"could not enqueue the job: {exc}")
         raise ApiError(503, "broker_unavailable", f"the task queue is unreachable: {exc}") from exc
-    return job, True
+    return job
 
 
 def mark_final(ctx: ServiceContext, job_id: str, state: str, code: str | None, message: str | None) -> None:

@@ -35,7 +35,7 @@ def check_model_request(ctx: ServiceContext, request: ModelCreate, vocabulary_si
 
 
 def submit_fit(ctx: ServiceContext, tenant_id: str, request: ModelCreate,
-               idempotency_key: str | None) -> tuple[JobRow, bool]:
+               idempotency_key: str | None) -> JobRow:
     """Create the model row and its fit job (idempotent per key), then enqueue."""
     with ctx.sessions() as session:
         corpus = get_corpus(session, tenant_id, request.corpus_id)

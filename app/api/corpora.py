@@ -154,7 +154,7 @@ async def upload(request: Request, response: Response, ctx: Context, tenant: Ten
     job = new_job(ctx, tenant_id=tenant, kind="ingest", queue=ctx.settings.cpu_queue,
                   params={"upload_id": upload_id, "corpus_id": corpus_id}, corpus_id=corpus_id)
     try:
-        job, _ = await run_in_threadpool(submit, ctx, job, INGEST_TASK)
+        job = await run_in_threadpool(submit, ctx, job, INGEST_TASK)
     except BaseException:
         remove_path(folder)
         raise

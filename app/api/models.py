@@ -23,7 +23,7 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 def create(request: ModelCreate, ctx: Context, tenant: Tenant,
            idempotency_key: Annotated[str | None, Header(max_length=255, description=(
                "Sending the same request again with the same key returns the same job."))] = None) -> JSONResponse:
-    job, _created = topic_models.submit_fit(ctx, tenant, request, idempotency_key)
+    job = topic_models.submit_fit(ctx, tenant, request, idempotency_key)
     body = ModelAccepted(model_id=job.model_id, job=job_public(job))
     return JSONResponse(body.model_dump(mode="json"), status_code=202,
                         headers={"Location": f"/v1/jobs/{job.id}"})
