@@ -7,6 +7,7 @@ the client asked for; both the API (small uploads) and a worker (large ones) the
 from __future__ import annotations
 
 import json
+import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from app.errors import ApiError
 from app.queries import get_owned
 from app.ingest import FORMATS, IngestLimits, TextOptions, delete_corpus, ingest
 from app.storage import remove_path
-from app.tables import CorpusRow, ModelRow
+from app.tables import FINAL_JOB_STATES, CorpusRow, JobRow, ModelRow
 
 MANIFEST = "manifest.json"  # the UploadRequest
 FILES = "files.json"  # original names of the staged files 0, 1, ...
@@ -142,3 +143,22 @@ def delete_corpus_row(ctx: ServiceContext, tenant_id: str, corpus_id: str) -> No
             raise ApiError(409, "corpus_in_use", f"corpus {corpus_id!r} has {n_models} model(s); delete them first")
         session.delete(row)
     delete_corpus(ctx.layout.corpus_dir(corpus_id))
+
+
+def sweep_stale_uploads(ctx: ServiceContext, older_than_s: float) -> int:
+    """Remove staged uploads older than ``older_than_s`` that no pending ingestion job needs
+    (left by a request or worker that died); returns how many were removed."""
+    with ctx.sessions() as session:
+        pending = session.scalars(select(JobRow.params).where(JobRow.kind == "ingest",
+                                                              JobRow.state.not_in(FINAL_JOB_STATES)))
+        needed = {params.get("upload_id") for params in pending}
+    root = ctx.settings.uploads_dir.resolve()
+    if not root.is_dir():
+        return 0
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for folder in root.iterdir():
+        if folder.name not in needed and folder.stat().st_mtime <= cutoff:
+            remove_path(folder)
+            removed += 1
+    return removed

@@ -13,12 +13,15 @@ import socket
 from celery.signals import worker_process_init
 
 from app.context import build_context
+from app.corpora import sweep_stale_uploads
 from app.migrations import upgrade_database
 from app.settings import Settings
 from workers.celery_app import create_worker_app, requeue_job
 from workers.heartbeat import Heartbeat, probe_gpu, worker_id
 
 log = logging.getLogger(__name__)
+
+STALE_AFTER_S = 24 * 3600  # temporary files and staged uploads older than this are debris
 
 
 def run_worker(settings: Settings, *, queues: list[str] | None = None, pool: str | None = None,
@@ -29,6 +32,8 @@ def run_worker(settings: Settings, *, queues: list[str] | None = None, pool: str
     ctx = build_context(settings)
     ctx.corpus_cache_size = 0  # a worker loads a corpus once per job; do not hold it after
     upgrade_database(ctx.engine)
+    ctx.layout.sweep_tmp(older_than_s=STALE_AFTER_S)
+    sweep_stale_uploads(ctx, older_than_s=STALE_AFTER_S)
     celery = create_worker_app(ctx)
 
     def _after_fork(**_kwargs):

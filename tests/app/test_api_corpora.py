@@ -170,3 +170,28 @@ def test_unknown_corpus_is_404(client):
         response = client.get(path)
         assert response.status_code == 404
         assert response.json()["error"] == {"code": "not_found", "message": "corpus '0123abcd' does not exist"}
+
+
+def test_stale_uploads_are_swept_unless_a_job_needs_them(ctx_factory):
+    import os
+
+    from fastapi.testclient import TestClient
+
+    from app.corpora import sweep_stale_uploads
+    from app.main import create_app
+
+    ctx = ctx_factory(inline_ingest_max_bytes=100)
+    with TestClient(create_app(context=ctx, migrate=False)) as client:
+        queued = client.post("/v1/corpora", json=WORDS_DOCS).json()
+    uploads = ctx.settings.uploads_dir
+    needed = [p for p in uploads.iterdir()]
+    assert len(needed) == 1
+    orphan = uploads / "deadbeef"
+    orphan.mkdir()
+    fresh = uploads / "cafebabe"
+    fresh.mkdir()
+    for folder in (needed[0], orphan):
+        os.utime(folder, (1, 1))  # very old
+    assert sweep_stale_uploads(ctx, older_than_s=3600) == 1
+    assert sorted(p.name for p in uploads.iterdir()) == sorted([needed[0].name, "cafebabe"])
+    assert run_now(ctx, queued["job"]["id"]).state == "succeeded"
