@@ -21,10 +21,15 @@ def run_now(ctx, job_id: str, worker: str = "test-worker"):
     return run_job(ctx, job_id, worker, HANDLERS)
 
 
-def fit_now(ctx, client, corpus_id: str, n_topics: int = 2, **body):
+def submit_fit(client, corpus_id: str, n_topics: int = 2, **body) -> dict:
+    """POST /v1/models; the 202 body (model_id and the queued job)."""
     response = client.post("/v1/models", json={"corpus_id": corpus_id, "n_topics": n_topics, **body})
     assert response.status_code == 202, response.text
-    accepted = response.json()
+    return response.json()
+
+
+def fit_now(ctx, client, corpus_id: str, n_topics: int = 2, **body):
+    accepted = submit_fit(client, corpus_id, n_topics, **body)
     outcome = run_now(ctx, accepted["job"]["id"])
     assert outcome.state == "succeeded", client.get(f"/v1/jobs/{accepted['job']['id']}").json()
     return accepted["model_id"], accepted["job"]["id"]

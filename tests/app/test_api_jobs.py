@@ -1,18 +1,12 @@
 """/v1/jobs: every state (queued, running, succeeded, failed, cancelled), cancel, listing."""
 from __future__ import annotations
 
-from tests.app.helpers import fit_now, run_now, upload
+from tests.app.helpers import fit_now, run_now, submit_fit, upload
 from workers.jobs import run_job
 
 
-def _submit(client, corpus_id, n_topics=2):
-    response = client.post("/v1/models", json={"corpus_id": corpus_id, "n_topics": n_topics})
-    assert response.status_code == 202
-    return response.json()
-
-
 def test_cancel_a_queued_job(client, ctx):
-    accepted = _submit(client, upload(client)["id"])
+    accepted = submit_fit(client, upload(client)["id"])
     job_id = accepted["job"]["id"]
     response = client.post(f"/v1/jobs/{job_id}/cancel")
     assert response.status_code == 200
@@ -26,7 +20,7 @@ def test_cancel_a_queued_job(client, ctx):
 
 
 def test_running_job_reports_progress_and_stops_when_cancelled(client, ctx):
-    accepted = _submit(client, upload(client)["id"])
+    accepted = submit_fit(client, upload(client)["id"])
     job_id = accepted["job"]["id"]
     seen = []
 
@@ -51,7 +45,7 @@ def test_running_job_reports_progress_and_stops_when_cancelled(client, ctx):
 def test_failing_job_says_what_went_wrong(client, ctx):
     docs = [f"alpha{i} beta{i}" for i in range(30)]  # two tokens each: no third-order information
     corpus = upload(client, docs)
-    accepted = _submit(client, corpus["id"])
+    accepted = submit_fit(client, corpus["id"])
     assert run_now(ctx, accepted["job"]["id"]).state == "failed"
     job = client.get(f"/v1/jobs/{accepted['job']['id']}").json()
     assert job["state"] == "failed" and job["error_code"] == "invalid_input"
@@ -64,7 +58,7 @@ def test_failing_job_says_what_went_wrong(client, ctx):
 def test_list_and_filter_jobs(client, ctx):
     corpus = upload(client)
     model_id, done_id = fit_now(ctx, client, corpus["id"])
-    queued = _submit(client, corpus["id"])["job"]["id"]
+    queued = submit_fit(client, corpus["id"])["job"]["id"]
     jobs = client.get("/v1/jobs").json()["jobs"]
     assert [j["id"] for j in jobs] == [queued, done_id]  # newest first
     assert [j["id"] for j in client.get("/v1/jobs", params={"state": "succeeded"}).json()["jobs"]] == [done_id]
@@ -74,7 +68,7 @@ def test_list_and_filter_jobs(client, ctx):
 
 
 def test_deleting_a_model_cancels_its_queued_job(client, ctx):
-    accepted = _submit(client, upload(client)["id"])
+    accepted = submit_fit(client, upload(client)["id"])
     assert client.delete(f"/v1/models/{accepted['model_id']}").status_code == 204
     job = client.get(f"/v1/jobs/{accepted['job']['id']}").json()
     assert job["state"] == "cancelled" and job["error_message"] == "the model was deleted"

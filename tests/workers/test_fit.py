@@ -9,15 +9,13 @@ from app.storage import directory_checksum
 from app.tables import ModelRow
 from gpu.matching import mean_matched_l1
 from tests.corpus_helpers import synthetic_documents
-from tests.app.helpers import run_now
+from tests.app.helpers import run_now, submit_fit
 from workers.fit import run_fit
 from workers.jobs import run_job
 
 
 def _submit(client, corpus_id, **body):
-    response = client.post("/v1/models", json={"corpus_id": corpus_id, "n_topics": 3, **body})
-    assert response.status_code == 202, response.text
-    return response.json()
+    return submit_fit(client, corpus_id, 3, **body)
 
 
 @pytest.fixture

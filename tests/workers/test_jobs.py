@@ -7,14 +7,12 @@ import pytest
 
 from app.db import transaction, utcnow
 from app.tables import JobRow
-from tests.app.helpers import upload
+from tests.app.helpers import submit_fit, upload
 from workers.jobs import ProgressReporter, acquire_lease, backoff_s, reap_expired_leases, run_job
 
 
 def _queued_fit(client) -> str:
-    corpus = upload(client)
-    response = client.post("/v1/models", json={"corpus_id": corpus["id"], "n_topics": 2})
-    return response.json()["job"]["id"]
+    return submit_fit(client, upload(client)["id"])["job"]["id"]
 
 
 def _job(ctx, job_id) -> JobRow:
