@@ -1,0 +1,173 @@
+"""First-order statistics of a count matrix and the implicit action of M2 (DESIGN.md section 3).
+
+Notation: X is the (D, V) CSR count matrix of the documents kept (length l >= 3), with
+per-document weights w1 = 1/l, w2 = 1/(l (l-1)), w3 = 1/(l (l-1) (l-2)).
+M1 = (1/D) X^T w1, and M2 is never formed: :func:`apply_m2` returns M2 @ Q for a (V, m) block.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gpu.backend import get_array_module
+from gpu.passes import Progress, run_pass
+
+MIN_DOC_LENGTH = 3
+
+
+@dataclass(frozen=True)
+class CorpusStats:
+    """What every later pass needs about the kept documents.
+
+    X:         (D, V) CSR counts of the kept documents (compute dtype).
+    doc_w2:    (D,) 1/(l (l-1)), compute dtype.
+    doc_w3:    (D,) 1/(l (l-1) (l-2)), compute dtype.
+    m1:        (V,) float64, M1 = mean_d c_d / l_d.
+    word_w2:   (V,) float64, X^T w2 (the diagonal correction of E2, times D).
+    word_w3:   (V,) float64, X^T w3 (the diagonal correction of E3, times D).
+    n_docs:    D, documents kept.
+    n_dropped: documents dropped for having fewer than 3 tokens.
+    """
+
+    X: Any
+    doc_w2: Any
+    doc_w3: Any
+    m1: Any
+    word_w2: Any
+    word_w3: Any
+    n_docs: int
+    n_dropped: int
+
+
+def document_lengths(X: Any) -> Any:
+    """(D,) float64 token count of each row of a (D, V) sparse matrix."""
+    xp = get_array_module(X)
+    return xp.asarray(X.sum(axis=1), dtype=xp.float64).ravel()
+
+
+def corpus_stats(
+    X: Any,
+    *,
+    blocks_for: Any,
+    n_threads: int = 1,
+    progress: Progress = None,
+) -> CorpusStats:
+    """Drop documents shorter than 3 tokens and compute M1 and the diagonal corrections.
+
+    X: (D_all, V) CSR counts. ``blocks_for(n_rows)`` gives the row blocks of a pass.
+    """
+    xp = get_array_module(X)
+    lengths = document_lengths(X)
+    keep = lengths >= MIN_DOC_LENGTH
+    n_kept = int(keep.sum())
+    n_dropped = int(X.shape[0] - n_kept)
+    if n_dropped:
+        keep_index = xp.flatnonzero(keep)
+        X = X[keep_index]
+        lengths = lengths[keep_index]
+    weights = xp.stack(
+        [
+            1.0 / lengths,
+            1.0 / (lengths * (lengths - 1.0)),
+            1.0 / (lengths * (lengths - 1.0) * (lengths - 2.0)),
+        ],
+        axis=1,
+    ) if n_kept else xp.zeros((0, 3))
+
+    def partial(start: int, stop: int) -> tuple[Any]:
+        block = X[start:stop].astype(xp.float64)
+        return (block.T @ weights[start:stop],)
+
+    if n_kept:
+        (word_sums,) = run_pass(partial, blocks_for(n_kept), n_threads=n_threads, stage="moments", progress=progress)
+    else:
+        word_sums = xp.zeros((X.shape[1], 3))
+    word_sums = xp.asarray(word_sums)
+    dtype = X.dtype
+    return CorpusStats(
+        X=X,
+        doc_w2=weights[:, 1].astype(dtype),
+        doc_w3=weights[:, 2].astype(dtype),
+        m1=word_sums[:, 0] / max(n_kept, 1),
+        word_w2=word_sums[:, 1],
+        word_w3=word_sums[:, 2],
+        n_docs=n_kept,
+        n_dropped=n_dropped,
+    )
+
+
+def apply_m2(
+    stats: CorpusStats,
+    Q: Any,
+    alpha0: float,
+    *,
+    blocks: list[tuple[int, int]],
+    n_threads: int = 1,
+    stage: str = "whitening",
+    progress: Progress = None,
+) -> Any:
+    """M2 @ Q for a (V, m) block Q, never forming the (V, V) matrix.
+
+    M2 Q = (1/D) [X^T (w2 * (X Q)) - diag(X^T w2) Q] - alpha0/(alpha0+1) M1 (M1^T Q).
+    Returns (V, m) float64.
+    """
+    X, w2 = stats.X, stats.doc_w2
+    Qc = Q.astype(X.dtype, copy=False)
+
+    def partial(start: int, stop: int) -> tuple[Any]:
+        block = X[start:stop]
+        projected = block @ Qc
+        projected *= w2[start:stop, None]
+        return (block.T @ projected,)
+
+    (total,) = run_pass(partial, blocks, n_threads=n_threads, stage=stage, progress=progress)
+    xp = get_array_module(Q)
+    Q64 = Q.astype(xp.float64, copy=False)
+    result = (total.astype(xp.float64, copy=False) - stats.word_w2[:, None] * Q64) / stats.n_docs
+    result -= (alpha0 / (alpha0 + 1.0)) * xp.outer(stats.m1, stats.m1 @ Q64)
+    return result
+
+
+def sketch_rows(seed: int, start: int, stop: int, n_columns: int, dtype: Any, chunk_rows: int = 4096) -> np.ndarray:
+    """(stop-start, n_columns) standard normal host rows, independent of how rows are blocked.
+
+    Rows are drawn in fixed chunks of ``chunk_rows`` seeded by (seed, chunk index), so a
+    pass gives the same sketch whatever its block size or backend.
+    """
+    first, last = start // chunk_rows, (stop - 1) // chunk_rows
+    chunks = [
+        np.random.default_rng([seed, chunk]).standard_normal((chunk_rows, n_columns)).astype(dtype, copy=False)
+        for chunk in range(first, last + 1)
+    ]
+    stacked = np.concatenate(chunks, axis=0)
+    offset = start - first * chunk_rows
+    return stacked[offset : offset + stop - start]
+
+
+def sketch_m2_range(
+    stats: CorpusStats,
+    n_columns: int,
+    seed: int,
+    *,
+    blocks: list[tuple[int, int]],
+    n_threads: int = 1,
+    progress: Progress = None,
+) -> Any:
+    """(V, m) float64 random vectors X^T diag(sqrt(w2)) Omega from the range of E2's square root.
+
+    One sparse product per document instead of two: E2 ~ (1/D) X^T diag(w2) X, so this is
+    a half power step of the range finder for M2.
+    """
+    X = stats.X
+    xp = get_array_module(X)
+    root_w2 = xp.sqrt(stats.doc_w2)
+
+    def partial(start: int, stop: int) -> tuple[Any]:
+        omega = xp.asarray(sketch_rows(seed, start, stop, n_columns, X.dtype))
+        omega *= root_w2[start:stop, None]
+        return (X[start:stop].T @ omega,)
+
+    (total,) = run_pass(partial, blocks, n_threads=n_threads, stage="whitening", progress=progress)
+    return total.astype(xp.float64, copy=False)
