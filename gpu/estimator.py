@@ -20,15 +20,15 @@ from gpu.moments import corpus_stats
 from gpu.passes import default_threads, row_blocks
 from gpu.power_method import robust_tensor_power_method
 from gpu.recovery import alpha_from_eigenvalues, recover
-from gpu.tensor import DenseTensor, ImplicitTensor, project_documents, tensor_terms, whitened_tensor
+from gpu.tensor import DenseTensor, ImplicitTensor, tensor_terms, whitened_document_sums, whitened_tensor
 from gpu.validation import as_count_matrix, choose_backend, validate_parameters
-from gpu.whitening import find_m2_range, projected_m2, whitening_from_projection
+from gpu.whitening import krylov_whitening
 
 Progress = Callable[[str, int, int], None] | None
 
 DEFAULT_OPTIONS: dict[str, Any] = {
     "n_oversample": 10,
-    "n_power_iter": 2,
+    "n_krylov_blocks": 3,
     "n_restarts": 10,
     "n_iter": 100,
     "tol": 1e-10,
@@ -37,6 +37,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "n_threads": None,
     "tensor_mode": "auto",
     "rank_tol": 1e-6,
+    "projection_cache_bytes": 2**30,
 }
 DENSE_TENSOR_MAX_COMPONENTS = 200  # tensor_mode="auto" forms T (k^3 floats) up to this k
 GPU_BLOCK_ROWS = 262_144
@@ -106,11 +107,13 @@ def fit_spectral_lda(
     dtype : "float32" or "float64" for the passes over documents; small dense algebra
         (eigenproblems, tensor decomposition) is always float64.
     progress : optional ``progress(stage, done, total)``; its exceptions propagate.
-    options : n_oversample (10), n_power_iter (2), n_restarts (10), n_iter (100),
+    options : n_oversample (10), n_krylov_blocks (3: M2 applications of the block Krylov range finder), n_restarts (10), n_iter (100),
         tol (1e-10, on 1 - |cos| between iterates), n_extra_components (0: fit that many
         more components and keep the k with the largest alpha), block_rows (None: auto),
         n_threads (None: all cores), tensor_mode ("auto" | "dense" | "implicit"),
-        rank_tol (1e-6: eigenvalues of M2 below rank_tol x the largest count as zero).
+        rank_tol (1e-6: eigenvalues of M2 below rank_tol x the largest count as zero),
+        projection_cache_bytes (2**30: keep the D x (b m) products X K of the range finder
+        when they fit, which saves one sparse product in the tensor pass; 0 disables).
 
     Returns
     -------
@@ -160,38 +163,42 @@ def fit_spectral_lda(
 
     clock.start("whitening")
     n_columns = min(n_components + settings["n_oversample"], n_words)
-    Q = find_m2_range(
+    cache_bytes = stats.n_docs * n_columns * settings["n_krylov_blocks"] * np.dtype(dtype).itemsize
+    cache = cache_bytes <= settings["projection_cache_bytes"]
+    whitening = krylov_whitening(
         stats,
+        n_components,
         n_columns,
         alpha0,
         seed=sketch_seed,
-        n_power_iter=settings["n_power_iter"],
+        n_krylov_blocks=settings["n_krylov_blocks"],
+        rank_tol=settings["rank_tol"],
         blocks=blocks,
         n_threads=n_threads,
         progress=progress,
+        cache_projections=cache,
     )
 
     clock.start("tensor")
     mode = settings["tensor_mode"]
     if mode == "auto":
         mode = "dense" if n_components <= DENSE_TENSOR_MAX_COMPONENTS else "implicit"
-    projection = project_documents(
+    W = whitening.matrix()
+    sums = whitened_document_sums(
         stats,
-        Q,
+        W,
         blocks=blocks,
         with_third=mode == "dense",
         keep_projection=mode == "implicit",
         n_threads=n_threads,
         progress=progress,
+        cached=whitening.cached_projection if cache else None,
     )
-    e2_projected, m2_projected = projected_m2(stats, Q, projection.gram, alpha0)
-    whitening = whitening_from_projection(Q, m2_projected, n_components, settings["rank_tol"])
-    terms = tensor_terms(stats, whitening, projection, e2_projected, alpha0)
+    terms = tensor_terms(stats, W, sums, alpha0)
     if mode == "dense":
-        operator: Any = DenseTensor(whitened_tensor(whitening, projection, terms, dtype))
+        operator: Any = DenseTensor(whitened_tensor(sums, terms, dtype))
     else:
-        P = projection.projected @ xp.asarray(whitening.G).astype(projection.projected.dtype)
-        operator = ImplicitTensor(P, stats.doc_w3, terms)
+        operator = ImplicitTensor(sums.projected, stats.doc_w3, terms)
 
     clock.start("decomposition")
     decomposition = robust_tensor_power_method(
@@ -207,7 +214,7 @@ def fit_spectral_lda(
     clock.start("recovery")
     if progress is not None:
         progress("recovery", 0, 1)
-    pseudo_inverse = whitening.Q.astype(xp.float64) @ xp.asarray(whitening.unwhiten)
+    pseudo_inverse = whitening.pseudo_inverse_transpose()
     recovered = recover(pseudo_inverse, decomposition.eigenvalues, decomposition.eigenvectors, alpha0, n_topics)
     topic_word = np.ascontiguousarray(to_host(recovered.topic_word), dtype=np.float64)
     if progress is not None:
@@ -225,8 +232,10 @@ def fit_spectral_lda(
         "n_components_fitted": n_components,
         "n_components_kept": n_topics,
         "range_finder_columns": n_columns,
+        "krylov_basis_size": int(whitening.basis.shape[1]),
         "n_blocks": len(blocks),
         "n_threads": n_threads,
+        "projection_cache": bool(cache),
         "power_iterations": [int(decomposition.iterations[i]) for i in order],
         "power_converged": [bool(decomposition.converged[i]) for i in order],
         "all_converged": bool(all(decomposition.converged)),

@@ -107,11 +107,13 @@ def apply_m2(
     n_threads: int = 1,
     stage: str = "whitening",
     progress: Progress = None,
+    keep_projection: dict[int, Any] | None = None,
 ) -> Any:
     """M2 @ Q for a (V, m) block Q, never forming the (V, V) matrix.
 
     M2 Q = (1/D) [X^T (w2 * (X Q)) - diag(X^T w2) Q] - alpha0/(alpha0+1) M1 (M1^T Q).
-    Returns (V, m) float64.
+    Returns (V, m) float64. With ``keep_projection`` (a dict), X_b Q of each block is
+    stored under the block's first row, so a later pass can reuse it.
     """
     X, w2 = stats.X, stats.doc_w2
     Qc = Q.astype(X.dtype, copy=False)
@@ -119,12 +121,16 @@ def apply_m2(
     def partial(start: int, stop: int) -> tuple[Any]:
         block = X[start:stop]
         projected = block @ Qc
-        projected *= w2[start:stop, None]
+        if keep_projection is not None:
+            keep_projection[start] = projected
+            projected = projected * w2[start:stop, None]
+        else:
+            projected *= w2[start:stop, None]
         return (block.T @ projected,)
 
     (total,) = run_pass(partial, blocks, n_threads=n_threads, stage=stage, progress=progress)
     xp = get_array_module(Q)
-    Q64 = Q.astype(xp.float64, copy=False)
+    Q64 = Q.astype(xp.float64, copy=False)  # Q is float64; Qc is its compute-dtype copy
     result = (total.astype(xp.float64, copy=False) - stats.word_w2[:, None] * Q64) / stats.n_docs
     result -= (alpha0 / (alpha0 + 1.0)) * xp.outer(stats.m1, stats.m1 @ Q64)
     return result

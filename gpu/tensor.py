@@ -1,120 +1,121 @@
 """The whitened third moment T = M3(W, W, W) (k, k, k), built blockwise, and T(I, u, u).
 
-One pass over the documents projects each block onto the range-finder basis Q (m columns),
-Y = X_b Q, and adds three partials:
-- gram  = sum_d w2_d y_d y_d^T                      (m, m)   -> Q^T E2 Q (whitening)
-- R_Q   = X^T diag(w3) Y                            (V, m)   -> r_t of DESIGN.md
-- S_Q   = sum_d w3_d (y_d (x) y_d)_{i<=j} (x) y_d     (m(m+1)/2, m), unique pairs only
-After whitening (W = Q G) the document term is S_Q projected by G in every mode and the
-word terms come from the rows a_t of W blockwise over the vocabulary, so nothing of size
+One pass over the documents computes, per block, P = X_b W (B, k) and adds the partials
+- third = sum_d w3_d p_d (x) p_d (x) p_d, only entries whose first index is the smallest
+          (k, k, k), about a third of the products of the full tensor
+- R     = X^T diag(w3) P                              (V, k), the r_t of DESIGN.md
+The word terms come from the rows a_t of W, blockwise over the vocabulary, and the M1
+terms from m = W^T M1 and W^T E2 W = I + alpha0/(alpha0+1) m m^T. Nothing of size
 (V, k^2) or (D, k^2) is ever whole in memory. For large k, :class:`ImplicitTensor`
 applies T(I, U, U) from P = X W without forming T.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from gpu.backend import get_array_module
 from gpu.moments import CorpusStats
 from gpu.passes import Progress, run_pass
-from gpu.whitening import Whitening
-
-PAIR_BLOCK_ELEMENTS = 2**23  # entries of one (rows, pairs) block of pair products
-
 
 @dataclass(frozen=True)
-class DocumentProjection:
-    """Partial sums of the projection pass (see module docstring), added over all documents.
+class WhitenedSums:
+    """Sums over documents of the tensor pass.
 
-    gram: (m, m) float64 host.  third: (m(m+1)/2, m) float64 host or None (implicit mode).
-    word_third: (V, m) float64 backend array R_Q.  projected: (D, m) Y = X Q or None.
+    third:      (k, k, k) float64 backend array T[i, j, l] = sum_d w3_d p_di p_dj p_dl, filled
+                for i <= min(j, l) only (see :func:`fill_from_leading`); None in implicit mode.
+    word_third: (V, k) float64 backend array R = X^T diag(w3) X W.
+    projected:  (D, k) P = X W (compute dtype) in implicit mode, else None.
     """
 
-    gram: np.ndarray
-    third: np.ndarray | None
+    third: Any | None
     word_third: Any
     projected: Any | None
 
 
-def pair_index(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column of each unique pair i <= j of n indices (n(n+1)/2 each)."""
-    return np.triu_indices(n)
+def leading_index_third(P: Any, weighted: Any) -> Any:
+    """(k, k, k) float64 U with U[i, j, l] = sum_b weighted_bi P_bj P_bl for j, l >= i, else 0.
 
-
-def pair_products(Y: Any, rows: Any, cols: Any) -> Any:
-    """(B, n(n+1)/2) products Y[:, i] * Y[:, j] over the unique pairs i <= j."""
-    return Y[:, rows] * Y[:, cols]
-
-
-def sum_pair_outer(Y: Any, Z: Any, rows: Any, cols: Any) -> Any:
-    """sum_b (Y_b (x) Y_b)_{i<=j} (x) Z_b as a (n(n+1)/2, q) float64 array.
-
-    Y: (B, n), Z: (B, q). Processed in row blocks so that the (rows, pairs) block of
-    pair products stays below PAIR_BLOCK_ELEMENTS entries.
+    P, weighted: (B, k), weighted = w * P for per-row weights w. With the symmetric
+    result T, U holds the entries whose first index is the smallest: one matrix product
+    per i, k^3 B / 3 multiply-adds instead of k^3 B.
     """
-    xp = get_array_module(Y)
-    n_pairs = len(rows)
-    step = max(64, PAIR_BLOCK_ELEMENTS // max(n_pairs, 1))
-    total = xp.zeros((n_pairs, Z.shape[1]), dtype=xp.float64)
-    for start in range(0, Y.shape[0], step):
-        products = pair_products(Y[start : start + step], rows, cols)
-        total += (products.T @ Z[start : start + step]).astype(xp.float64, copy=False)
-    return total
+    xp = get_array_module(P)
+    k = P.shape[1]
+    U = xp.zeros((k, k, k), dtype=xp.float64)
+    for i in range(k):
+        tail = P[:, i:]
+        U[i, i:, i:] = ((tail * weighted[:, i : i + 1]).T @ tail).astype(xp.float64, copy=False)
+    return U
 
 
-def expand_pairs(pairs: Any, n: int) -> Any:
-    """(n, n, q) array F with F[i, j] = F[j, i] = pairs[pair(i, j)] from a (n(n+1)/2, q) one."""
-    xp = get_array_module(pairs)
-    rows, cols = pair_index(n)
-    rows, cols = xp.asarray(rows), xp.asarray(cols)
-    full = xp.zeros((n, n, pairs.shape[1]), dtype=pairs.dtype)
-    full[rows, cols] = pairs
-    full[cols, rows] = pairs
-    return full
+def fill_from_leading(U: Any) -> Any:
+    """Symmetric (k, k, k) tensor from U holding the entries with the smallest index first.
+
+    U[i, j, l] must be given for i <= min(j, l) and be symmetric in (j, l) there.
+    """
+    xp = get_array_module(U)
+    k = U.shape[0]
+    a = xp.arange(k)[:, None, None]
+    b = xp.arange(k)[None, :, None]
+    c = xp.arange(k)[None, None, :]
+    first_smallest = (a <= b) & (a <= c)
+    second_smallest = ~first_smallest & (b <= c)
+    return xp.where(first_smallest, U, xp.where(second_smallest, U.transpose(1, 0, 2), U.transpose(2, 1, 0)))
 
 
-def project_documents(
+def pair_weighted_sum(A: Any, Rp: Any) -> Any:
+    """(k, k, q) float64 F[i, j] = sum_t A_ti A_tj Rp_t, symmetric in (i, j), one product per i.
+
+    A: (n, k), Rp: (n, q).
+    """
+    xp = get_array_module(A)
+    k = A.shape[1]
+    F = xp.zeros((k, k, Rp.shape[1]), dtype=xp.float64)
+    for i in range(k):
+        F[i, i:] = ((A[:, i:] * A[:, i : i + 1]).T @ Rp).astype(xp.float64, copy=False)
+    upper = xp.arange(k)[:, None] <= xp.arange(k)[None, :]
+    return xp.where(upper[:, :, None], F, F.transpose(1, 0, 2))
+
+
+def whitened_document_sums(
     stats: CorpusStats,
-    Q: Any,
+    W: Any,
     *,
     blocks: list[tuple[int, int]],
     with_third: bool,
     keep_projection: bool,
     n_threads: int = 1,
     progress: Progress = None,
-) -> DocumentProjection:
-    """One pass: Y = X_b Q per block, adding gram, R_Q and (when ``with_third``) S_Q.
+    cached: Callable[[int], Any] | None = None,
+) -> WhitenedSums:
+    """One pass: P = X_b W per block, adding R and (when ``with_third``) the third moment.
 
-    Q: (V, m) compute dtype. With ``keep_projection`` the (D, m) Y is kept (implicit mode).
+    W: (V, k) whitening matrix. With ``keep_projection`` the (D, k) P is kept (implicit mode).
+    ``cached(start)``, when given, returns the block's P computed earlier (or None).
     """
-    X, w2, w3 = stats.X, stats.doc_w2, stats.doc_w3
-    xp = get_array_module(Q)
-    m = Q.shape[1]
-    rows, cols = (xp.asarray(index) for index in pair_index(m))
+    X, w3 = stats.X, stats.doc_w3
+    xp = get_array_module(W)
+    Wc = W.astype(X.dtype)
     kept: dict[int, Any] = {}
 
     def partial(start: int, stop: int) -> tuple[Any, ...]:
         block = X[start:stop]
-        Y = block @ Q
-        weighted3 = Y * w3[start:stop, None]
-        gram = ((Y * w2[start:stop, None]).T @ Y).astype(xp.float64)
-        word_third = (block.T @ weighted3).astype(xp.float64, copy=False)
-        third = sum_pair_outer(Y, weighted3, rows, cols) if with_third else xp.zeros((1, 1))
+        P = cached(start) if cached is not None else None
+        if P is None:
+            P = block @ Wc
+        weighted = P * w3[start:stop, None]
+        word_third = (block.T @ weighted).astype(xp.float64, copy=False)
+        third = leading_index_third(P, weighted) if with_third else xp.zeros((1, 1))
         if keep_projection:
-            kept[start] = Y
-        return gram, word_third, third
+            kept[start] = P
+        return word_third, third
 
-    gram, word_third, third = run_pass(partial, blocks, n_threads=n_threads, stage="tensor", progress=progress)
+    word_third, third = run_pass(partial, blocks, n_threads=n_threads, stage="tensor", progress=progress)
     projected = xp.concatenate([kept[start] for start, _ in blocks], axis=0) if keep_projection else None
-    return DocumentProjection(
-        gram=_host(gram),
-        third=_host(third) if with_third else None,
-        word_third=word_third,
-        projected=projected,
-    )
+    return WhitenedSums(third=third if with_third else None, word_third=word_third, projected=projected)
 
 
 @dataclass(frozen=True)
@@ -134,28 +135,26 @@ class TensorTerms:
     alpha0: float
 
 
-def tensor_terms(stats: CorpusStats, whitening: Whitening, projection: DocumentProjection, e2_projected: np.ndarray, alpha0: float) -> TensorTerms:
-    """Whiten the vocabulary-sized pieces: A = Q G, R = R_Q G, e2 = G^T E2_Q G, m = W^T M1."""
-    xp = get_array_module(whitening.Q)
-    G = xp.asarray(whitening.G)
-    A = whitening.Q.astype(xp.float64) @ G
-    R = projection.word_third @ G
-    Rp = R - (2.0 / 3.0) * stats.word_w3[:, None] * A
-    e2 = xp.asarray(whitening.G.T @ e2_projected @ whitening.G)
-    m = A.T @ stats.m1
-    return TensorTerms(A=A, Rp=Rp, e2=e2, m=m, n_docs=stats.n_docs, alpha0=alpha0)
+def tensor_terms(stats: CorpusStats, W: Any, sums: WhitenedSums, alpha0: float) -> TensorTerms:
+    """Whitened vocabulary-sized pieces: A = W, R' = R - (2/3) s A, m = W^T M1, e2 = W^T E2 W.
+
+    W^T E2 W = W^T M2 W + alpha0/(alpha0+1) m m^T and W^T M2 W = I by construction.
+    """
+    xp = get_array_module(W)
+    Rp = sums.word_third - (2.0 / 3.0) * stats.word_w3[:, None] * W
+    m = W.T @ stats.m1
+    e2 = xp.eye(W.shape[1]) + (alpha0 / (alpha0 + 1.0)) * xp.outer(m, m)
+    return TensorTerms(A=W, Rp=Rp, e2=e2, m=m, n_docs=stats.n_docs, alpha0=alpha0)
 
 
-def word_tensor(terms: TensorTerms, dtype: Any, block_words: int = 8192) -> Any:
+def word_tensor(terms: TensorTerms, dtype: Any, block_words: int = 16384) -> Any:
     """(k, k, k) sum_t a_t(x)a_t(x)r'_t + its two other placements, blockwise over words."""
     xp = get_array_module(terms.A)
     k = terms.A.shape[1]
-    rows, cols = (xp.asarray(index) for index in pair_index(k))
-    pairs = xp.zeros((len(rows), k), dtype=xp.float64)
+    F = xp.zeros((k, k, k), dtype=xp.float64)
     A, Rp = terms.A.astype(dtype), terms.Rp.astype(dtype)
     for start in range(0, A.shape[0], block_words):
-        pairs += sum_pair_outer(A[start : start + block_words], Rp[start : start + block_words], rows, cols)
-    F = expand_pairs(pairs, k)
+        F += pair_weighted_sum(A[start : start + block_words], Rp[start : start + block_words])
     return F + F.transpose(0, 2, 1) + F.transpose(2, 0, 1)
 
 
@@ -168,16 +167,9 @@ def moment_corrections(terms: TensorTerms) -> Any:
     return -(a0 / (a0 + 2.0)) * placements + (2.0 * a0 * a0 / ((a0 + 1.0) * (a0 + 2.0))) * cube
 
 
-def whitened_tensor(whitening: Whitening, projection: DocumentProjection, terms: TensorTerms, dtype: Any) -> Any:
+def whitened_tensor(sums: WhitenedSums, terms: TensorTerms, dtype: Any) -> Any:
     """T = M3(W, W, W) as a (k, k, k) float64 backend array, symmetrised."""
-    xp = get_array_module(terms.A)
-    m = whitening.Q.shape[1]
-    G = whitening.G
-    doc_q = expand_pairs(projection.third, m)  # (m, m, m) host
-    doc = np.tensordot(doc_q, G, axes=([2], [0]))
-    doc = np.tensordot(doc, G, axes=([1], [0])).transpose(0, 2, 1)
-    doc = np.tensordot(G, doc, axes=([0], [0]))
-    e3 = (xp.asarray(doc) - word_tensor(terms, dtype)) / terms.n_docs
+    e3 = (fill_from_leading(sums.third) - word_tensor(terms, dtype)) / terms.n_docs
     return symmetrize(e3 + moment_corrections(terms))
 
 
@@ -230,7 +222,3 @@ class ImplicitTensor:
         corrections = -(a0 / (a0 + 2.0)) * (2.0 * e2U * mU[None, :] + t.m[:, None] * (U * e2U).sum(axis=0)[None, :])
         corrections += (2.0 * a0 * a0 / ((a0 + 1.0) * (a0 + 2.0))) * t.m[:, None] * (mU * mU)[None, :]
         return (doc - word) / t.n_docs + corrections
-
-
-def _host(x: Any) -> np.ndarray:
-    return x.get() if hasattr(x, "get") else np.asarray(x)

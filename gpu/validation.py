@@ -54,7 +54,7 @@ PARAMETER_CONSTRAINTS: dict[str, Constraint] = {
     "dtype": Constraint(lambda v: str(np.dtype(v)) in DTYPES if _dtype_like(v) else False, "'float32' or 'float64'"),
     "progress": Constraint(lambda v: v is None or callable(v), "None or a callable(stage, done, total)"),
     "n_oversample": Constraint(_non_negative_int, "an integer >= 0"),
-    "n_power_iter": Constraint(_non_negative_int, "an integer >= 0"),
+    "n_krylov_blocks": Constraint(_positive_int, "an integer >= 1"),
     "n_restarts": Constraint(_positive_int, "an integer >= 1"),
     "n_iter": Constraint(_positive_int, "an integer >= 1"),
     "tol": Constraint(lambda v: _is_real(v) and v > 0, "a finite number > 0"),
@@ -62,6 +62,7 @@ PARAMETER_CONSTRAINTS: dict[str, Constraint] = {
     "block_rows": Constraint(_optional(_positive_int), "None or an integer >= 1"),
     "n_threads": Constraint(_optional(_positive_int), "None or an integer >= 1"),
     "tensor_mode": Constraint(lambda v: v in TENSOR_MODES, f"one of {TENSOR_MODES}"),
+    "projection_cache_bytes": Constraint(_non_negative_int, "an integer >= 0"),
     "rank_tol": Constraint(lambda v: _is_real(v) and 0 < v < 1, "a number in (0, 1)"),
 }
 

@@ -1,9 +1,11 @@
-"""Whitening of M2 through a randomized range finder that applies M2 implicitly.
+"""Whitening of M2 through a randomized block Krylov range finder that applies M2 implicitly.
 
-The range finder returns an orthonormal basis Q (V, m) whose span holds M2's top
-eigenvectors; M2 restricted to it, Q^T M2 Q (m, m), comes out of the projection pass
-(gpu.tensor.project_documents) and :func:`whitening_from_projection` turns it into
-W = Q G with W^T M2 W = I_k. Nothing (V, V) is ever formed.
+Starting from a random sketch Q_0 of E2's range (one sparse product per document), each of
+``n_krylov_blocks`` rounds applies M2 to the newest block, Z_{i+1} = M2 Q_i (two sparse
+products), and orthogonalises Z_{i+1} against all earlier blocks to get Q_{i+1}. The basis
+K = [Q_0 .. Q_{b-1}] (V, b m) is orthonormal and its image M2 K = [Z_1 .. Z_b] is known, so
+the Rayleigh-Ritz matrix K^T M2 K needs no further pass. Its top k eigenpairs (theta, E)
+give W = K E diag(theta)^-1/2, with W^T M2 W = I_k. Nothing (V, V) is ever formed.
 """
 from __future__ import annotations
 
@@ -19,20 +21,29 @@ from gpu.passes import Progress
 
 @dataclass(frozen=True)
 class Whitening:
-    """W = Q @ G, with W^T M2 W = I.
+    """W = basis @ G, with W^T M2 W = I.
 
-    Q:           (V, m) orthonormal basis (backend array, compute dtype).
-    G:           (m, k) float64 host, eigenvectors of Q^T M2 Q scaled by eigenvalue^-1/2.
-    unwhiten:    (m, k) float64 host, the same eigenvectors scaled by eigenvalue^+1/2, so
-                 (W^T)^+ = Q @ unwhiten.
-    eigenvalues: (m,) float64 host, eigenvalues of Q^T M2 Q in descending order; the first
-                 k were kept.
+    basis:       (V, n) orthonormal Krylov basis (backend array, float64).
+    G:           (n, k) float64 host: Ritz vectors scaled by Ritz value^-1/2.
+    unwhiten:    (n, k) float64 host: Ritz vectors scaled by Ritz value^+1/2, so that
+                 (W^T)^+ = basis @ unwhiten.
+    eigenvalues: (n,) float64 host: Ritz values of M2 on the basis (estimates of M2's top
+                 eigenvalues), descending; the first k were kept.
     """
 
-    Q: Any
+    basis: Any
     G: np.ndarray
     unwhiten: np.ndarray
     eigenvalues: np.ndarray
+    projections: dict[int, list[Any]] | None = None
+
+    def cached_projection(self, start: int) -> Any | None:
+        """(B, k) X_b W for the block starting at row ``start`` from the kept X_b K, or None."""
+        if self.projections is None:
+            return None
+        parts = self.projections[start]
+        xp = get_array_module(parts[0])
+        return xp.concatenate(parts, axis=1) @ xp.asarray(self.G).astype(parts[0].dtype)
 
     @property
     def n_components(self) -> int:
@@ -40,68 +51,89 @@ class Whitening:
 
     def matrix(self) -> Any:
         """(V, k) whitening matrix W (backend array, float64)."""
-        xp = get_array_module(self.Q)
-        return self.Q.astype(xp.float64) @ xp.asarray(self.G)
+        xp = get_array_module(self.basis)
+        return self.basis @ xp.asarray(self.G)
+
+    def pseudo_inverse_transpose(self) -> Any:
+        """(V, k) (W^T)^+ = U diag(s)^1/2, mapping whitened vectors back to word space."""
+        xp = get_array_module(self.basis)
+        return self.basis @ xp.asarray(self.unwhiten)
 
 
-def orthonormalize(Y: Any) -> Any:
-    """(V, m) orthonormal basis of the columns of Y (reduced QR)."""
+def orthonormalize(Y: Any, against: Any | None = None) -> Any:
+    """(V, m) orthonormal basis of the columns of Y, orthogonal to ``against`` (V, n) if given.
+
+    Projection and QR are done twice ("twice is enough") for a numerically orthogonal basis.
+    """
     xp = get_array_module(Y)
-    Q, _ = xp.linalg.qr(Y)
-    return Q
+    for _ in range(2 if against is not None else 1):
+        if against is not None:
+            Y = Y - against @ (against.T @ Y)
+        Y, _ = xp.linalg.qr(Y)
+    return Y
 
 
-def find_m2_range(
+def krylov_whitening(
     stats: CorpusStats,
+    n_components: int,
     n_columns: int,
     alpha0: float,
     *,
     seed: int,
-    n_power_iter: int,
+    n_krylov_blocks: int,
+    rank_tol: float,
     blocks: list[tuple[int, int]],
     n_threads: int = 1,
     progress: Progress = None,
-) -> Any:
-    """(V, n_columns) orthonormal basis approximating M2's top eigenspace.
+    cache_projections: bool = False,
+) -> Whitening:
+    """Whitening for the top ``n_components`` eigenpairs of M2 (see module docstring).
 
-    Starts from a random sketch of E2's range (one sparse product per document), then
-    runs ``n_power_iter`` subspace iterations Q <- orth(M2 Q) (two sparse products each).
-    Returned in the compute dtype of the count matrix.
+    With ``cache_projections`` the products X_b Q_i computed while applying M2 are kept
+    (D x b m floats), so the tensor pass gets P = X W without another sparse product.
+
+    n_columns: m, columns per Krylov block (k plus oversampling). Cost: 1 + 2 b sparse
+    products per document for b = ``n_krylov_blocks`` >= 1.
+    Raises ValueError when fewer than ``n_components`` Ritz values exceed rank_tol x the
+    largest (n_topics larger than M2's numerical rank).
     """
     Y = sketch_m2_range(stats, n_columns, seed, blocks=blocks, n_threads=n_threads, progress=progress)
-    Q = orthonormalize(Y)
-    for _ in range(n_power_iter):
-        Q = orthonormalize(apply_m2(stats, Q, alpha0, blocks=blocks, n_threads=n_threads, progress=progress))
-    return Q.astype(stats.X.dtype)
+    xp = get_array_module(Y)
+    newest = orthonormalize(Y)
+    basis_blocks: list[Any] = []
+    images: list[Any] = []
+    kept: list[dict[int, Any]] = []
+    for round_index in range(n_krylov_blocks):
+        basis_blocks.append(newest)
+        kept.append({})
+        images.append(
+            apply_m2(
+                stats, newest, alpha0, blocks=blocks, n_threads=n_threads, progress=progress,
+                keep_projection=kept[-1] if cache_projections else None,
+            )
+        )
+        if round_index + 1 < n_krylov_blocks:
+            newest = orthonormalize(images[-1], xp.concatenate(basis_blocks, axis=1))
+    basis = xp.concatenate(basis_blocks, axis=1)
+    rayleigh = basis.T @ xp.concatenate(images, axis=1)
+    rayleigh = rayleigh.get() if hasattr(rayleigh, "get") else np.asarray(rayleigh)
+    projections = {start: [part[start] for part in kept] for start, _ in blocks} if cache_projections else None
+    return whitening_from_rayleigh(basis, rayleigh, n_components, rank_tol, projections)
 
 
-def projected_m2(stats: CorpusStats, Q: Any, gram: np.ndarray, alpha0: float) -> tuple[np.ndarray, np.ndarray]:
-    """(Q^T E2 Q, Q^T M2 Q), both (m, m) float64 host, from the projection pass' gram.
-
-    gram = sum_d w2_d (Q^T c_d)(Q^T c_d)^T, so Q^T E2 Q = (gram - Q^T diag(X^T w2) Q) / D.
-    """
-    xp = get_array_module(Q)
-    Q64 = Q.astype(xp.float64)
-    diagonal = Q64.T @ (stats.word_w2[:, None] * Q64)
-    m1_projected = Q64.T @ stats.m1
-    e2 = (np.asarray(gram) - _host(diagonal)) / stats.n_docs
-    mq = _host(m1_projected)
-    m2 = e2 - (alpha0 / (alpha0 + 1.0)) * np.outer(mq, mq)
-    return _symmetric(e2), _symmetric(m2)
-
-
-def whitening_from_projection(Q: Any, m2_projected: np.ndarray, n_components: int, rank_tol: float) -> Whitening:
-    """Whitening from the (m, m) restriction of M2 to span(Q).
-
-    Raises ValueError when M2 has fewer than ``n_components`` eigenvalues above
-    ``rank_tol`` times its largest (n_topics larger than M2's numerical rank).
-    """
-    eigenvalues, vectors = np.linalg.eigh(_symmetric(m2_projected))
+def whitening_from_rayleigh(
+    basis: Any,
+    rayleigh: np.ndarray,
+    n_components: int,
+    rank_tol: float,
+    projections: dict[int, list[Any]] | None = None,
+) -> Whitening:
+    """Whitening from the (n, n) Rayleigh-Ritz matrix basis^T M2 basis."""
+    eigenvalues, vectors = np.linalg.eigh(0.5 * (rayleigh + rayleigh.T))
     order = np.argsort(eigenvalues)[::-1]
     eigenvalues, vectors = eigenvalues[order], vectors[:, order]
     top = float(eigenvalues[0]) if eigenvalues.size else 0.0
-    threshold = max(top, 0.0) * rank_tol
-    numerical_rank = int(np.sum(eigenvalues > threshold)) if top > 0 else 0
+    numerical_rank = int(np.sum(eigenvalues > top * rank_tol)) if top > 0 else 0
     if numerical_rank < n_components:
         shown = ", ".join(f"{value:.3g}" for value in eigenvalues[: n_components + 1])
         raise ValueError(
@@ -112,12 +144,4 @@ def whitening_from_projection(Q: Any, m2_projected: np.ndarray, n_components: in
     kept = eigenvalues[:n_components]
     G = vectors[:, :n_components] / np.sqrt(kept)
     unwhiten = vectors[:, :n_components] * np.sqrt(kept)
-    return Whitening(Q=Q, G=G, unwhiten=unwhiten, eigenvalues=eigenvalues)
-
-
-def _symmetric(matrix: np.ndarray) -> np.ndarray:
-    return 0.5 * (matrix + matrix.T)
-
-
-def _host(x: Any) -> np.ndarray:
-    return x.get() if hasattr(x, "get") else np.asarray(x)
+    return Whitening(basis=basis, G=G, unwhiten=unwhiten, eigenvalues=eigenvalues, projections=projections)
