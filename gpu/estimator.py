@@ -30,7 +30,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "n_oversample": 10,
     "n_krylov_blocks": 3,
     "n_restarts": 10,
-    "n_iter": 100,
+    "n_iter": 30,
     "tol": 1e-10,
     "n_extra_components": 0,
     "block_rows": None,
@@ -107,7 +107,7 @@ def fit_spectral_lda(
     dtype : "float32" or "float64" for the passes over documents; small dense algebra
         (eigenproblems, tensor decomposition) is always float64.
     progress : optional ``progress(stage, done, total)``; its exceptions propagate.
-    options : n_oversample (10), n_krylov_blocks (3: M2 applications of the block Krylov range finder), n_restarts (10), n_iter (100),
+    options : n_oversample (10), n_krylov_blocks (3: M2 applications of the block Krylov range finder), n_restarts (10), n_iter (30),
         tol (1e-10, on 1 - |cos| between iterates), n_extra_components (0: fit that many
         more components and keep the k with the largest alpha), block_rows (None: auto),
         n_threads (None: all cores), tensor_mode ("auto" | "dense" | "implicit"),
@@ -196,7 +196,7 @@ def fit_spectral_lda(
     )
     terms = tensor_terms(stats, W, sums, alpha0)
     if mode == "dense":
-        operator: Any = DenseTensor(whitened_tensor(sums, terms, dtype))
+        operator: Any = DenseTensor(whitened_tensor(sums, terms, dtype).astype(dtype))
     else:
         operator = ImplicitTensor(sums.projected, stats.doc_w3, terms)
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from gpu.backend import get_array_module
-from gpu.passes import Progress, run_pass
+from gpu.passes import Progress, row_slice, run_pass
 
 MIN_DOC_LENGTH = 3
 
@@ -77,7 +77,7 @@ def corpus_stats(
     ) if n_kept else xp.zeros((0, 3))
 
     def partial(start: int, stop: int) -> tuple[Any]:
-        block = X[start:stop].astype(xp.float64)
+        block = row_slice(X, start, stop).astype(xp.float64)
         return (block.T @ weights[start:stop],)
 
     if n_kept:
@@ -119,7 +119,7 @@ def apply_m2(
     Qc = Q.astype(X.dtype, copy=False)
 
     def partial(start: int, stop: int) -> tuple[Any]:
-        block = X[start:stop]
+        block = row_slice(X, start, stop)
         projected = block @ Qc
         if keep_projection is not None:
             keep_projection[start] = projected
@@ -173,7 +173,7 @@ def sketch_m2_range(
     def partial(start: int, stop: int) -> tuple[Any]:
         omega = xp.asarray(sketch_rows(seed, start, stop, n_columns, X.dtype))
         omega *= root_w2[start:stop, None]
-        return (X[start:stop].T @ omega,)
+        return (row_slice(X, start, stop).T @ omega,)
 
     (total,) = run_pass(partial, blocks, n_threads=n_threads, stage="whitening", progress=progress)
     return total.astype(xp.float64, copy=False)

@@ -12,6 +12,8 @@ import os
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any, Callable, Sequence
 
+import scipy.sparse as sp
+
 Partial = tuple[Any, ...]
 Progress = Callable[[str, int, int], None] | None
 
@@ -37,6 +39,15 @@ def row_blocks(n_rows: int, n_threads: int, block_rows: int | None = None) -> li
         n_blocks = max(1, min(n_rows, n_threads * -(-per_thread // max(1, n_threads))))
         block_rows = -(-n_rows // n_blocks)
     return [(start, min(n_rows, start + block_rows)) for start in range(0, n_rows, block_rows)]
+
+
+def row_slice(X: Any, start: int, stop: int) -> Any:
+    """Rows start:stop of a CSR matrix; on the CPU a view of X's arrays (no copy of the data)."""
+    if not isinstance(X, sp.csr_matrix | sp.csr_array):
+        return X[start:stop]
+    lo, hi = int(X.indptr[start]), int(X.indptr[stop])
+    indptr = X.indptr[start : stop + 1] - lo
+    return sp.csr_matrix((X.data[lo:hi], X.indices[lo:hi], indptr), shape=(stop - start, X.shape[1]), copy=False)
 
 
 def add_partials(total: Partial | None, part: Partial) -> Partial:

@@ -18,7 +18,7 @@ CHECK_EVERY = 5  # iterations between convergence checks (each check synchronise
 
 @dataclass(frozen=True)
 class PowerMethodResult:
-    """eigenvalues: (r,) host float64 lambda_i.  eigenvectors: (k, r) backend float64 v_i.
+    """eigenvalues: (r,) host float64 lambda_i.  eigenvectors: (k, r) backend v_i (operator dtype).
 
     iterations: per component, restart-phase plus refinement iterations run.
     converged:  per component, whether the refinement met the tolerance.
@@ -73,7 +73,8 @@ def robust_tensor_power_method(
     """
     dim = operator.dim
     xp = operator.xp
-    vectors = xp.zeros((dim, 0), dtype=xp.float64)
+    dtype = getattr(operator, "dtype", np.dtype(np.float64))
+    vectors = xp.zeros((dim, 0), dtype=dtype)
     values: list[float] = []
     iterations: list[int] = []
     converged: list[bool] = []
@@ -81,14 +82,14 @@ def robust_tensor_power_method(
     def deflated(U: Any) -> Any:
         out = operator.apply(U)
         if values:
-            lam = xp.asarray(np.asarray(values))
+            lam = xp.asarray(np.asarray(values, dtype=dtype))
             out = out - vectors @ (lam[:, None] * (vectors.T @ U) ** 2)
         return out
 
     if progress is not None:
         progress("decomposition", 0, n_components)
     for component in range(n_components):
-        starts = xp.asarray(rng.standard_normal((dim, n_restarts)))
+        starts = xp.asarray(rng.standard_normal((dim, n_restarts)).astype(dtype))
         U, used, _ = _iterate(deflated, _normalize(starts), n_iter, tol)
         scores = (U * deflated(U)).sum(axis=0)
         best = U[:, int(xp.argmax(scores)) : int(xp.argmax(scores)) + 1]

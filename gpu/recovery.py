@@ -40,7 +40,7 @@ def unwhitened_topics(pseudo_inverse: Any, eigenvalues: np.ndarray, eigenvectors
     """
     xp = get_array_module(eigenvectors)
     scale = xp.asarray(((alpha0 + 2.0) / 2.0) * np.asarray(eigenvalues, dtype=np.float64))
-    return (pseudo_inverse @ (eigenvectors * scale[None, :])).T
+    return (pseudo_inverse @ (eigenvectors.astype(xp.float64) * scale[None, :])).T
 
 
 def project_rows_to_simplex(Y: Any) -> Any:

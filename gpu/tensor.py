@@ -1,8 +1,7 @@
 """The whitened third moment T = M3(W, W, W) (k, k, k), built blockwise, and T(I, u, u).
 
 One pass over the documents computes, per block, P = X_b W (B, k) and adds the partials
-- third = sum_d w3_d p_d (x) p_d (x) p_d, only entries whose first index is the smallest
-          (k, k, k), about a third of the products of the full tensor
+- third = sum_d w3_d p_d (x) p_d (x) p_d               (k, k, k), from unique pairs i <= j
 - R     = X^T diag(w3) P                              (V, k), the r_t of DESIGN.md
 The word terms come from the rows a_t of W, blockwise over the vocabulary, and the M1
 terms from m = W^T M1 and W^T E2 W = I + alpha0/(alpha0+1) m m^T. Nothing of size
@@ -18,14 +17,13 @@ import numpy as np
 
 from gpu.backend import get_array_module
 from gpu.moments import CorpusStats
-from gpu.passes import Progress, run_pass
+from gpu.passes import Progress, row_slice, run_pass
 
 @dataclass(frozen=True)
 class WhitenedSums:
     """Sums over documents of the tensor pass.
 
-    third:      (k, k, k) float64 backend array T[i, j, l] = sum_d w3_d p_di p_dj p_dl, filled
-                for i <= min(j, l) only (see :func:`fill_from_leading`); None in implicit mode.
+    third:      (k, k, k) float64 backend array sum_d w3_d p_d (x) p_d (x) p_d; None in implicit mode.
     word_third: (V, k) float64 backend array R = X^T diag(w3) X W.
     projected:  (D, k) P = X W (compute dtype) in implicit mode, else None.
     """
@@ -35,49 +33,33 @@ class WhitenedSums:
     projected: Any | None
 
 
-def leading_index_third(P: Any, weighted: Any) -> Any:
-    """(k, k, k) float64 U with U[i, j, l] = sum_b weighted_bi P_bj P_bl for j, l >= i, else 0.
+PAIR_BLOCK_ELEMENTS = 2**22  # entries of one (rows, pairs) block of pair products
 
-    P, weighted: (B, k), weighted = w * P for per-row weights w. With the symmetric
-    result T, U holds the entries whose first index is the smallest: one matrix product
-    per i, k^3 B / 3 multiply-adds instead of k^3 B.
+
+def pair_index(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """First and second index of each unique pair i <= j of n indices (n(n+1)/2 each)."""
+    return np.triu_indices(n)
+
+
+def sum_pair_outer(Y: Any, Z: Any) -> Any:
+    """(n, n, q) float64 F[i, j] = sum_b Y_bi Y_bj Z_b, symmetric in (i, j).
+
+    Y: (B, n), Z: (B, q). Only the unique pairs i <= j are multiplied, as one matrix
+    product (pairs x rows) @ (rows x q) per row block; the block of pair products stays
+    below PAIR_BLOCK_ELEMENTS entries.
     """
-    xp = get_array_module(P)
-    k = P.shape[1]
-    U = xp.zeros((k, k, k), dtype=xp.float64)
-    for i in range(k):
-        tail = P[:, i:]
-        U[i, i:, i:] = ((tail * weighted[:, i : i + 1]).T @ tail).astype(xp.float64, copy=False)
-    return U
-
-
-def fill_from_leading(U: Any) -> Any:
-    """Symmetric (k, k, k) tensor from U holding the entries with the smallest index first.
-
-    U[i, j, l] must be given for i <= min(j, l) and be symmetric in (j, l) there.
-    """
-    xp = get_array_module(U)
-    k = U.shape[0]
-    a = xp.arange(k)[:, None, None]
-    b = xp.arange(k)[None, :, None]
-    c = xp.arange(k)[None, None, :]
-    first_smallest = (a <= b) & (a <= c)
-    second_smallest = ~first_smallest & (b <= c)
-    return xp.where(first_smallest, U, xp.where(second_smallest, U.transpose(1, 0, 2), U.transpose(2, 1, 0)))
-
-
-def pair_weighted_sum(A: Any, Rp: Any) -> Any:
-    """(k, k, q) float64 F[i, j] = sum_t A_ti A_tj Rp_t, symmetric in (i, j), one product per i.
-
-    A: (n, k), Rp: (n, q).
-    """
-    xp = get_array_module(A)
-    k = A.shape[1]
-    F = xp.zeros((k, k, Rp.shape[1]), dtype=xp.float64)
-    for i in range(k):
-        F[i, i:] = ((A[:, i:] * A[:, i : i + 1]).T @ Rp).astype(xp.float64, copy=False)
-    upper = xp.arange(k)[:, None] <= xp.arange(k)[None, :]
-    return xp.where(upper[:, :, None], F, F.transpose(1, 0, 2))
+    xp = get_array_module(Y)
+    n = Y.shape[1]
+    rows, cols = (xp.asarray(index) for index in pair_index(n))
+    step = max(64, PAIR_BLOCK_ELEMENTS // max(len(rows), 1))
+    pairs = xp.zeros((len(rows), Z.shape[1]), dtype=xp.float64)
+    for start in range(0, Y.shape[0], step):
+        block = Y[start : start + step]
+        pairs += ((block[:, rows] * block[:, cols]).T @ Z[start : start + step]).astype(xp.float64, copy=False)
+    full = xp.empty((n, n, Z.shape[1]), dtype=xp.float64)
+    full[rows, cols] = pairs
+    full[cols, rows] = pairs
+    return full
 
 
 def whitened_document_sums(
@@ -102,13 +84,13 @@ def whitened_document_sums(
     kept: dict[int, Any] = {}
 
     def partial(start: int, stop: int) -> tuple[Any, ...]:
-        block = X[start:stop]
+        block = row_slice(X, start, stop)
         P = cached(start) if cached is not None else None
         if P is None:
             P = block @ Wc
         weighted = P * w3[start:stop, None]
         word_third = (block.T @ weighted).astype(xp.float64, copy=False)
-        third = leading_index_third(P, weighted) if with_third else xp.zeros((1, 1))
+        third = sum_pair_outer(P, weighted) if with_third else xp.zeros((1, 1))
         if keep_projection:
             kept[start] = P
         return word_third, third
@@ -154,7 +136,7 @@ def word_tensor(terms: TensorTerms, dtype: Any, block_words: int = 16384) -> Any
     F = xp.zeros((k, k, k), dtype=xp.float64)
     A, Rp = terms.A.astype(dtype), terms.Rp.astype(dtype)
     for start in range(0, A.shape[0], block_words):
-        F += pair_weighted_sum(A[start : start + block_words], Rp[start : start + block_words])
+        F += sum_pair_outer(A[start : start + block_words], Rp[start : start + block_words])
     return F + F.transpose(0, 2, 1) + F.transpose(2, 0, 1)
 
 
@@ -169,7 +151,7 @@ def moment_corrections(terms: TensorTerms) -> Any:
 
 def whitened_tensor(sums: WhitenedSums, terms: TensorTerms, dtype: Any) -> Any:
     """T = M3(W, W, W) as a (k, k, k) float64 backend array, symmetrised."""
-    e3 = (fill_from_leading(sums.third) - word_tensor(terms, dtype)) / terms.n_docs
+    e3 = (sums.third - word_tensor(terms, dtype)) / terms.n_docs
     return symmetrize(e3 + moment_corrections(terms))
 
 
@@ -180,17 +162,22 @@ def symmetrize(T: Any) -> Any:
 
 
 class DenseTensor:
-    """A formed symmetric (k, k, k) tensor: T(I, U, U) for many columns at once."""
+    """A formed symmetric (k, k, k) tensor: T(I, U, U) for many columns at once.
+
+    Iterates run in T's dtype (float32 halves the memory traffic of each application).
+    """
 
     def __init__(self, T: Any):
-        self.T = T
-        self.dim = int(T.shape[0])
         self.xp = get_array_module(T)
+        self.T = self.xp.ascontiguousarray(T)
+        self.dim = int(T.shape[0])
+        self._unfolded = self.T.reshape(self.dim * self.dim, self.dim)
+        self.dtype = self.T.dtype
 
     def apply(self, U: Any) -> Any:
         """(k, L) columns T(I, u_l, u_l) for U (k, L)."""
         k, L = U.shape
-        TU = (self.T.reshape(k * k, k) @ U).reshape(k, k, L)
+        TU = (self._unfolded @ U).reshape(k, k, L)
         return (TU * U[None, :, :]).sum(axis=1)
 
 
@@ -208,6 +195,7 @@ class ImplicitTensor:
         self.terms = terms
         self.dim = int(P.shape[1])
         self.xp = get_array_module(P)
+        self.dtype = np.dtype(np.float64)
 
     def apply(self, U: Any) -> Any:
         t = self.terms

@@ -60,16 +60,27 @@ class Whitening:
         return self.basis @ xp.asarray(self.unwhiten)
 
 
-def orthonormalize(Y: Any, against: Any | None = None) -> Any:
-    """(V, m) orthonormal basis of the columns of Y, orthogonal to ``against`` (V, n) if given.
+RANK_EPS = 1e-10  # columns whose norm falls below this fraction of the input's are dropped
 
-    Projection and QR are done twice ("twice is enough") for a numerically orthogonal basis.
+
+def orthonormalize(Y: Any, against: Any | None = None) -> Any:
+    """(V, r) orthonormal basis of span(Y) minus span(against), r <= Y's column count.
+
+    Gram-matrix orthonormalisation done twice (like CholeskyQR2: matrix products instead of
+    Householder QR), with directions of relative size below RANK_EPS dropped, so a block
+    that lies (numerically) in ``against`` (V, n, orthonormal) or is rank-deficient shrinks.
     """
     xp = get_array_module(Y)
-    for _ in range(2 if against is not None else 1):
-        if against is not None:
+    scale = float(xp.max(xp.sum(Y * Y, axis=0))) if Y.shape[1] else 0.0
+    for _ in range(2):
+        if against is not None and against.shape[1]:
             Y = Y - against @ (against.T @ Y)
-        Y, _ = xp.linalg.qr(Y)
+        gram = Y.T @ Y
+        gram = gram.get() if hasattr(gram, "get") else np.asarray(gram)
+        values, vectors = np.linalg.eigh(0.5 * (gram + gram.T))
+        keep = values > RANK_EPS * max(scale, 1e-300)
+        Y = Y @ xp.asarray(vectors[:, keep] / np.sqrt(values[keep]))
+        scale = 1.0
     return Y
 
 
@@ -114,6 +125,8 @@ def krylov_whitening(
         )
         if round_index + 1 < n_krylov_blocks:
             newest = orthonormalize(images[-1], xp.concatenate(basis_blocks, axis=1))
+            if newest.shape[1] == 0:  # the Krylov space is exhausted (tiny vocabularies)
+                break
     basis = xp.concatenate(basis_blocks, axis=1)
     rayleigh = basis.T @ xp.concatenate(images, axis=1)
     rayleigh = rayleigh.get() if hasattr(rayleigh, "get") else np.asarray(rayleigh)
