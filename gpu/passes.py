@@ -50,6 +50,20 @@ def row_slice(X: Any, start: int, stop: int) -> Any:
     return sp.csr_matrix((X.data[lo:hi], X.indices[lo:hi], indptr), shape=(stop - start, X.shape[1]), copy=False)
 
 
+def sub_progress(progress: Progress, offset: int, grand_total: int) -> Progress:
+    """Progress for one of several passes of a stage: block counts shifted by ``offset`` of
+    ``grand_total`` blocks, so the stage reports one increasing count (start reported once)."""
+    if progress is None:
+        return None
+
+    def report(stage: str, done: int, total: int) -> None:
+        if done == 0 and offset > 0:
+            return
+        progress(stage, offset + done, grand_total)
+
+    return report
+
+
 def add_partials(total: Partial | None, part: Partial) -> Partial:
     """Element-wise sum of two partial tuples (``None`` is the empty sum)."""
     if total is None:

@@ -70,6 +70,7 @@ def robust_tensor_power_method(
     For each component: ``n_restarts`` random unit starts (drawn from the host ``rng``)
     iterate together for up to ``n_iter`` steps; the start with the largest T(u,u,u) is
     refined for up to ``n_iter`` more; lambda = T(u,u,u); then the tensor is deflated.
+    ``tol`` bounds 1 - |cos| between iterates (raised to 100 ulps of the operator dtype).
     """
     dim = operator.dim
     xp = operator.xp
@@ -86,6 +87,8 @@ def robust_tensor_power_method(
             out = out - vectors @ (lam[:, None] * (vectors.T @ U) ** 2)
         return out
 
+    # 1 - |cos| cannot be resolved below a few hundred ulps of the working precision
+    tol = max(tol, 100.0 * float(np.finfo(dtype).eps))
     if progress is not None:
         progress("decomposition", 0, n_components)
     for component in range(n_components):

@@ -16,7 +16,7 @@ import numpy as np
 
 from gpu.backend import get_array_module
 from gpu.moments import CorpusStats, apply_m2, sketch_m2_range
-from gpu.passes import Progress
+from gpu.passes import Progress, sub_progress
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,10 @@ def krylov_whitening(
     Raises ValueError when fewer than ``n_components`` Ritz values exceed rank_tol x the
     largest (n_topics larger than M2's numerical rank).
     """
-    Y = sketch_m2_range(stats, n_columns, seed, blocks=blocks, n_threads=n_threads, progress=progress)
+    grand_total = (1 + n_krylov_blocks) * len(blocks)
+    Y = sketch_m2_range(
+        stats, n_columns, seed, blocks=blocks, n_threads=n_threads, progress=sub_progress(progress, 0, grand_total)
+    )
     xp = get_array_module(Y)
     newest = orthonormalize(Y)
     basis_blocks: list[Any] = []
@@ -119,13 +122,16 @@ def krylov_whitening(
         kept.append({})
         images.append(
             apply_m2(
-                stats, newest, alpha0, blocks=blocks, n_threads=n_threads, progress=progress,
+                stats, newest, alpha0, blocks=blocks, n_threads=n_threads,
+                progress=sub_progress(progress, (1 + round_index) * len(blocks), grand_total),
                 keep_projection=kept[-1] if cache_projections else None,
             )
         )
         if round_index + 1 < n_krylov_blocks:
             newest = orthonormalize(images[-1], xp.concatenate(basis_blocks, axis=1))
             if newest.shape[1] == 0:  # the Krylov space is exhausted (tiny vocabularies)
+                if progress is not None:
+                    progress("whitening", grand_total, grand_total)
                 break
     basis = xp.concatenate(basis_blocks, axis=1)
     rayleigh = basis.T @ xp.concatenate(images, axis=1)
