@@ -80,10 +80,11 @@ def robust_tensor_power_method(
     iterations: list[int] = []
     converged: list[bool] = []
 
+    lam = xp.zeros((0,), dtype=dtype)  # found eigenvalues, kept on the device
+
     def deflated(U: Any) -> Any:
         out = operator.apply(U)
         if values:
-            lam = xp.asarray(np.asarray(values, dtype=dtype))
             out = out - vectors @ (lam[:, None] * (vectors.T @ U) ** 2)
         return out
 
@@ -95,11 +96,13 @@ def robust_tensor_power_method(
         starts = xp.asarray(rng.standard_normal((dim, n_restarts)).astype(dtype))
         U, used, _ = _iterate(deflated, _normalize(starts), n_iter, tol)
         scores = (U * deflated(U)).sum(axis=0)
-        best = U[:, int(xp.argmax(scores)) : int(xp.argmax(scores)) + 1]
+        best_index = int(xp.argmax(scores))
+        best = U[:, best_index : best_index + 1]
         u, refined, ok = _iterate(deflated, best, n_iter, tol)
         value = float((u * deflated(u)).sum())
         values.append(value)
         vectors = xp.concatenate([vectors, u], axis=1)
+        lam = xp.asarray(np.asarray(values, dtype=dtype))
         iterations.append(used + refined)
         converged.append(bool(ok))
         if progress is not None:

@@ -33,7 +33,8 @@ class WhitenedSums:
     projected: Any | None
 
 
-PAIR_BLOCK_ELEMENTS = 2**22  # entries of one (rows, pairs) block of pair products
+PAIR_BLOCK_ELEMENTS = 2**22  # entries of one (rows, pairs) block of pair products (CPU)
+GPU_PAIR_BLOCK_ELEMENTS = 2**26  # larger blocks on a GPU: fewer, bigger kernels
 
 
 def pair_index(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -51,7 +52,8 @@ def sum_pair_outer(Y: Any, Z: Any) -> Any:
     xp = get_array_module(Y)
     n = Y.shape[1]
     rows, cols = (xp.asarray(index) for index in pair_index(n))
-    step = max(64, PAIR_BLOCK_ELEMENTS // max(len(rows), 1))
+    budget = PAIR_BLOCK_ELEMENTS if xp is np else GPU_PAIR_BLOCK_ELEMENTS
+    step = max(64, budget // max(len(rows), 1))
     pairs = xp.zeros((len(rows), Z.shape[1]), dtype=xp.float64)
     for start in range(0, Y.shape[0], step):
         block = Y[start : start + step]
