@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 import scipy.sparse as sp
 
-from gpu.backend import array_module, backend_of, get_array_module, resolve_backend, sparse_module, to_host
+from gpu.backend import backend_of, get_array_module, resolve_backend, sparse_module, to_host
 
 DTYPES = ("float32", "float64")
 TENSOR_MODES = ("auto", "dense", "implicit")
@@ -115,12 +115,13 @@ def as_count_matrix(X: Any, backend: str, dtype: str) -> Any:
     is_sparse = sp.issparse(X) or (on_gpu and sparse_module("cupy").issparse(X))
     if not is_sparse:
         X = X if on_gpu else np.asarray(X)
-        dense_check = X if on_gpu else X
-        _check_values(dense_check.ravel(), xp, lambda flat_index: f"document {int(flat_index) // n_words}")
+        _check_values(X.ravel(), xp, lambda flat_index: f"document {int(flat_index) // n_words}")
         X = sparse_module("cupy").csr_matrix(X.astype(dtype)) if on_gpu else sp.csr_matrix(X.astype(dtype))
     else:
         X = X.tocsr()
-        X.sum_duplicates()
+        if not X.has_canonical_format:
+            X = X.copy()  # never modify the caller's matrix
+            X.sum_duplicates()
         indptr = X.indptr
 
         def where(position: int) -> str:
@@ -128,7 +129,7 @@ def as_count_matrix(X: Any, backend: str, dtype: str) -> Any:
             return f"document {int(np.searchsorted(host_indptr, position, side='right') - 1)}"
 
         _check_values(X.data, xp, where)
-        X = X.astype(dtype)
+        X = X.astype(dtype, copy=False)
 
     if backend == "cupy" and not on_gpu:
         if X.nnz >= 2**31:
@@ -151,8 +152,3 @@ def _check_values(values: Any, xp: Any, where: Callable[[int], str]) -> None:
     if bool((values < 0).any()):
         position = int(xp.argmax(values < 0))
         raise ValueError(f"X has a negative count ({to_host(values[position])}) in {where(position)}")
-
-
-def dense_module_for(backend: str) -> Any:
-    """The dense array module of a concrete backend."""
-    return array_module(backend)

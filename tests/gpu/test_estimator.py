@@ -181,3 +181,18 @@ def test_transform_infers_document_topics(corpus):
     doc_topic = model.transform(corpus.counts[:200])
     assert doc_topic.shape == (200, 5)
     np.testing.assert_allclose(doc_topic.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_input_matrix_is_left_untouched(corpus, fitted):
+    coo = corpus.counts.tocoo()
+    # duplicated, unsorted entries: summed inside fit, but the caller's matrix is not modified
+    X = sp.csr_matrix((np.concatenate([coo.data, coo.data])[::-1],
+                       (np.concatenate([coo.row, coo.row])[::-1], np.concatenate([coo.col, coo.col])[::-1])),
+                      shape=coo.shape)
+    X.has_canonical_format = False
+    before = (X.data.copy(), X.indices.copy())
+    result = fit_spectral_lda(X, 5, 1.0, seed=3, backend="numpy")
+    np.testing.assert_array_equal(X.data, before[0])
+    np.testing.assert_array_equal(X.indices, before[1])
+    doubled = fit_spectral_lda(corpus.counts * 2, 5, 1.0, seed=3, backend="numpy")
+    np.testing.assert_allclose(result.topic_word, doubled.topic_word, atol=1e-9)
