@@ -61,13 +61,15 @@ def fit_child(path: Path, dtype: str) -> None:
     loaded = time.perf_counter()
     result = fit_spectral_lda(counts, N_TOPICS, 1.0, seed=0, backend="numpy", dtype=dtype)
     finished = time.perf_counter()
-    peak_rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak_rss_gb = usage.ru_maxrss / 2**20  # KiB on Linux
     truth = np.load(path.with_name(path.stem + "_topics.npy"))
     print(json.dumps({
         "load_s": loaded - started,
         "fit_s": finished - loaded,
         "stages": result.timings,
         "peak_rss_gb": peak_rss_gb,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
         "l1": mean_matched_l1(truth, result.topic_word),
         "converged": result.diagnostics["all_converged"],
         "alpha_sum": float(result.alpha.sum()),
@@ -84,6 +86,7 @@ def main() -> None:
         fit_child(Path(args.child), args.dtype)
         return
     path = corpus_path()
+    load_before = os.getloadavg()[0]
     if args.regenerate or not path.exists():
         generate(path)
     child = subprocess.run(
@@ -92,10 +95,13 @@ def main() -> None:
     )
     figures = json.loads(child.stdout.strip().splitlines()[-1])
     total = figures["load_s"] + figures["fit_s"]
-    print(f"nytimes-scale D={N_DOCS} V={N_WORDS} k={N_TOPICS} dtype={args.dtype} threads={os.cpu_count()}")
+    print(f"nytimes-scale D={N_DOCS} V={N_WORDS} k={N_TOPICS} dtype={args.dtype} cores={os.cpu_count()} "
+          f"load average before the run {load_before:.2f} (other processes share these cores)")
     print(f"load {figures['load_s']:.2f} s + fit {figures['fit_s']:.2f} s = {total:.2f} s "
           f"(target <= {TARGET_SECONDS:.0f} s: {'met' if total <= TARGET_SECONDS else 'MISSED'}, "
           f"ratio {total / TARGET_SECONDS:.2f} of target)")
+    print(f"  process CPU time {figures['cpu_s']:.1f} s (all threads; wall / CPU = "
+          f"{total / figures['cpu_s']:.2f})")
     for stage, seconds in figures["stages"].items():
         print(f"  stage {stage:<14} {seconds:7.2f} s")
     print(f"peak RSS {figures['peak_rss_gb']:.2f} GB (target <= {TARGET_RSS_GB:.0f} GB: "

@@ -17,7 +17,7 @@ import numpy as np
 
 from gpu.backend import array_module, backend_of, to_host
 from gpu.moments import corpus_stats
-from gpu.passes import default_threads, row_blocks
+from gpu.passes import default_threads, row_blocks, single_threaded_blas
 from gpu.power_method import robust_tensor_power_method
 from gpu.recovery import alpha_from_eigenvalues, recover
 from gpu.tensor import DenseTensor, ImplicitTensor, tensor_terms, whitened_document_sums, whitened_tensor
@@ -49,8 +49,9 @@ class SpectralLDAResult:
 
     topic_word:         (k, V) float64 host, rows on the simplex, sorted by decreasing alpha.
     alpha:              (k,) float64 Dirichlet parameters, same order.
-    m2_eigenvalues:     (m,) eigenvalues of M2 on the range-finder subspace, descending;
-                        the first k + n_extra_components were kept by whitening.
+    m2_eigenvalues:     (k + n_extra_components + n_oversample,) leading eigenvalues of M2
+                        (Ritz values of the Krylov range finder), descending; the first
+                        k + n_extra_components were kept by whitening, the rest are the next few.
     tensor_eigenvalues: (k,) lambda_i of the kept components, same order as topics.
     n_dropped_docs:     documents dropped for having fewer than 3 tokens.
     timings:            stage -> seconds.
@@ -132,7 +133,6 @@ def fit_spectral_lda(
     clock.start("moments")
 
     concrete = choose_backend(X, backend)
-    xp = array_module(concrete)
     counts = as_count_matrix(X, concrete, dtype)
     n_docs_all, n_words = (int(s) for s in counts.shape)
     n_components = n_topics + settings["n_extra_components"]
@@ -141,10 +141,48 @@ def fit_spectral_lda(
             f"n_topics={n_topics} (+{settings['n_extra_components']} extra components) is larger than the vocabulary (V={n_words})"
         )
     n_threads = 1 if concrete == "cupy" else (settings["n_threads"] or default_threads())
-    block_rows = settings["block_rows"] or (GPU_BLOCK_ROWS if concrete == "cupy" else None)
+    plan = _FitPlan(
+        counts=counts,
+        n_topics=n_topics,
+        n_components=n_components,
+        alpha0=alpha0,
+        seed=seed,
+        dtype=dtype,
+        settings=settings,
+        backend=concrete,
+        n_threads=n_threads,
+        block_rows=settings["block_rows"] or (GPU_BLOCK_ROWS if concrete == "cupy" else None),
+    )
+    with single_threaded_blas(concrete == "numpy" and n_threads > 1):
+        return _fit(plan, clock, progress)
 
-    def blocks_for(n_rows: int) -> list[tuple[int, int]]:
-        return row_blocks(n_rows, n_threads, block_rows)
+
+@dataclass(frozen=True)
+class _FitPlan:
+    """Validated inputs of one fit. counts: (D, V) CSR on the chosen backend."""
+
+    counts: Any
+    n_topics: int
+    n_components: int
+    alpha0: float
+    seed: int
+    dtype: str
+    settings: dict[str, Any]
+    backend: str
+    n_threads: int
+    block_rows: int | None
+
+    def blocks_for(self, n_rows: int) -> list[tuple[int, int]]:
+        return row_blocks(n_rows, self.n_threads, self.block_rows)
+
+
+def _fit(plan: _FitPlan, clock: _Stopwatch, progress: Progress) -> SpectralLDAResult:
+    """The stages of :func:`fit_spectral_lda` on a validated count matrix."""
+    counts, n_topics, n_components, alpha0 = plan.counts, plan.n_topics, plan.n_components, plan.alpha0
+    seed, dtype, settings, concrete, n_threads = plan.seed, plan.dtype, plan.settings, plan.backend, plan.n_threads
+    blocks_for = plan.blocks_for
+    n_docs_all, n_words = (int(size) for size in counts.shape)
+    xp = array_module(concrete)
 
     stats = corpus_stats(counts, blocks_for=blocks_for, n_threads=n_threads, progress=progress)
     if stats.n_docs < 3:
@@ -196,7 +234,7 @@ def fit_spectral_lda(
     )
     terms = tensor_terms(stats, W, sums, alpha0)
     if mode == "dense":
-        operator: Any = DenseTensor(whitened_tensor(sums, terms, dtype).astype(dtype))
+        operator: Any = DenseTensor(whitened_tensor(sums, terms, dtype, n_threads=n_threads).astype(dtype))
     else:
         operator = ImplicitTensor(sums.projected, stats.doc_w3, terms)
 
@@ -250,7 +288,7 @@ def fit_spectral_lda(
     return SpectralLDAResult(
         topic_word=topic_word,
         alpha=np.asarray(recovered.alpha, dtype=np.float64),
-        m2_eigenvalues=np.asarray(whitening.eigenvalues, dtype=np.float64),
+        m2_eigenvalues=np.asarray(whitening.eigenvalues[:n_columns], dtype=np.float64),
         tensor_eigenvalues=np.asarray(decomposition.eigenvalues[order], dtype=np.float64),
         n_dropped_docs=stats.n_dropped,
         timings=dict(clock.timings),

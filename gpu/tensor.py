@@ -1,7 +1,7 @@
 """The whitened third moment T = M3(W, W, W) (k, k, k), built blockwise, and T(I, u, u).
 
 One pass over the documents computes, per block, P = X_b W (B, k) and adds the partials
-- third = sum_d w3_d p_d (x) p_d (x) p_d               (k, k, k), from unique pairs i <= j
+- third = sum_d w3_d p_d (x) p_d (x) p_d               (k, k, k), using its symmetry
 - R     = X^T diag(w3) P                              (V, k), the r_t of DESIGN.md
 The word terms come from the rows a_t of W, blockwise over the vocabulary, and the M1
 terms from m = W^T M1 and W^T E2 W = I + alpha0/(alpha0+1) m m^T. Nothing of size
@@ -64,6 +64,45 @@ def sum_pair_outer(Y: Any, Z: Any) -> Any:
     return full
 
 
+SYMMETRIC_GROUP = 24  # index-group size of :func:`sum_symmetric_cube`
+
+
+def sum_symmetric_cube(P: Any, weighted: Any) -> Any:
+    """(k, k, k) float64 sum_b weighted_b (x) P_b (x) P_b for weighted = w * P (symmetric).
+
+    Indices are cut into groups of SYMMETRIC_GROUP; only group triples a <= b <= c are
+    multiplied (pair products of groups a, b against all columns of groups >= b, one
+    matrix product each), about half the work of the unique-pair form, and the other
+    group triples are filled by symmetry.
+    """
+    xp = get_array_module(P)
+    n_rows, k = P.shape
+    edges = list(range(0, k, SYMMETRIC_GROUP)) + [k]
+    groups = list(zip(edges[:-1], edges[1:]))
+    budget = PAIR_BLOCK_ELEMENTS if xp is np else GPU_PAIR_BLOCK_ELEMENTS
+    step = max(64, budget // (SYMMETRIC_GROUP * SYMMETRIC_GROUP))
+    cube = xp.zeros((k, k, k), dtype=xp.float64)
+    for a, (a0, a1) in enumerate(groups):
+        for b0, b1 in groups[a:]:
+            part = xp.zeros(((a1 - a0) * (b1 - b0), k - b0), dtype=xp.float64)
+            for start in range(0, n_rows, step):
+                rows = slice(start, start + step)
+                left = (weighted[rows, a0:a1, None] * P[rows, None, b0:b1]).reshape(-1, (a1 - a0) * (b1 - b0))
+                part += (left.T @ P[rows, b0:]).astype(xp.float64, copy=False)
+            cube[a0:a1, b0:b1, b0:] = part.reshape(a1 - a0, b1 - b0, k - b0)
+    full = xp.zeros_like(cube)
+    perms = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
+    for a, ga in enumerate(groups):
+        for b in range(a, len(groups)):
+            for c in range(b, len(groups)):
+                trio = (ga, groups[b], groups[c])
+                block = cube[ga[0] : ga[1], groups[b][0] : groups[b][1], groups[c][0] : groups[c][1]]
+                for perm in perms:
+                    target = tuple(slice(*trio[axis]) for axis in perm)
+                    full[target] = block.transpose(perm)
+    return full
+
+
 def whitened_document_sums(
     stats: CorpusStats,
     W: Any,
@@ -92,7 +131,7 @@ def whitened_document_sums(
             P = block @ Wc
         weighted = P * w3[start:stop, None]
         word_third = (block.T @ weighted).astype(xp.float64, copy=False)
-        third = sum_pair_outer(P, weighted) if with_third else xp.zeros((1, 1))
+        third = sum_symmetric_cube(P, weighted) if with_third else xp.zeros((1, 1))
         if keep_projection:
             kept[start] = P
         return word_third, third
@@ -131,14 +170,15 @@ def tensor_terms(stats: CorpusStats, W: Any, sums: WhitenedSums, alpha0: float) 
     return TensorTerms(A=W, Rp=Rp, e2=e2, m=m, n_docs=stats.n_docs, alpha0=alpha0)
 
 
-def word_tensor(terms: TensorTerms, dtype: Any, block_words: int = 16384) -> Any:
+def word_tensor(terms: TensorTerms, dtype: Any, *, n_threads: int = 1, block_words: int = 8192) -> Any:
     """(k, k, k) sum_t a_t(x)a_t(x)r'_t + its two other placements, blockwise over words."""
-    xp = get_array_module(terms.A)
-    k = terms.A.shape[1]
-    F = xp.zeros((k, k, k), dtype=xp.float64)
     A, Rp = terms.A.astype(dtype), terms.Rp.astype(dtype)
-    for start in range(0, A.shape[0], block_words):
-        F += sum_pair_outer(A[start : start + block_words], Rp[start : start + block_words])
+
+    def partial(start: int, stop: int) -> tuple[Any]:
+        return (sum_pair_outer(A[start:stop], Rp[start:stop]),)
+
+    blocks = [(start, min(A.shape[0], start + block_words)) for start in range(0, A.shape[0], block_words)]
+    (F,) = run_pass(partial, blocks, n_threads=n_threads, stage="tensor")
     return F + F.transpose(0, 2, 1) + F.transpose(2, 0, 1)
 
 
@@ -151,9 +191,9 @@ def moment_corrections(terms: TensorTerms) -> Any:
     return -(a0 / (a0 + 2.0)) * placements + (2.0 * a0 * a0 / ((a0 + 1.0) * (a0 + 2.0))) * cube
 
 
-def whitened_tensor(sums: WhitenedSums, terms: TensorTerms, dtype: Any) -> Any:
+def whitened_tensor(sums: WhitenedSums, terms: TensorTerms, dtype: Any, *, n_threads: int = 1) -> Any:
     """T = M3(W, W, W) as a (k, k, k) float64 backend array, symmetrised."""
-    e3 = (sums.third - word_tensor(terms, dtype)) / terms.n_docs
+    e3 = (sums.third - word_tensor(terms, dtype, n_threads=n_threads)) / terms.n_docs
     return symmetrize(e3 + moment_corrections(terms))
 
 

@@ -23,7 +23,7 @@ from gpu.passes import Progress, sub_progress
 class Whitening:
     """W = basis @ G, with W^T M2 W = I.
 
-    basis:       (V, n) orthonormal Krylov basis (backend array, float64).
+    basis:       (V, n) orthonormal Krylov basis (backend array, compute dtype).
     G:           (n, k) float64 host: Ritz vectors scaled by Ritz value^-1/2.
     unwhiten:    (n, k) float64 host: Ritz vectors scaled by Ritz value^+1/2, so that
                  (W^T)^+ = basis @ unwhiten.
@@ -52,12 +52,12 @@ class Whitening:
     def matrix(self) -> Any:
         """(V, k) whitening matrix W (backend array, float64)."""
         xp = get_array_module(self.basis)
-        return self.basis @ xp.asarray(self.G)
+        return self.basis.astype(xp.float64) @ xp.asarray(self.G)
 
     def pseudo_inverse_transpose(self) -> Any:
         """(V, k) (W^T)^+ = U diag(s)^1/2, mapping whitened vectors back to word space."""
         xp = get_array_module(self.basis)
-        return self.basis @ xp.asarray(self.unwhiten)
+        return self.basis.astype(xp.float64) @ xp.asarray(self.unwhiten)
 
 
 RANK_EPS = 1e-10  # columns whose norm falls below this fraction of the input's are dropped
@@ -113,7 +113,8 @@ def krylov_whitening(
         stats, n_columns, seed, blocks=blocks, n_threads=n_threads, progress=sub_progress(progress, 0, grand_total)
     )
     xp = get_array_module(Y)
-    newest = orthonormalize(Y)
+    work_dtype = stats.X.dtype  # float32 fits halve the dense work of the basis as well
+    newest = orthonormalize(Y.astype(work_dtype))
     basis_blocks: list[Any] = []
     images: list[Any] = []
     kept: list[dict[int, Any]] = []
@@ -125,7 +126,7 @@ def krylov_whitening(
                 stats, newest, alpha0, blocks=blocks, n_threads=n_threads,
                 progress=sub_progress(progress, (1 + round_index) * len(blocks), grand_total),
                 keep_projection=kept[-1] if cache_projections else None,
-            )
+            ).astype(work_dtype)
         )
         if round_index + 1 < n_krylov_blocks:
             newest = orthonormalize(images[-1], xp.concatenate(basis_blocks, axis=1))

@@ -121,3 +121,16 @@ def test_orthonormalize_drops_directions_already_spanned():
     assert Q.shape == (20, 2)
     np.testing.assert_allclose(Q.T @ Q, np.eye(2), atol=1e-12)
     np.testing.assert_allclose(K.T @ Q, 0, atol=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 5, 30, 53])
+def test_blocked_symmetric_sums_match_einsum(k):
+    from gpu.tensor import sum_pair_outer, sum_symmetric_cube
+
+    rng = np.random.default_rng(k)
+    P = rng.standard_normal((70, k))
+    w = rng.uniform(0.1, 1.0, 70)
+    expected = np.einsum("b,bi,bj,bl->ijl", w, P, P, P)
+    np.testing.assert_allclose(sum_symmetric_cube(P, w[:, None] * P), expected, rtol=1e-12, atol=1e-12)
+    Z = rng.standard_normal((70, 4))
+    np.testing.assert_allclose(sum_pair_outer(P, Z), np.einsum("bi,bj,bq->ijq", P, P, Z), rtol=1e-12, atol=1e-12)
