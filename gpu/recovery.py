@@ -43,11 +43,15 @@ def unwhitened_topics(pseudo_inverse: Any, eigenvalues: np.ndarray, eigenvectors
     return (pseudo_inverse @ (eigenvectors.astype(xp.float64) * scale[None, :])).T
 
 
-def project_rows_to_simplex(Y: Any) -> Any:
-    """(r, V) Euclidean projection of each row onto {x >= 0, sum x = 1} (sort-based)."""
+def project_rows_to_simplex(Y: Any, ordered: Any | None = None) -> Any:
+    """(r, V) Euclidean projection of each row onto {x >= 0, sum x = 1} (sort-based).
+
+    ordered: the rows of Y sorted in decreasing order, when already known.
+    """
     xp = get_array_module(Y)
     n = Y.shape[1]
-    ordered = -xp.sort(-Y, axis=1)
+    if ordered is None:
+        ordered = -xp.sort(-Y, axis=1)
     cumulative = xp.cumsum(ordered, axis=1) - 1.0
     ranks = xp.arange(1, n + 1, dtype=Y.dtype)
     support = ordered - cumulative / ranks[None, :] > 0
@@ -59,11 +63,13 @@ def project_rows_to_simplex(Y: Any) -> Any:
 def fix_signs_and_project(raw: Any) -> tuple[Any, Any]:
     """Choose per row the sign whose simplex projection moves it least; project.
 
-    raw: (r, V). Returns ((r, V) projected rows, (r,) bool flipped).
+    raw: (r, V). Returns ((r, V) projected rows, (r,) bool flipped). One sort serves both
+    signs: -raw sorted decreasingly is raw's decreasing order reversed and negated.
     """
     xp = get_array_module(raw)
-    plus = project_rows_to_simplex(raw)
-    minus = project_rows_to_simplex(-raw)
+    ordered = -xp.sort(-raw, axis=1)
+    plus = project_rows_to_simplex(raw, ordered)
+    minus = project_rows_to_simplex(-raw, -ordered[:, ::-1])
     flipped = xp.linalg.norm(minus + raw, axis=1) < xp.linalg.norm(plus - raw, axis=1)
     return xp.where(flipped[:, None], minus, plus), flipped
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from gpu.backend import get_array_module
 from gpu.moments import CorpusStats, apply_m2, sketch_m2_range
-from gpu.passes import Progress, sub_progress
+from gpu.passes import Progress, row_slice, run_pass, sub_progress
 
 
 @dataclass(frozen=True)
@@ -52,12 +52,12 @@ class Whitening:
     def matrix(self) -> Any:
         """(V, k) whitening matrix W (backend array, float64)."""
         xp = get_array_module(self.basis)
-        return self.basis.astype(xp.float64) @ xp.asarray(self.G)
+        return (self.basis @ xp.asarray(self.G).astype(self.basis.dtype)).astype(xp.float64)
 
     def pseudo_inverse_transpose(self) -> Any:
         """(V, k) (W^T)^+ = U diag(s)^1/2, mapping whitened vectors back to word space."""
         xp = get_array_module(self.basis)
-        return self.basis.astype(xp.float64) @ xp.asarray(self.unwhiten)
+        return (self.basis @ xp.asarray(self.unwhiten).astype(self.basis.dtype)).astype(xp.float64)
 
 
 RANK_EPS = 1e-10  # columns whose norm falls below this fraction of the input's are dropped
@@ -104,7 +104,7 @@ def krylov_whitening(
     (D x b m floats), so the tensor pass gets P = X W without another sparse product.
 
     n_columns: m, columns per Krylov block (k plus oversampling). Cost: 1 + 2 b sparse
-    products per document for b = ``n_krylov_blocks`` >= 1.
+    products per document for b = ``n_krylov_blocks`` >= 1 (2 b with ``cache_projections``).
     Raises ValueError when fewer than ``n_components`` Ritz values exceed rank_tol x the
     largest (n_topics larger than M2's numerical rank).
     """
@@ -118,13 +118,25 @@ def krylov_whitening(
     basis_blocks: list[Any] = []
     images: list[Any] = []
     kept: list[dict[int, Any]] = []
+    last_image_projected = False
     for round_index in range(n_krylov_blocks):
         basis_blocks.append(newest)
         kept.append({})
+        round_progress = sub_progress(progress, (1 + round_index) * len(blocks), grand_total)
+        if cache_projections and round_index + 1 == n_krylov_blocks:
+            # last block: its image is only needed inside K^T M2 K, which the kept X K give
+            # with one sparse product instead of two
+            images.append(
+                projected_m2_block(
+                    stats, kept, newest, xp.concatenate(basis_blocks, axis=1), alpha0,
+                    blocks=blocks, n_threads=n_threads, progress=round_progress,
+                )
+            )
+            last_image_projected = True
+            break
         images.append(
             apply_m2(
-                stats, newest, alpha0, blocks=blocks, n_threads=n_threads,
-                progress=sub_progress(progress, (1 + round_index) * len(blocks), grand_total),
+                stats, newest, alpha0, blocks=blocks, n_threads=n_threads, progress=round_progress,
                 keep_projection=kept[-1] if cache_projections else None,
             ).astype(work_dtype)
         )
@@ -135,10 +147,49 @@ def krylov_whitening(
                     progress("whitening", grand_total, grand_total)
                 break
     basis = xp.concatenate(basis_blocks, axis=1)
-    rayleigh = basis.T @ xp.concatenate(images, axis=1)
+    if last_image_projected:
+        # images[:-1] are M2 Q_i (V, m); images[-1] is already K^T M2 Q_last (n, m)
+        head = [basis.T @ image for image in images[:-1]]
+        rayleigh = xp.concatenate([*(block.astype(xp.float64) for block in head), images[-1]], axis=1)
+    else:
+        rayleigh = basis.T @ xp.concatenate(images, axis=1)
     rayleigh = rayleigh.get() if hasattr(rayleigh, "get") else np.asarray(rayleigh)
     projections = {start: [part[start] for part in kept] for start, _ in blocks} if cache_projections else None
     return whitening_from_rayleigh(basis, rayleigh, n_components, rank_tol, projections)
+
+
+def projected_m2_block(
+    stats: CorpusStats,
+    kept: list[dict[int, Any]],
+    Q_last: Any,
+    basis: Any,
+    alpha0: float,
+    *,
+    blocks: list[tuple[int, int]],
+    n_threads: int = 1,
+    progress: Progress = None,
+) -> Any:
+    """(n, m) float64 K^T M2 Q_last from one pass computing X_b Q_last (kept in ``kept[-1]``).
+
+    K^T M2 Q = (1/D) [(X K)^T (w2 * X Q) - K^T diag(X^T w2) Q] - a0/(a0+1) (K^T M1)(M1^T Q),
+    with X K assembled from the products kept by earlier rounds. basis: K (V, n), whose
+    last m columns are Q_last.
+    """
+    X, w2 = stats.X, stats.doc_w2
+    xp = get_array_module(Q_last)
+    Qc = Q_last.astype(X.dtype, copy=False)
+
+    def partial(start: int, stop: int) -> tuple[Any]:
+        projected = row_slice(X, start, stop) @ Qc
+        kept[-1][start] = projected
+        left = xp.concatenate([part[start] for part in kept], axis=1)
+        return ((left.T @ (projected * w2[start:stop, None])).astype(xp.float64, copy=False),)
+
+    (total,) = run_pass(partial, blocks, n_threads=n_threads, stage="whitening", progress=progress)
+    K64, Q64 = basis.astype(xp.float64), Q_last.astype(xp.float64)
+    diagonal = K64.T @ (stats.word_w2[:, None] * Q64)
+    mean_term = xp.outer(K64.T @ stats.m1, stats.m1 @ Q64)
+    return (total - diagonal) / stats.n_docs - (alpha0 / (alpha0 + 1.0)) * mean_term
 
 
 def whitening_from_rayleigh(

@@ -23,7 +23,7 @@ def tiny_corpus(seed=0, n_docs=40, n_words=9):
     return sp.csr_matrix(np.array(rows, dtype=np.int64))
 
 
-def pipeline(X, n_components, *, n_threads=1, block_rows=None, dtype="float64"):
+def pipeline(X, n_components, *, n_threads=1, block_rows=None, dtype="float64", n_columns=None, cache=True):
     X = X.astype(dtype).tocsr()
 
     def blocks_for(n):
@@ -32,13 +32,13 @@ def pipeline(X, n_components, *, n_threads=1, block_rows=None, dtype="float64"):
     stats = corpus_stats(X, blocks_for=blocks_for, n_threads=n_threads)
     blocks = blocks_for(stats.n_docs)
     whitening = krylov_whitening(
-        stats, n_components, X.shape[1], ALPHA0, seed=5, n_krylov_blocks=2, rank_tol=1e-9,
-        blocks=blocks, n_threads=n_threads, cache_projections=True,
+        stats, n_components, n_columns or X.shape[1], ALPHA0, seed=5, n_krylov_blocks=2, rank_tol=1e-9,
+        blocks=blocks, n_threads=n_threads, cache_projections=cache,
     )
     W = whitening.matrix()
     sums = whitened_document_sums(
         stats, W, blocks=blocks, with_third=True, keep_projection=True, n_threads=n_threads,
-        cached=whitening.cached_projection,
+        cached=whitening.cached_projection if cache else None,
     )
     terms = tensor_terms(stats, W, sums, ALPHA0)
     return stats, whitening, W, sums, terms, blocks
@@ -88,6 +88,19 @@ def test_whitened_tensor_matches_dense_m3(corpus, n_threads, block_rows):
     scale = np.abs(expected).max()
     np.testing.assert_allclose(T, expected, rtol=0, atol=1e-8 * scale)
     np.testing.assert_allclose(T, T.transpose(1, 2, 0), atol=1e-12 * scale)
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_partial_krylov_basis_whitens_exactly(corpus, cache):
+    """Basis smaller than V (2 blocks of 4 columns, V=9): Rayleigh-Ritz whitening is exact on
+    it, with or without the kept projections (which replace the last block's M2 product)."""
+    X, dense = corpus
+    _, whitening, W, sums, terms, _ = pipeline(X, 3, n_columns=4, cache=cache, n_threads=2, block_rows=9)
+    assert whitening.basis.shape[1] == 8
+    np.testing.assert_allclose(W.T @ dense["M2"] @ W, np.eye(3), atol=1e-8)
+    expected = multilinear(dense["M3"], W)
+    T = whitened_tensor(sums, terms, np.float64)
+    np.testing.assert_allclose(T, expected, rtol=0, atol=1e-8 * np.abs(expected).max())
 
 
 def test_implicit_tensor_applies_the_same_tensor(corpus):
