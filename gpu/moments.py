@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from gpu.backend import get_array_module
 from gpu.passes import Progress, row_slice, run_pass
@@ -136,20 +137,21 @@ def apply_m2(
     return result
 
 
-def sketch_rows(seed: int, start: int, stop: int, n_columns: int, dtype: Any, chunk_rows: int = 4096) -> np.ndarray:
-    """(stop-start, n_columns) standard normal host rows, independent of how rows are blocked.
+def sketch_assignments(seed: int, start: int, stop: int, n_columns: int, chunk_rows: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Bucket (int64) and sign (+-1.0) of rows start:stop of a CountSketch matrix Omega (D, m).
 
-    Rows are drawn in fixed chunks of ``chunk_rows`` seeded by (seed, chunk index), so a
-    pass gives the same sketch whatever its block size or backend.
+    Rows are drawn in fixed chunks of ``chunk_rows`` seeded by (seed, chunk index), so a pass
+    gives the same sketch whatever its block size or backend.
     """
     first, last = start // chunk_rows, (stop - 1) // chunk_rows
-    chunks = [
-        np.random.default_rng([seed, chunk]).standard_normal((chunk_rows, n_columns)).astype(dtype, copy=False)
-        for chunk in range(first, last + 1)
-    ]
-    stacked = np.concatenate(chunks, axis=0)
+    buckets, signs = [], []
+    for chunk in range(first, last + 1):
+        rng = np.random.default_rng([seed, chunk])
+        buckets.append(rng.integers(0, n_columns, size=chunk_rows))
+        signs.append(rng.integers(0, 2, size=chunk_rows) * 2.0 - 1.0)
     offset = start - first * chunk_rows
-    return stacked[offset : offset + stop - start]
+    window = slice(offset, offset + stop - start)
+    return np.concatenate(buckets)[window], np.concatenate(signs)[window]
 
 
 def sketch_m2_range(
@@ -163,17 +165,27 @@ def sketch_m2_range(
 ) -> Any:
     """(V, m) float64 random vectors X^T diag(sqrt(w2)) Omega from the range of E2's square root.
 
-    One sparse product per document instead of two: E2 ~ (1/D) X^T diag(w2) X, so this is
-    a half power step of the range finder for M2.
+    E2 ~ (1/D) X^T diag(w2) X, so this is a half power step of the range finder for M2.
+    Omega (D, m) is a CountSketch (one +-1 per row in a random column), so the pass costs
+    O(nnz) instead of a dense product with m columns; the Krylov rounds that follow make up
+    for the cruder start.
     """
     X = stats.X
     xp = get_array_module(X)
     root_w2 = xp.sqrt(stats.doc_w2)
 
     def partial(start: int, stop: int) -> tuple[Any]:
-        omega = xp.asarray(sketch_rows(seed, start, stop, n_columns, X.dtype))
-        omega *= root_w2[start:stop, None]
-        return (row_slice(X, start, stop).T @ omega,)
+        buckets, signs = sketch_assignments(seed, start, stop, n_columns)
+        values = xp.asarray(signs.astype(X.dtype)) * root_w2[start:stop]
+        rows, columns = xp.arange(stop - start), xp.asarray(buckets)
+        block = row_slice(X, start, stop)
+        if xp is np:
+            omega = sp.csr_matrix((values, (rows, columns)), shape=(stop - start, n_columns))
+            return ((block.T @ omega).toarray(),)
+        # on the GPU a dense Omega keeps to the sparse-dense product cupyx does best
+        dense = xp.zeros((stop - start, n_columns), dtype=X.dtype)
+        dense[rows, columns] = values
+        return (block.T @ dense,)
 
     (total,) = run_pass(partial, blocks, n_threads=n_threads, stage="whitening", progress=progress)
-    return total.astype(xp.float64, copy=False)
+    return xp.asarray(total).astype(xp.float64, copy=False)
