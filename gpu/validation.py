@@ -129,7 +129,8 @@ def as_count_matrix(X: Any, backend: str, dtype: str) -> Any:
             return f"document {int(np.searchsorted(host_indptr, position, side='right') - 1)}"
 
         _check_values(X.data, xp, where)
-        X = X.astype(dtype, copy=False)
+        if X.dtype != np.dtype(dtype):  # cupyx's astype has no copy=False
+            X = X.astype(dtype)
 
     if backend == "cupy" and not on_gpu:
         if X.nnz >= 2**31:
