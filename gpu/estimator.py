@@ -2,10 +2,14 @@
 
 Stages (each reported to ``progress(stage, done, total)`` and timed):
   moments       drop documents shorter than 3 tokens; M1 and diagonal corrections
-  whitening     randomized range finder for M2 (applied implicitly)
-  tensor        one projection pass: Q^T M2 Q -> whitening, and the whitened tensor
+  whitening     block Krylov range finder for M2 (applied implicitly), Rayleigh-Ritz -> W
+  tensor        one pass P = X W -> the whitened tensor T = M3(W, W, W) (or T(I,u,u) implicitly)
   decomposition robust tensor power method with deflation
   recovery      alpha, topics with sign fixing and simplex projection, sorted by alpha
+
+Memory: O(nnz + V (b m) + k^3) plus one block of rows, with b m the Krylov basis size
+(about 3 (k + 10)), and at most ``projection_cache_bytes`` of kept products X K (which save a
+sparse product); tensor_mode="implicit" (chosen for k > 200) keeps P = X W, (D, k), instead of T.
 """
 from __future__ import annotations
 
