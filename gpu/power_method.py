@@ -1,8 +1,9 @@
 """Robust tensor power method with deflation, all restarts run as one matrix product.
 
-Works on any operator with ``dim`` and ``apply(U) -> T(I, U, U)`` for a (k, L) block U
-(gpu.tensor.DenseTensor or ImplicitTensor). Deflation is applied implicitly:
-T_r(I, U, U) = T(I, U, U) - sum_j lambda_j v_j (v_j^T U)^2, so it costs the same for both.
+Works on any operator with ``dim``, ``xp`` and ``apply(U) -> T(I, U, U)`` for a (k, L)
+block U (gpu.tensor.DenseTensor or ImplicitTensor). An operator with ``deflate(lambda, v)``
+(a formed tensor) is deflated in place; otherwise deflation is applied implicitly:
+T_r(I, U, U) = T(I, U, U) - sum_j lambda_j v_j (v_j^T U)^2.
 """
 from __future__ import annotations
 
@@ -82,9 +83,11 @@ def robust_tensor_power_method(
 
     lam = xp.zeros((0,), dtype=dtype)  # found eigenvalues, kept on the device
 
+    explicit = hasattr(operator, "deflate")  # a formed tensor is deflated in place: fewer kernels
+
     def deflated(U: Any) -> Any:
         out = operator.apply(U)
-        if values:
+        if values and not explicit:
             out = out - vectors @ (lam[:, None] * (vectors.T @ U) ** 2)
         return out
 
@@ -103,6 +106,8 @@ def robust_tensor_power_method(
         values.append(value)
         vectors = xp.concatenate([vectors, u], axis=1)
         lam = xp.asarray(np.asarray(values, dtype=dtype))
+        if explicit:
+            operator.deflate(value, u)
         iterations.append(used + refined)
         converged.append(bool(ok))
         if progress is not None:

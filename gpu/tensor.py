@@ -211,10 +211,15 @@ class DenseTensor:
 
     def __init__(self, T: Any):
         self.xp = get_array_module(T)
-        self.T = self.xp.ascontiguousarray(T)
+        self.T = self.xp.array(T, order="C", copy=True)  # deflate() changes it in place
         self.dim = int(T.shape[0])
         self._unfolded = self.T.reshape(self.dim * self.dim, self.dim)
         self.dtype = self.T.dtype
+
+    def deflate(self, value: float, vector: Any) -> None:
+        """T <- T - value v(x)v(x)v for a (k,) or (k, 1) vector v."""
+        v = vector.reshape(-1)
+        self.T -= value * (v[:, None, None] * v[None, :, None] * v[None, None, :])
 
     def apply(self, U: Any) -> Any:
         """(k, L) columns T(I, u_l, u_l) for U (k, L)."""

@@ -104,3 +104,21 @@ def test_recover_keeps_the_largest_alpha_when_over_provisioned():
     np.testing.assert_array_equal(recovered.order, [0, 2, 4])
     assert np.all(np.diff(recovered.alpha) <= 0)
     assert recovered.topic_word.shape == (3, 20)
+
+
+def test_implicit_and_in_place_deflation_agree():
+    T, _, _ = orthogonal_tensor(6, seed=5)
+    T = T + 0.01 * np.random.default_rng(0).standard_normal(T.shape)
+
+    class ApplyOnly:  # same tensor without deflate(): deflation is applied implicitly
+        def __init__(self, tensor):
+            self.inner = DenseTensor(tensor)
+            self.dim, self.xp, self.dtype = self.inner.dim, np, self.inner.dtype
+
+        def apply(self, U):
+            return self.inner.apply(U)
+
+    dense = robust_tensor_power_method(DenseTensor(T), 6, rng=np.random.default_rng(1))
+    implicit = robust_tensor_power_method(ApplyOnly(T), 6, rng=np.random.default_rng(1))
+    np.testing.assert_allclose(dense.eigenvalues, implicit.eigenvalues, rtol=1e-8)
+    np.testing.assert_allclose(np.abs(dense.eigenvectors), np.abs(implicit.eigenvectors), atol=1e-7)
