@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from gpu.backend import get_array_module, to_host
+from gpu.backend import get_array_module
 
 CHECK_EVERY = 5  # iterations between convergence checks (each check synchronises a GPU)
 
@@ -126,5 +126,3 @@ def reconstruct(eigenvalues: np.ndarray, eigenvectors: Any) -> Any:
     lam = xp.asarray(eigenvalues)
     return xp.einsum("i,ai,bi,ci->abc", lam, eigenvectors, eigenvectors, eigenvectors)
 
-
-__all__ = ["PowerMethodResult", "robust_tensor_power_method", "reconstruct", "to_host"]
