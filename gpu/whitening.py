@@ -1,11 +1,13 @@
 """Whitening of M2 through a randomized block Krylov range finder that applies M2 implicitly.
 
-Starting from a random sketch Q_0 of E2's range (one sparse product per document), each of
-``n_krylov_blocks`` rounds applies M2 to the newest block, Z_{i+1} = M2 Q_i (two sparse
-products), and orthogonalises Z_{i+1} against all earlier blocks to get Q_{i+1}. The basis
+Starting from a CountSketch Q_0 of E2's range (one O(nnz) pass), each of ``n_krylov_blocks``
+rounds applies M2 to the newest block, Z_{i+1} = M2 Q_i (two sparse products per document),
+and orthogonalises Z_{i+1} against all earlier blocks to get Q_{i+1}. The basis
 K = [Q_0 .. Q_{b-1}] (V, b m) is orthonormal and its image M2 K = [Z_1 .. Z_b] is known, so
-the Rayleigh-Ritz matrix K^T M2 K needs no further pass. Its top k eigenpairs (theta, E)
-give W = K E diag(theta)^-1/2, with W^T M2 W = I_k. Nothing (V, V) is ever formed.
+the Rayleigh-Ritz matrix K^T M2 K needs no further pass. When the products X K are kept
+(projection cache), the last round needs only X Q_{b-1}: K^T M2 Q_{b-1} follows from them.
+Its top k eigenpairs (theta, E) give W = K E diag(theta)^-1/2, with W^T M2 W = I_k.
+Nothing (V, V) is ever formed.
 """
 from __future__ import annotations
 
