@@ -62,8 +62,11 @@ def row_slice(X: Any, start: int, stop: int) -> Any:
     if not isinstance(X, sp.csr_matrix | sp.csr_array):
         return X[start:stop]
     lo, hi = int(X.indptr[start]), int(X.indptr[stop])
-    indptr = X.indptr[start : stop + 1] - lo
-    return sp.csr_matrix((X.data[lo:hi], X.indices[lo:hi], indptr), shape=(stop - start, X.shape[1]), copy=False)
+    # the (data, indices, indptr) constructor copies even with copy=False: set the arrays
+    part = sp.csr_matrix((stop - start, X.shape[1]), dtype=X.dtype)
+    part.data, part.indices = X.data[lo:hi], X.indices[lo:hi]
+    part.indptr = (X.indptr[start : stop + 1] - lo).astype(X.indices.dtype, copy=False)
+    return part
 
 
 def sub_progress(progress: Progress, offset: int, grand_total: int) -> Progress:
