@@ -257,7 +257,9 @@ def _fit(plan: _FitPlan, clock: _Stopwatch, progress: Progress) -> SpectralLDARe
     if progress is not None:
         progress("recovery", 0, 1)
     pseudo_inverse = whitening.pseudo_inverse_transpose()
-    recovered = recover(pseudo_inverse, decomposition.eigenvalues, decomposition.eigenvectors, alpha0, n_topics)
+    recovered = recover(
+        pseudo_inverse, decomposition.eigenvalues, decomposition.eigenvectors, alpha0, n_topics, n_threads=n_threads
+    )
     topic_word = np.ascontiguousarray(to_host(recovered.topic_word), dtype=np.float64)
     if progress is not None:
         progress("recovery", 1, 1)

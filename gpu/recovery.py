@@ -8,6 +8,7 @@ the probability simplex, and topics are sorted by decreasing alpha.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,12 +81,24 @@ def recover(
     eigenvectors: Any,
     alpha0: float,
     n_keep: int,
+    *,
+    n_threads: int = 1,
 ) -> Recovered:
-    """Topics and alpha from the eigenpairs; keep the ``n_keep`` with the largest alpha."""
+    """Topics and alpha from the eigenpairs; keep the ``n_keep`` with the largest alpha.
+
+    On the CPU the rows are projected in ``n_threads`` chunks (NumPy sorts release the GIL).
+    """
     alpha = alpha_from_eigenvalues(eigenvalues, alpha0)
     order = np.argsort(-alpha, kind="stable")[:n_keep]
     xp = get_array_module(eigenvectors)
     raw = unwhitened_topics(pseudo_inverse, eigenvalues[order], eigenvectors[:, xp.asarray(order)], alpha0)
-    topics, flipped = fix_signs_and_project(raw)
+    if xp is np and n_threads > 1 and raw.shape[0] > 1:
+        chunks = np.array_split(np.arange(raw.shape[0]), min(n_threads, raw.shape[0]))
+        with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
+            parts = list(pool.map(lambda rows: fix_signs_and_project(raw[rows]), chunks))
+        topics = np.concatenate([part[0] for part in parts])
+        flipped = np.concatenate([part[1] for part in parts])
+    else:
+        topics, flipped = fix_signs_and_project(raw)
     flipped_host = flipped.get() if hasattr(flipped, "get") else np.asarray(flipped)
     return Recovered(topic_word=topics, alpha=alpha[order], order=order, sign_flipped=flipped_host)

@@ -146,6 +146,9 @@ def _check_values(values: Any, xp: Any, where: Callable[[int], str]) -> None:
         return
     if values.dtype.kind not in "biuf":
         raise ValueError(f"X must hold numeric counts, got dtype {values.dtype}")
+    smallest = values.min()
+    if bool(smallest >= 0) and (values.dtype.kind != "f" or bool(xp.isfinite(values.sum(dtype=xp.float64)))):
+        return  # fast path: two reductions, no temporaries; below only to say where it fails
     finite = xp.isfinite(values) if values.dtype.kind == "f" else xp.ones(values.shape, dtype=bool)
     if not bool(finite.all()):
         position = int(xp.argmin(finite))

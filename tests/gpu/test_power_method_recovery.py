@@ -122,3 +122,14 @@ def test_implicit_and_in_place_deflation_agree():
     implicit = robust_tensor_power_method(ApplyOnly(T), 6, rng=np.random.default_rng(1))
     np.testing.assert_allclose(dense.eigenvalues, implicit.eigenvalues, rtol=1e-8)
     np.testing.assert_allclose(np.abs(dense.eigenvectors), np.abs(implicit.eigenvectors), atol=1e-7)
+
+
+def test_threaded_recovery_matches_single_threaded():
+    rng = np.random.default_rng(3)
+    vectors = np.linalg.qr(rng.standard_normal((5, 5)))[0]
+    lam = np.array([1.0, 4.0, 2.0, 8.0, 3.0])
+    pinv = rng.standard_normal((40, 5))
+    single = recover(pinv, lam, vectors, 1.0, 5)
+    threaded = recover(pinv, lam, vectors, 1.0, 5, n_threads=3)
+    np.testing.assert_array_equal(single.topic_word, threaded.topic_word)
+    np.testing.assert_array_equal(single.sign_flipped, threaded.sign_flipped)
