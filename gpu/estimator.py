@@ -340,8 +340,17 @@ class SpectralLDA:
         shown = ", ".join(f"{name}={value!r}" for name, value in self.get_params().items() if name != "progress")
         return f"SpectralLDA({shown})"
 
-    def get_params(self) -> dict[str, Any]:
-        """Constructor arguments, options flattened in."""
+    def set_params(self, **params: Any) -> "SpectralLDA":
+        """Change constructor arguments or options (validated at the next fit); returns self."""
+        for name, value in params.items():
+            if name in ("n_topics", "alpha0", "seed", "backend", "dtype", "progress"):
+                setattr(self, name, value)
+            else:
+                self.options[name] = value
+        return self
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor arguments, options flattened in (``deep`` is accepted for scikit-learn)."""
         return {
             "n_topics": self.n_topics,
             "alpha0": self.alpha0,

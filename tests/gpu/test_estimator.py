@@ -196,3 +196,10 @@ def test_input_matrix_is_left_untouched(corpus, fitted):
     np.testing.assert_array_equal(X.indices, before[1])
     doubled = fit_spectral_lda(corpus.counts * 2, 5, 1.0, seed=3, backend="numpy")
     np.testing.assert_allclose(result.topic_word, doubled.topic_word, atol=1e-9)
+
+
+def test_set_params_round_trips_through_get_params():
+    model = SpectralLDA(4).set_params(alpha0=2.0, n_restarts=3)
+    params = model.get_params(deep=True)
+    assert params["alpha0"] == 2.0 and params["n_restarts"] == 3 and params["n_topics"] == 4
+    assert repr(SpectralLDA(**{k: v for k, v in params.items()})) == repr(model)
