@@ -1,0 +1,15 @@
+"""Corpus ingestion: raw documents (JSON, JSONL, text, CSV/TSV, zip, tar.gz) or pre-built
+bags of words (UCI, Matrix Market, .npz) -> an immutable corpus artifact (vocabulary, CSR
+counts, document ids, options, statistics), and the same tokenizer for new documents.
+"""
+from app.ingest.analyzer import Analyzer, vectorize_texts
+from app.ingest.formats import FORMATS, detect_format
+from app.ingest.options import IngestLimits, TextOptions
+from app.ingest.pipeline import ingest
+from app.ingest.stopwords import ENGLISH_STOP_WORDS
+from app.ingest.store import Corpus, CorpusInfo, delete_corpus, load_corpus
+
+__all__ = [
+    "Analyzer", "Corpus", "CorpusInfo", "ENGLISH_STOP_WORDS", "FORMATS", "IngestLimits", "TextOptions",
+    "delete_corpus", "detect_format", "ingest", "load_corpus", "vectorize_texts",
+]

@@ -1,0 +1,316 @@
+"""Streaming corpus construction: documents arrive one at a time, are grouped into chunks
+of about ``chunk_bytes`` of text, tokenized (in worker processes when ``n_workers > 1``)
+into per-chunk counts against a growing global vocabulary, spilled to disk, and finally
+pruned by document frequency / vocabulary cap and re-indexed chunk by chunk.
+
+Memory holds at most ``n_workers + 2`` chunks of text, the global term table and document
+frequencies, and the final (pruned) count matrix — never the whole text.
+
+Policy for empty documents: a document that is empty or whitespace (``empty_text``), has
+no token left after tokenization and filtering (``no_tokens``), or loses all its terms to
+vocabulary pruning (``all_terms_pruned``) is dropped and counted under that reason in
+``stats["dropped"]``; only a corpus with no document left is an error.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import math
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from app.ingest.analyzer import BIGRAM_JOINER, ChunkCounts, count_chunk, remap_columns
+from app.ingest.options import IngestLimits, TextOptions
+from app.ingest.readers import RawDocument
+
+Progress = Callable[[str, int, int], None]
+
+EMPTY_TEXT, NO_TOKENS, ALL_PRUNED = "empty_text", "no_tokens", "all_terms_pruned"
+_MAX_DROPPED_EXAMPLES = 20
+
+
+@dataclass
+class BuiltCorpus:
+    """Result of a build: counts (D, V) int32 CSR, vocabulary (V,), doc_ids (D,),
+    metadata {row: dict} for kept rows that had metadata, and statistics."""
+
+    counts: sp.csr_matrix
+    vocabulary: list[str]
+    doc_ids: list[str]
+    metadata: dict[int, dict]
+    stats: dict
+
+
+@dataclass
+class _Spilled:
+    path: Path
+    n_docs: int
+
+
+@dataclass
+class _TermTable:
+    """Global vocabulary seen so far with document and corpus frequencies."""
+
+    ids: dict[str, int] = field(default_factory=dict)
+    terms: list[str] = field(default_factory=list)
+    df: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    tf: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def global_ids(self, local_terms: list[str]) -> np.ndarray:
+        ids, terms = self.ids, self.terms
+        out = np.empty(len(local_terms), dtype=np.int64)
+        for position, term in enumerate(local_terms):
+            term_id = ids.get(term)
+            if term_id is None:
+                term_id = ids[term] = len(terms)
+                terms.append(term)
+            out[position] = term_id
+        return out
+
+    def add_frequencies(self, counts: sp.csr_matrix) -> None:
+        n = len(self.terms)
+        if self.df.size < n:
+            grow = max(n, 2 * self.df.size)
+            self.df = np.concatenate([self.df, np.zeros(grow - self.df.size, np.int64)])
+            self.tf = np.concatenate([self.tf, np.zeros(grow - self.tf.size, np.int64)])
+        self.df[:n] += np.bincount(counts.indices, minlength=n)
+        self.tf[:n] += np.bincount(counts.indices, weights=counts.data, minlength=n).astype(np.int64)
+
+
+def _pool_context():
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+class CorpusBuilder:
+    """Accumulates documents into a corpus; see the module docstring for the policy.
+
+    ``work_dir`` (an existing private folder) receives the spilled chunks; the caller
+    removes it. ``progress(stage, done, total)`` is called with stage ``"tokenize"``
+    (documents done / documents read so far) and ``"finalize"`` (chunks re-indexed).
+    """
+
+    def __init__(self, options: TextOptions, limits: IngestLimits, work_dir: Path, *,
+                 chunk_bytes: int = 4 << 20, n_workers: int = 1, progress: Progress | None = None):
+        if chunk_bytes < 1:
+            raise ValueError(f"chunk_bytes must be >= 1, got {chunk_bytes}")
+        if n_workers < 1:
+            raise ValueError(f"n_workers must be >= 1, got {n_workers}")
+        self.options, self.limits, self.work_dir = options, limits, Path(work_dir)
+        self.chunk_bytes = chunk_bytes
+        self.n_workers = 1 if multiprocessing.current_process().daemon else n_workers
+        self.progress = progress
+        self._texts: list[str] = []
+        self._text_chars = 0
+        self._held: list[str] | None = None
+        self._pending: collections.deque[Future | ChunkCounts] = collections.deque()
+        self._pool: ProcessPoolExecutor | None = None
+        self._spilled: list[_Spilled] = []
+        self._table = _TermTable()
+        self._doc_ids: list[str] = []
+        self._seen_ids: dict[str, str] = {}
+        self._empty_text: list[bool] = []
+        self._metadata: dict[int, dict] = {}
+        self._docs_done = 0
+        self._n_with_tokens = 0
+        self.input_documents = 0
+
+    # ----------------------------------------------------------------- intake
+    def add(self, document: RawDocument) -> None:
+        if self.input_documents >= self.limits.max_documents:
+            raise ValueError(f"{document.where}: more than max_documents={self.limits.max_documents} documents")
+        previous = self._seen_ids.get(document.doc_id)
+        if previous is not None:
+            raise ValueError(f"{document.where}: duplicate document id {document.doc_id!r} (first at {previous})")
+        self._seen_ids[document.doc_id] = document.where
+        if document.metadata:
+            self._metadata[self.input_documents] = document.metadata
+        self.input_documents += 1
+        self._doc_ids.append(document.doc_id)
+        self._empty_text.append(not document.text or document.text.isspace())
+        self._texts.append(document.text)
+        self._text_chars += len(document.text)
+        if self._text_chars >= self.chunk_bytes:
+            self._flush_texts()
+
+    def _flush_texts(self) -> None:
+        if not self._texts:
+            return
+        texts, self._texts, self._text_chars = self._texts, [], 0
+        if self.n_workers == 1:
+            self._pending.append(count_chunk(texts, self.options))
+        elif self._pool is None and self._held is None:
+            self._held = texts  # Start processes only once a second chunk shows they pay off.
+        else:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(self.n_workers, mp_context=_pool_context())
+                self._pending.append(self._pool.submit(count_chunk, self._held, self.options))
+                self._held = None
+            self._pending.append(self._pool.submit(count_chunk, texts, self.options))
+        self._drain(keep=self.n_workers)
+
+    def _drain(self, keep: int) -> None:
+        while len(self._pending) > keep:
+            item = self._pending.popleft()
+            chunk = item.result() if isinstance(item, Future) else item
+            self._merge(chunk)
+
+    def _merge(self, chunk: ChunkCounts) -> None:
+        to_global = self._table.global_ids(chunk.terms)
+        counts = chunk.counts
+        indices = to_global[counts.indices].astype(np.int32) if counts.nnz else np.empty(0, np.int32)
+        global_counts = sp.csr_matrix((counts.data, indices, counts.indptr), shape=(counts.shape[0], len(self._table.terms)))
+        self._table.add_frequencies(global_counts)
+        path = self.work_dir / f"chunk-{len(self._spilled):06d}.npz"
+        np.savez(path, indptr=counts.indptr, indices=indices, data=counts.data)
+        self._spilled.append(_Spilled(path, counts.shape[0]))
+        self._docs_done += counts.shape[0]
+        self._n_with_tokens += int(np.count_nonzero(np.diff(counts.indptr)))
+        if self.progress is not None:
+            self.progress("tokenize", self._docs_done, self.input_documents)
+
+    def close(self) -> None:
+        """Stop worker processes (idempotent; also call after a failure)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    # ---------------------------------------------------------------- finish
+    def finish(self) -> BuiltCorpus:
+        """Tokenize what is left, prune the vocabulary and assemble the final matrix."""
+        try:
+            self._flush_texts()
+            if self._held is not None:
+                self._pending.append(count_chunk(self._held, self.options))
+                self._held = None
+            self._drain(keep=0)
+        finally:
+            self.close()
+        if self.input_documents == 0:
+            raise ValueError("empty corpus: the input contains no documents")
+        table = self._table
+        n_terms = len(table.terms)
+        df, tf = table.df[:n_terms], table.tf[:n_terms]
+        is_bigram = np.fromiter((BIGRAM_JOINER in t for t in table.terms), dtype=bool, count=n_terms) if self.options.bigrams else None
+        to_new, vocabulary, pruned = prune_vocabulary(table.terms, df, tf, self._n_with_tokens, self.options, is_bigram)
+        empty_text = np.array(self._empty_text, dtype=bool)
+        return assemble(
+            (_load_spilled(s) for s in self._spilled), len(self._spilled), to_new, vocabulary,
+            self._doc_ids, empty_text, self._metadata, pruned, n_terms, self.progress,
+        )
+
+
+def _load_spilled(spilled: _Spilled) -> sp.csr_matrix:
+    with np.load(spilled.path) as arrays:
+        indptr, indices, data = arrays["indptr"], arrays["indices"], arrays["data"]
+    n_columns = int(indices.max()) + 1 if indices.size else 0
+    return sp.csr_matrix((data, indices, indptr), shape=(spilled.n_docs, n_columns))
+
+
+def prune_vocabulary(terms: list[str], df: np.ndarray, tf: np.ndarray, n_documents: int,
+                     options: TextOptions, is_bigram: np.ndarray | None = None) -> tuple[np.ndarray, list[str], dict]:
+    """Choose the kept terms and their new (alphabetical) columns.
+
+    terms (T,), df (T,) document frequencies, tf (T,) corpus frequencies; n_documents is
+    the number of documents with at least one term (the base of fractional min_df/max_df).
+    Returns to_new (T,) new column or -1, the vocabulary (V,), and {reason: terms removed},
+    reasons applied in order min_df, max_df, bigram_min_df, max_vocab.
+    """
+    n_terms = len(terms)
+    min_count = options.min_df if isinstance(options.min_df, int) else math.ceil(options.min_df * n_documents)
+    max_count = options.max_df if isinstance(options.max_df, int) else math.floor(options.max_df * n_documents + 1e-9)
+    keep = np.ones(n_terms, dtype=bool)
+    pruned = {}
+    for reason, remove in (("min_df", df < min_count), ("max_df", df > max_count)):
+        pruned[reason] = int(np.count_nonzero(keep & remove))
+        keep &= ~remove
+    if is_bigram is not None:
+        remove = is_bigram & (df < options.bigram_min_df)
+        pruned["bigram_min_df"] = int(np.count_nonzero(keep & remove))
+        keep &= ~remove
+    kept = np.flatnonzero(keep)
+    if options.max_vocab is not None and kept.size > options.max_vocab:
+        alphabetical = np.empty(kept.size, dtype=np.int64)
+        alphabetical[np.array(sorted(range(kept.size), key=lambda i: terms[kept[i]]), dtype=np.int64)] = np.arange(kept.size)
+        order = np.lexsort((alphabetical, -tf[kept]))
+        pruned["max_vocab"] = int(kept.size - options.max_vocab)
+        kept = np.sort(kept[order[: options.max_vocab]])
+    else:
+        pruned["max_vocab"] = 0
+    vocabulary = sorted(terms[i] for i in kept)
+    column = {term: position for position, term in enumerate(vocabulary)}
+    to_new = np.full(n_terms, -1, dtype=np.int64)
+    to_new[kept] = [column[terms[i]] for i in kept]
+    return to_new, vocabulary, pruned
+
+
+def assemble(chunks, n_chunks: int, to_new: np.ndarray, vocabulary: list[str], doc_ids: list[str],
+             empty_text: np.ndarray, metadata: dict[int, dict], pruned_terms: dict, n_terms_seen: int,
+             progress: Progress | None = None) -> BuiltCorpus:
+    """Re-index count chunks (rows in document order) to the final vocabulary, drop empty
+    documents with their reason, and return the final corpus with statistics."""
+    indptr_parts, index_parts, data_parts, kept_rows = [np.zeros(1, np.int64)], [], [], []
+    dropped: collections.Counter[str] = collections.Counter()
+    examples: dict[str, list[str]] = collections.defaultdict(list)
+    row_offset, nnz = 0, 0
+    for done, chunk in enumerate(chunks, start=1):
+        columns = to_new[: chunk.shape[1]] if chunk.shape[1] else np.empty(0, np.int64)
+        remapped = remap_columns(chunk, columns, len(vocabulary))
+        lengths = np.diff(remapped.indptr)
+        had_terms = np.diff(chunk.indptr) > 0
+        for row in np.flatnonzero(lengths == 0):
+            document = row_offset + int(row)
+            reason = ALL_PRUNED if had_terms[row] else (EMPTY_TEXT if empty_text[document] else NO_TOKENS)
+            dropped[reason] += 1
+            if len(examples[reason]) < _MAX_DROPPED_EXAMPLES:
+                examples[reason].append(doc_ids[document])
+        keep = np.flatnonzero(lengths > 0)
+        kept_rows.append(row_offset + keep)
+        sub = remapped[keep]
+        indptr_parts.append(sub.indptr[1:].astype(np.int64) + nnz)
+        index_parts.append(sub.indices)
+        data_parts.append(sub.data)
+        nnz += sub.nnz
+        row_offset += chunk.shape[0]
+        if progress is not None:
+            progress("finalize", done, n_chunks)
+    rows = np.concatenate(kept_rows) if kept_rows else np.empty(0, np.int64)
+    if rows.size == 0 or not vocabulary:
+        raise ValueError(
+            f"empty corpus: all {len(doc_ids)} documents are empty after processing "
+            f"(dropped: {dict(dropped) or 'none'}; vocabulary terms removed: {pruned_terms})"
+        )
+    indptr = np.concatenate(indptr_parts)
+    indptr = indptr.astype(np.int32) if nnz < 2**31 else indptr
+    counts = sp.csr_matrix(
+        (np.concatenate(data_parts).astype(np.int32), np.concatenate(index_parts).astype(np.int32), indptr),
+        shape=(rows.size, len(vocabulary)),
+    )
+    counts.has_sorted_indices = True
+    lengths = np.diff(counts.indptr)
+    kept_metadata = {new: metadata[int(old)] for new, old in enumerate(rows) if int(old) in metadata}
+    stats = {
+        "n_documents": int(rows.size),
+        "n_input_documents": len(doc_ids),
+        "n_tokens": int(counts.data.sum(dtype=np.int64)),
+        "vocabulary_size": len(vocabulary),
+        "nnz": int(counts.nnz),
+        "dropped": {reason: dropped.get(reason, 0) for reason in (EMPTY_TEXT, NO_TOKENS, ALL_PRUNED)},
+        "dropped_examples": {reason: ids for reason, ids in examples.items()},
+        "n_terms_seen": int(n_terms_seen),
+        "pruned_terms": pruned_terms,
+        "document_terms": {"min": int(lengths.min()), "median": float(np.median(lengths)), "max": int(lengths.max())},
+    }
+    return BuiltCorpus(counts=counts, vocabulary=vocabulary, doc_ids=[doc_ids[int(r)] for r in rows],
+                       metadata=kept_metadata, stats=stats)
+
+
+def metadata_lines(metadata: dict[int, dict]) -> str:
+    """JSON lines {"row": r, "metadata": {...}} for rows that have metadata."""
+    return "".join(json.dumps({"row": row, "metadata": value}, ensure_ascii=False) + "\n" for row, value in sorted(metadata.items()))
