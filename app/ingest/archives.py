@@ -117,7 +117,8 @@ def _check_zip_info(info: zipfile.ZipInfo, where: str, limits: IngestLimits) -> 
     if info.flag_bits & 0x1:
         raise ValueError(f"{where}: member {name!r} is encrypted")
     mode = info.external_attr >> 16
-    if info.create_system == 3 and mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+    file_type = stat.S_IFMT(mode)  # 0 when the creator recorded no type: a plain file
+    if info.create_system == 3 and file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
         kind = "symbolic link" if stat.S_ISLNK(mode) else "special file"
         raise ValueError(f"{where}: member {name!r} is a {kind}; only regular files are accepted")
     if not info.is_dir():

@@ -38,11 +38,16 @@ class TextOptions(BaseModel):
     bigrams: bool = False
     bigram_min_df: int = Field(default=2, ge=1)
 
+    @field_validator("min_df", "max_df", mode="before")
+    @classmethod
+    def _refuse_bool(cls, value, info):
+        if isinstance(value, bool):
+            raise ValueError(f"{info.field_name} must be an int count or a float fraction, got {value!r}")
+        return value
+
     @field_validator("min_df", "max_df")
     @classmethod
     def _check_df(cls, value: int | float, info) -> int | float:
-        if isinstance(value, bool):
-            raise ValueError(f"{info.field_name} must be an int count or a float fraction, got {value!r}")
         if isinstance(value, int):
             if value < 1:
                 raise ValueError(f"{info.field_name}={value}: a document count must be >= 1")

@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from app.ingest import Analyzer, TextOptions, vectorize_texts
+from app.ingest.analyzer import count_chunk
+from tests.app.ingest._reference import reference_tokens
+
+SAMPLES = [
+    "The quick brown Fox jumps over the lazy dog; the DOG sleeps.",
+    "Numbers 1999 and 42 vanish, but mp3 and 3d stay. snake_case splits.",
+    "Café CAFÉ café — naïve façade; ﬁnance (ligature) and ＦＵＬＬ width.",
+    "हिन्दी भाषा में शब्द — combining vowel signs stay inside words.",
+    "İstanbul ΣΟΦΙΑ σοφία Ωμέγα 東京 タワー",
+    "",
+    "   \t  ",
+    "a I x y z",
+]
+
+
+@pytest.mark.parametrize("options", [
+    TextOptions(),
+    TextOptions(lowercase=False, stop_words=None, min_token_length=1, drop_numbers=False),
+    TextOptions(normalization=None, extra_stop_words=["Fox", "words"], min_token_length=3),
+    TextOptions(bigrams=True),
+])
+def test_tokens_match_reference(options):
+    analyzer = Analyzer(options)
+    for text in SAMPLES:
+        assert analyzer.tokens(text) == reference_tokens(text, options), text
+
+
+def test_known_tokens():
+    tokens = Analyzer(TextOptions()).tokens(SAMPLES[1])
+    assert tokens == ["numbers", "vanish", "mp3", "3d", "stay", "snake", "case", "splits"]
+    assert Analyzer(TextOptions()).tokens("ﬁnance ＦＵＬＬ") == ["finance", "full"]
+    # A Devanagari word with combining vowel signs is one token, not fragments.
+    assert Analyzer(TextOptions()).tokens("हिन्दी") == ["हिन्दी"]
+
+
+def test_bigrams_only_join_adjacent_kept_tokens():
+    tokens = Analyzer(TextOptions(bigrams=True)).tokens("New York and the Bank of America, new york")
+    assert tokens.count("new_york") == 2
+    assert "bank_america" not in tokens and "york_bank" not in tokens
+    assert "america_new" in tokens
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(max_size=40), max_size=6), st.booleans())
+def test_count_chunk_matches_reference_counts(texts, bigrams):
+    options = TextOptions(bigrams=bigrams, min_token_length=1)
+    chunk = count_chunk(texts, options)
+    dense = chunk.counts.toarray()
+    assert chunk.counts.indices.dtype == np.int32 and chunk.counts.data.dtype == np.int32
+    for row, text in enumerate(texts):
+        expected = {}
+        for token in reference_tokens(text, options):
+            expected[token] = expected.get(token, 0) + 1
+        got = {chunk.terms[j]: int(dense[row, j]) for j in np.flatnonzero(dense[row])}
+        assert got == expected
+
+
+def test_vectorize_texts_ignores_unknown_words_and_accepts_dict():
+    vocabulary = ["cat", "dog", "fish"]
+    counts = vectorize_texts(["Cat dog DOG zebra", "", "fish fish the"], vocabulary, TextOptions())
+    assert counts.shape == (3, 3) and counts.dtype == np.int32
+    np.testing.assert_array_equal(counts.toarray(), [[1, 2, 0], [0, 0, 0], [0, 0, 2]])
+    by_dict = vectorize_texts(["dog fish"], {"fish": 0, "dog": 4}, TextOptions())
+    np.testing.assert_array_equal(by_dict.toarray(), [[1, 0, 0, 0, 1]])
+
+
+def test_vectorize_texts_bad_input():
+    with pytest.raises(ValueError, match="single string"):
+        vectorize_texts("cat dog", ["cat"], TextOptions())
+    with pytest.raises(ValueError, match=r"texts\[1\]"):
+        vectorize_texts(["cat", 3], ["cat"], TextOptions())
+    with pytest.raises(ValueError, match="duplicate"):
+        vectorize_texts(["cat"], ["cat", "cat"], TextOptions())
+
+
+def test_options_round_trip_and_validation():
+    options = TextOptions(min_df=0.01, max_df=50, max_vocab=1000, bigrams=True, extra_stop_words=["foo", " "])
+    assert options.extra_stop_words == ["foo"]
+    again = TextOptions.model_validate_json(options.model_dump_json())
+    assert again == options and isinstance(again.min_df, float) and isinstance(again.max_df, int)
+    assert TextOptions.model_validate_json(TextOptions().model_dump_json()) == TextOptions()
+    for bad in ({"min_df": 0}, {"min_df": 1.5}, {"max_df": 0.0}, {"min_df": 0.5, "max_df": 0.2},
+                {"min_token_length": 0}, {"stop_words": "klingon"}, {"unknown": 1}, {"min_df": True}):
+        with pytest.raises(ValueError):
+            TextOptions(**bad)
