@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from app.ingest.options import IngestLimits
-from app.ingest.streams import BLOCK, Budget, capped, decode_utf8, iter_lines, read_all
+from app.ingest.streams import BLOCK, CORRUPT_DATA_ERRORS, Budget, capped, decode_utf8, iter_lines, read_all
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -214,7 +214,7 @@ def read_npz(stream: BinaryIO, where: str, vocabulary: list[str], limits: Ingest
     try:
         with zipfile.ZipFile(buffer) as archive:
             declared = sum(info.file_size for info in archive.infolist())
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+    except CORRUPT_DATA_ERRORS + (ValueError,) as error:
         raise ValueError(f"{where}: not a .npz file ({error})") from None
     if declared > limits.max_decompressed_bytes:
         raise ValueError(f"{where}: arrays declare {declared} bytes, more than max_decompressed_bytes={limits.max_decompressed_bytes}")

@@ -90,7 +90,6 @@ def _build_from_text(streams, formats, options, limits, fields, work_dir, chunk_
         built = builder.finish()
     finally:
         builder.close()
-    built.stats["n_workers"] = builder.n_workers
     return built
 
 
