@@ -20,20 +20,46 @@ from app.ingest.stopwords import ENGLISH_STOP_WORDS
 BIGRAM_JOINER = "_"
 
 
-@functools.lru_cache(maxsize=1)
-def word_pattern() -> re.Pattern[str]:
-    """Runs of word characters: Unicode letters and digits plus combining marks (categories
-    M*), so words of scripts written with combining vowel signs stay whole. ``_`` is
-    replaced by a space before matching, so it never appears inside a token."""
+# Planes holding combining marks (categories M*): the BMP, the SMP and plane 14 (variation
+# selectors); planes 2-3 are ideographs (letters), 15-16 private use. Scanning only these
+# keeps building the pattern cheap in every worker process.
+_MARK_PLANES = ((0x0000, 0x1FFFF), (0xE0000, 0xE0FFF))
+_ASTRAL = re.compile("[\U00010000-\U0010FFFF]")
+
+
+def _mark_ranges(low: int, high: int) -> list[tuple[int, int]]:
     ranges, start = [], None
-    for code in range(sys.maxunicode + 2):
-        is_mark = code <= sys.maxunicode and unicodedata.category(chr(code))[0] == "M"
+    for code in range(low, high + 2):
+        is_mark = code <= high and unicodedata.category(chr(code))[0] == "M"
         if is_mark and start is None:
             start = code
         elif not is_mark and start is not None:
-            ranges.append(f"\\U{start:08x}-\\U{code - 1:08x}")
+            ranges.append((start, code - 1))
             start = None
-    return re.compile("[\\w" + "".join(ranges) + "]+")
+    return ranges
+
+
+@functools.lru_cache(maxsize=1)
+def word_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """(pattern for text without astral characters, pattern for any text).
+
+    A word is a run of Unicode letters and digits (``\\w``; ``_`` is replaced by a space
+    before matching) and combining marks, so words of scripts written with combining vowel
+    signs stay whole. Astral mark ranges make the character class several times slower,
+    so they are only used on the rare texts that contain astral characters.
+    """
+    ranges = [r for low, high in _MARK_PLANES for r in _mark_ranges(low, high)]
+    bmp = "".join(f"\\u{a:04x}-\\u{min(b, 0xFFFF):04x}" for a, b in ranges if a <= 0xFFFF)
+    astral = "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges if a > 0xFFFF)
+    return re.compile(f"[\\w{bmp}]+"), re.compile(f"[\\w{bmp}{astral}]+")
+
+
+def find_words(text: str) -> list[str]:
+    """Words of an already prepared text (see :func:`word_patterns`)."""
+    fast, full = word_patterns()
+    if text.isascii() or not _ASTRAL.search(text):
+        return fast.findall(text)
+    return full.findall(text)
 
 
 class Analyzer:
@@ -45,7 +71,6 @@ class Analyzer:
 
     def __init__(self, options: TextOptions):
         self.options = options
-        self._findall = word_pattern().findall
         stop: set[str] = set(ENGLISH_STOP_WORDS) if options.stop_words == "english" else set()
         stop.update(options.extra_stop_words)
         if options.normalization:
@@ -61,7 +86,7 @@ class Analyzer:
         return text.replace("_", " ")
 
     def raw_tokens(self, text: str) -> list[str]:
-        return self._findall(self.prepare(text))
+        return find_words(self.prepare(text))
 
     def keep(self, token: str) -> bool:
         options = self.options
@@ -116,35 +141,57 @@ class ChunkCounts:
     terms: list[str]
 
 
+# Separates documents joined into one string so one regex call tokenizes a whole chunk.
+# Upper case, so it cannot occur in lowercased text; it maps to term id -2.
+DOC_BREAK = "ZZDOCBREAKZZ"
+_BREAK_ID = -2
+
+
 def count_chunk(texts: Sequence[str], options: TextOptions) -> ChunkCounts:
     """Tokenize ``texts`` (n,) and count terms per document -> ChunkCounts (n, n_terms)."""
     analyzer = Analyzer(options)
-    findall, prepare = analyzer._findall, analyzer.prepare
-    token_lists = [findall(prepare(text)) for text in texts]
+    if options.lowercase:
+        joined = f" {DOC_BREAK} ".join(map(analyzer.prepare, texts))
+        return count_prepared(joined, len(texts), options, analyzer)
+    token_lists = [find_words(analyzer.prepare(text)) for text in texts]
     lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
-    n_tokens = int(lengths.sum())
-    term_ids = _TermIds(analyzer.keep)
-    ids = np.fromiter(map(term_ids.__getitem__, chain.from_iterable(token_lists)), dtype=np.int64, count=n_tokens)
-    del token_lists
     docs = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
+    return _count_tokens(chain.from_iterable(token_lists), int(lengths.sum()), docs, len(texts), options, analyzer)
+
+
+def count_prepared(joined: str, n_docs: int, options: TextOptions, analyzer: Analyzer) -> ChunkCounts:
+    """Count ``n_docs`` prepared (normalized, lowercased) documents joined by DOC_BREAK."""
+    tokens = find_words(joined)
+    del joined
+    return _count_tokens(tokens, len(tokens), None, n_docs, options, analyzer)
+
+
+def _count_tokens(tokens, n_tokens: int, docs: np.ndarray | None, n_docs: int, options: TextOptions,
+                  analyzer: Analyzer) -> ChunkCounts:
+    """tokens: iterable of n_tokens words; docs (n_tokens,) their document, or None when
+    documents are delimited by DOC_BREAK tokens."""
+    term_ids = _TermIds(analyzer.keep)
+    if docs is None:
+        term_ids[DOC_BREAK] = _BREAK_ID
+    ids = np.fromiter(map(term_ids.__getitem__, tokens), dtype=np.int64, count=n_tokens)
+    if docs is None:
+        docs = np.cumsum(ids == _BREAK_ID)
     terms = term_ids.terms
     kept = ids >= 0
     if options.bigrams and n_tokens > 1:
         pair = kept[:-1] & kept[1:] & (docs[:-1] == docs[1:])
         first, second = ids[:-1][pair], ids[1:][pair]
         pair_docs = docs[:-1][pair]
-        keys, inverse = np.unique(first * max(len(terms), 1) + second, return_inverse=True)
-        n_unigrams = len(terms)
-        terms = terms + [
-            terms[int(k) // n_unigrams] + BIGRAM_JOINER + terms[int(k) % n_unigrams] for k in keys
-        ]
-        ids = np.concatenate([ids[kept], n_unigrams + inverse.reshape(-1)])
+        n_unigrams = max(len(terms), 1)
+        keys, inverse = np.unique(first * n_unigrams + second, return_inverse=True)
+        terms = terms + [terms[int(k) // n_unigrams] + BIGRAM_JOINER + terms[int(k) % n_unigrams] for k in keys]
+        ids = np.concatenate([ids[kept], len(term_ids.terms) + inverse.reshape(-1)])
         docs = np.concatenate([docs[kept], pair_docs])
     else:
         ids, docs = ids[kept], docs[kept]
     counts = sp.csr_matrix(
         (np.ones(len(ids), dtype=np.int32), (docs, ids)),
-        shape=(len(texts), len(terms)),
+        shape=(n_docs, len(terms)),
         dtype=np.int32,
     )
     counts.sum_duplicates()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -12,9 +12,9 @@ from app.ingest import archives, bagofwords, readers
 from app.ingest.builder import NO_TOKENS, BuiltCorpus, CorpusBuilder, assemble, prune_vocabulary
 from app.ingest.formats import BAG_OF_WORDS_FORMATS, FORMATS, detect_format
 from app.ingest.options import IngestLimits, TextOptions
-from app.ingest.readers import Fields, RawDocument
+from app.ingest.readers import Fields
 from app.ingest.store import CorpusInfo, write_corpus
-from app.ingest.streams import Budget, capped
+from app.ingest.streams import Budget, capped, iter_line_blocks
 from app.storage import remove_path
 
 Progress = Callable[[str, int, int], None]
@@ -28,7 +28,7 @@ _MEMBER_FORMATS = {
 def ingest(sources: list[tuple[str, BinaryIO]], dest: Path, *, tmp_root: Path, fmt: str | None = None,
            options: TextOptions = TextOptions(), limits: IngestLimits = IngestLimits(),
            text_column: str = "text", id_column: str | None = None, progress: Progress | None = None,
-           chunk_bytes: int = 4 << 20, n_workers: int = 1) -> CorpusInfo:
+           chunk_bytes: int = 2 << 20, n_workers: int = 1) -> CorpusInfo:
     """Build the corpus artifact at ``dest`` from ``sources`` and return its CorpusInfo.
 
     sources: (file name, binary stream) pairs, read once, front to back. Text formats take
@@ -85,37 +85,45 @@ def _build_from_text(streams, formats, options, limits, fields, work_dir, chunk_
     try:
         prefix_ids = len(streams) > 1
         for (name, stream), fmt in zip(streams, formats):
-            for document in _documents(stream, name, fmt, fields, limits, work_dir, f"{name}:" if prefix_ids else ""):
-                builder.add(document)
-        built = builder.finish()
+            _feed(builder, stream, name, fmt, fields, limits, work_dir, f"{name}:" if prefix_ids else "", chunk_bytes)
+        return builder.finish()
     finally:
         builder.close()
-    return built
 
 
-def _documents(stream, name: str, fmt: str, fields: Fields, limits: IngestLimits, work_dir: Path, prefix: str) -> Iterator[RawDocument]:
+def _feed(builder: CorpusBuilder, stream, name: str, fmt: str, fields: Fields, limits: IngestLimits,
+          work_dir: Path, prefix: str, chunk_bytes: int) -> None:
+    """Send one source's documents to the builder: line formats as raw blocks, the rest
+    document by document."""
     max_doc = limits.max_document_bytes
     if fmt == "text":
-        yield from readers.read_text_lines(stream, name, max_doc, prefix)
+        for line, offset, block in iter_line_blocks(stream, name, chunk_bytes, max_doc):
+            builder.add_text_block(block, name, line, offset, prefix)
     elif fmt == "jsonl":
-        yield from readers.read_jsonl(stream, name, fields, max_doc, prefix)
+        max_line = max_doc + readers.JSON_OVERHEAD
+        for line, offset, block in iter_line_blocks(stream, name, chunk_bytes, max_line):
+            builder.add_jsonl_block(block, name, line, offset, fields, max_line, prefix)
     elif fmt == "json":
-        yield from readers.read_json_array(stream, name, fields, max_doc, prefix)
+        for document in readers.read_json_array(stream, name, fields, max_doc, prefix):
+            builder.add(document)
     elif fmt in ("csv", "tsv"):
-        yield from readers.read_delimited(stream, name, fields, max_doc, "," if fmt == "csv" else "\t", prefix)
+        for document in readers.read_delimited(stream, name, fields, max_doc, "," if fmt == "csv" else "\t", prefix):
+            builder.add(document)
     elif fmt in ("zip", "tar.gz"):
         members = archives.iter_zip(stream, name, limits, work_dir) if fmt == "zip" else archives.iter_tar_gz(stream, name, limits)
         for member, member_stream in members:
             member_where = f"{name}!{member}"
-            suffix = "." + member.rsplit(".", 1)[-1].lower() if "." in member.rsplit("/", 1)[-1] else ""
+            base = member.rsplit("/", 1)[-1]
+            suffix = "." + base.rsplit(".", 1)[-1].lower() if "." in base else ""
             kind = _MEMBER_FORMATS.get(suffix)
             if kind is None:
                 raise ValueError(f"{member_where}: unsupported member type {suffix or '(no extension)'!r}; "
                                  f"archives may hold {', '.join(sorted(_MEMBER_FORMATS))} files")
             if kind == "document":
-                yield from readers.read_whole_text(member_stream, member_where, max_doc, f"{prefix}{member}")
+                for document in readers.read_whole_text(member_stream, member_where, max_doc, f"{prefix}{member}"):
+                    builder.add(document)
             else:
-                yield from _documents(member_stream, member_where, kind, fields, limits, work_dir, f"{prefix}{member}:")
+                _feed(builder, member_stream, member_where, kind, fields, limits, work_dir, f"{prefix}{member}:", chunk_bytes)
     else:
         raise ValueError(f"{name}: format {fmt!r} is not a text format")
 

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from app.ingest.streams import iter_lines, iter_text_blocks
 
 # Room for the JSON syntax, escapes and metadata around a document's text on one line.
-_JSON_OVERHEAD = 1 << 20
+JSON_OVERHEAD = 1 << 20
 
 
 class RawDocument(NamedTuple):
@@ -111,7 +111,7 @@ def _loads(text: str, where: str) -> Any:
 
 def read_jsonl(stream: io.BufferedReader, where: str, fields: Fields, max_document_bytes: int, id_prefix: str = "") -> Iterator[RawDocument]:
     """One JSON string or object per line."""
-    for number, line in iter_lines(stream, where, max_document_bytes + _JSON_OVERHEAD):
+    for number, line in iter_lines(stream, where, max_document_bytes + JSON_OVERHEAD):
         if not line.strip():
             continue
         line_where = f"{where} line {number}"
@@ -123,7 +123,7 @@ def read_json_array(stream: io.BufferedReader, where: str, fields: Fields, max_d
     decoder = json.JSONDecoder()
     blocks = iter_text_blocks(stream, where)
     buffer, pos, base, eof = "", 0, 0, False
-    max_element = max_document_bytes + _JSON_OVERHEAD
+    max_element = max_document_bytes + JSON_OVERHEAD
 
     def fill() -> bool:
         nonlocal buffer, pos, base, eof
@@ -188,7 +188,7 @@ def read_delimited(stream: io.BufferedReader, where: str, fields: Fields, max_do
 
     Fields longer than the csv module's field limit (128 KiB) are refused.
     """
-    lines = (line for _, line in iter_lines(stream, where, max_document_bytes + _JSON_OVERHEAD, keep_ends=True))
+    lines = (line for _, line in iter_lines(stream, where, max_document_bytes + JSON_OVERHEAD, keep_ends=True))
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     reader = csv.reader(lines, delimiter=delimiter, quoting=quoting, strict=True)
     kind = "TSV" if delimiter == "\t" else "CSV"

@@ -25,6 +25,7 @@ CORRUPT_DATA_ERRORS = (
     tarfile.TarError, NotImplementedError, RuntimeError,
 )
 UTF8_BOM = b"\xef\xbb\xbf"
+NEWLINE = b"\n"
 
 
 class Budget:
@@ -134,3 +135,33 @@ def iter_text_blocks(stream: BinaryIO, where: str) -> Iterator[str]:
             yield text
         if final:
             return
+
+
+def iter_line_blocks(stream: BinaryIO, where: str, block_bytes: int, max_line_bytes: int) -> Iterator[tuple[int, int, bytes]]:
+    """Yield (first line number, byte offset, block) with blocks of about ``block_bytes``
+    holding whole lines (cut just after a ``\\n``; the last may lack it). A leading UTF-8
+    byte-order mark is dropped. A line whose end is not found within ``max_line_bytes``
+    raises ValueError (lines inside a block are checked by whoever splits it)."""
+    line, offset, buffer, first = 1, 0, bytearray(), True
+    while True:
+        data = stream.read(min(BLOCK, block_bytes))
+        if first:
+            first = False
+            if data.startswith(UTF8_BOM):
+                data, offset = data[len(UTF8_BOM):], len(UTF8_BOM)
+        if not data:
+            if buffer:
+                yield line, offset, bytes(buffer)
+            return
+        buffer += data
+        cut = buffer.rfind(b"\n") + 1
+        if len(buffer) - cut > max_line_bytes + 2:
+            bad_line = line + buffer.count(NEWLINE)
+            raise ValueError(f"{where} line {bad_line}: longer than max_document_bytes={max_line_bytes}")
+        if len(buffer) < block_bytes or cut == 0:
+            continue
+        block = bytes(buffer[:cut])
+        del buffer[:cut]
+        yield line, offset, block
+        line += block.count(b"\n")
+        offset += len(block)

@@ -3,7 +3,7 @@ import io
 import numpy as np
 import pytest
 
-from app.ingest import TextOptions, delete_corpus, detect_format, ingest, load_corpus, vectorize_texts
+from app.ingest import IngestLimits, TextOptions, delete_corpus, detect_format, ingest, load_corpus, vectorize_texts
 from app.storage import directory_checksum
 from tests.app.ingest._reference import jsonb, reference_corpus
 
@@ -109,3 +109,28 @@ def test_detect_format(name, content_type, head, expected):
 def test_detect_format_fails_clearly():
     with pytest.raises(ValueError, match="cannot detect the format of 'blob'"):
         detect_format("blob", None, b"")
+
+
+def test_line_formats_in_many_blocks(run_ingest, assert_fails):
+    texts = make_texts(200, seed=3)
+    lines = "\ufeff" + "\n".join(texts) + "\n"
+    _, from_text = run_ingest([("d.txt", lines.encode())], options=OPTIONS, chunk_bytes=64)
+    jsonl = b"\n".join(jsonb({"id": f"k{i}", "text": t}) for i, t in enumerate(texts))
+    _, from_jsonl = run_ingest([("d.jsonl", jsonl)], options=OPTIONS, chunk_bytes=64, n_workers=2)
+    expected, vocabulary, kept = reference_corpus(texts, OPTIONS)
+    for corpus in (from_text, from_jsonl):
+        assert corpus.vocabulary == vocabulary
+        np.testing.assert_array_equal(corpus.counts.toarray(), expected)
+    assert from_text.doc_ids == [str(i + 1) for i in kept]
+    assert from_jsonl.doc_ids == [f"k{i}" for i in kept]
+    bad = ("\n".join(texts[:150]) + "\nbroken \udcff line\n").encode("utf-8", "surrogateescape")
+    assert_fails([("d.txt", bad)], r"d\.txt line 151: invalid UTF-8", chunk_bytes=64)
+    assert_fails([("d.txt", bad)], r"d\.txt line 151: invalid UTF-8", chunk_bytes=64, n_workers=2)
+    repeated = jsonl + b"\n" + jsonb({"id": "k3", "text": "again"})
+    assert_fails([("d.jsonl", repeated)], r"d\.jsonl: duplicate document id 'k3'", chunk_bytes=64)
+    assert_fails([("d.txt", b"a b\n" * 50)], r"d\.txt line 41: more than max_documents=40", chunk_bytes=64,
+                 limits=IngestLimits(max_documents=40))
+    assert_fails([("d.txt", b"short\n" + b"x" * 5000 + b"\nok\n")], r"d\.txt line 2: longer than max_document_bytes=100",
+                 chunk_bytes=64, limits=IngestLimits(max_document_bytes=100))
+    assert_fails([("d.txt", b"short\n" + b"x" * 150 + b"\nok\n")], r"d\.txt line 2: longer than max_document_bytes=100",
+                 chunk_bytes=1 << 20, limits=IngestLimits(max_document_bytes=100))

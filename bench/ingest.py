@@ -1,0 +1,180 @@
+"""Benchmark: raw English text -> stored CSR corpus, against scikit-learn's CountVectorizer.
+
+Corpus: the plain-text documentation Debian installs under /usr/share/doc (install
+``python3-doc`` for ~12 MB of Python reST sources), split into paragraphs, one document per
+paragraph, written once to a text file (one document per line) under the temp folder.
+
+Prints, from the same run on the same machine:
+- throughput in MB/s (raw text bytes / wall time, file read through saved .npz) for
+  ``app.ingest.ingest`` with worker processes (all cores) and in-process, and for
+  CountVectorizer(fit_transform) + save_npz with the equivalent options; ratios.
+- peak RSS (main process and worker processes) when ingesting an input of one chunk (1x)
+  and of ten chunks (10x), each in a fresh process.
+
+Usage: python bench/ingest.py [--repeats 3] [--chunk-mib 4]
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+
+from app.ingest import ENGLISH_STOP_WORDS, TextOptions, ingest, load_corpus  # noqa: E402
+from app.storage import remove_path  # noqa: E402
+
+DOC_ROOT = Path("/usr/share/doc")
+OPTIONS = TextOptions(min_df=2, max_df=0.5)
+MIB = 1 << 20
+
+
+def build_text_corpus(out: Path) -> tuple[int, int]:
+    """Write one paragraph per line from every readable .txt file under /usr/share/doc."""
+    n_docs = 0
+    with open(out, "w", encoding="utf-8") as sink:
+        for path in sorted(DOC_ROOT.rglob("*.txt")):
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (UnicodeDecodeError, OSError):
+                continue
+            for paragraph in text.split("\n\n"):
+                line = " ".join(paragraph.split())
+                if line:
+                    sink.write(line + "\n")
+                    n_docs += 1
+    return out.stat().st_size, n_docs
+
+
+def repeat_to_size(source: Path, out: Path, size: int) -> int:
+    data = source.read_bytes()
+    with open(out, "wb") as sink:
+        written = 0
+        while written < size:
+            piece = data[: size - written]
+            cut = piece.rfind(b"\n") + 1 if len(piece) < len(data) else len(piece)
+            sink.write(piece[:cut])
+            written += cut
+            if cut == 0:
+                break
+    return out.stat().st_size
+
+
+def run_ours(text_file: Path, work: Path, n_workers: int, chunk_bytes: int) -> tuple[float, dict]:
+    dest = work / f"ours-{n_workers}"
+    remove_path(dest)
+    start = time.perf_counter()
+    with open(text_file, "rb") as stream:
+        info = ingest([(text_file.name, stream)], dest, tmp_root=work / "tmp", fmt="text", options=OPTIONS,
+                      n_workers=n_workers, chunk_bytes=chunk_bytes)
+    elapsed = time.perf_counter() - start
+    return elapsed, info.stats
+
+
+def count_vectorizer():
+    from sklearn.feature_extraction.text import CountVectorizer
+    # Same tokens as ours for English text: runs of letters/digits of length >= 2, lowercase,
+    # our stop-word list, same document-frequency pruning. (It keeps numbers and skips NFKC.)
+    return CountVectorizer(lowercase=True, token_pattern=r"(?u)[^\W_]{2,}", stop_words=sorted(ENGLISH_STOP_WORDS),
+                           min_df=OPTIONS.min_df, max_df=OPTIONS.max_df, dtype=np.int32)
+
+
+def run_sklearn(text_file: Path, work: Path) -> tuple[float, sp.csr_matrix, list[str]]:
+    start = time.perf_counter()
+    with open(text_file, encoding="utf-8") as lines:
+        texts = [line.rstrip("\n") for line in lines]
+    vectorizer = count_vectorizer()
+    counts = vectorizer.fit_transform(texts)
+    keep = np.flatnonzero(np.diff(counts.indptr))
+    sp.save_npz(work / "sklearn.npz", counts[keep].tocsr(), compressed=False)
+    elapsed = time.perf_counter() - start
+    return elapsed, counts, list(vectorizer.get_feature_names_out())
+
+
+def rss_child(text_file: str, n_workers: int, chunk_bytes: int) -> None:
+    work = Path(tempfile.mkdtemp(prefix="bench-ingest-rss-"))
+    try:
+        elapsed, stats = run_ours(Path(text_file), work, n_workers, chunk_bytes)
+    finally:
+        remove_path(work)
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(json.dumps({"main_mib": own, "worker_mib": children, "seconds": elapsed, "nnz": stats["nnz"]}))
+
+
+def measure_rss(text_file: Path, n_workers: int, chunk_bytes: int) -> dict:
+    result = subprocess.run([sys.executable, __file__, "--rss-child", str(text_file), "--workers", str(n_workers),
+                             "--chunk-mib", str(chunk_bytes / MIB)], capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--chunk-mib", type=float, default=4.0)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--rss-child")
+    args = parser.parse_args()
+    chunk_bytes = int(args.chunk_mib * MIB)
+    if args.rss_child:
+        rss_child(args.rss_child, args.workers, chunk_bytes)
+        return
+
+    work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    try:
+        corpus_file = work / "usr-share-doc.txt"
+        size, n_docs = build_text_corpus(corpus_file)
+        print(f"corpus: {size / MIB:.1f} MiB of text, {n_docs} paragraphs from {DOC_ROOT} (*.txt)")
+        print(f"machine: {os.cpu_count()} cores; timings are wall clock, best and median of {args.repeats} "
+              f"(noisy: the machine is shared)")
+
+        ours_parallel, ours_single, sklearn_times = [], [], []
+        for _ in range(args.repeats):
+            t, stats = run_ours(corpus_file, work, args.workers, chunk_bytes)
+            ours_parallel.append(t)
+            t, _ = run_ours(corpus_file, work, 1, chunk_bytes)
+            ours_single.append(t)
+            t, sk_counts, sk_vocab = run_sklearn(corpus_file, work)
+            sklearn_times.append(t)
+        ours = load_corpus(work / f"ours-{args.workers}")
+        overlap = len(set(ours.vocabulary) & set(sk_vocab)) / max(len(set(ours.vocabulary) | set(sk_vocab)), 1)
+        print(f"vocabulary: ours {len(ours.vocabulary)} terms, CountVectorizer {len(sk_vocab)} terms, "
+              f"Jaccard overlap {overlap:.3f}; ours nnz {ours.counts.nnz}, CountVectorizer nnz {sk_counts.nnz}")
+
+        def line(name, times):
+            best, median = min(times), statistics.median(times)
+            print(f"{name:<34} best {size / MIB / best:7.2f} MB/s ({best:6.2f} s)   median {size / MIB / median:7.2f} MB/s")
+            return best
+
+        best_parallel = line(f"ours, {args.workers} worker processes", ours_parallel)
+        best_single = line("ours, in-process", ours_single)
+        best_sklearn = line("sklearn CountVectorizer", sklearn_times)
+        print(f"ratio ours({args.workers} workers) / CountVectorizer: {best_sklearn / best_parallel:.2f}x   (target >= 3x)")
+        print(f"ratio ours(in-process) / CountVectorizer: {best_sklearn / best_single:.2f}x")
+
+        one = work / "x1.txt"
+        ten = work / "x10.txt"
+        size_one = repeat_to_size(corpus_file, one, chunk_bytes)
+        size_ten = repeat_to_size(corpus_file, ten, 10 * chunk_bytes)
+        for label, path, nbytes in (("1x", one, size_one), ("10x", ten, size_ten)):
+            rss = measure_rss(path, args.workers, chunk_bytes)
+            print(f"peak RSS {label:>3} input ({nbytes / MIB:5.1f} MiB, chunk {chunk_bytes / MIB:.1f} MiB): "
+                  f"main {rss['main_mib']:6.1f} MiB, largest worker {rss['worker_mib']:6.1f} MiB, "
+                  f"{nbytes / MIB / rss['seconds']:.2f} MB/s, nnz {rss['nnz']}")
+    finally:
+        remove_path(work)
+
+
+if __name__ == "__main__":
+    main()
