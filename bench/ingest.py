@@ -71,6 +71,26 @@ def repeat_to_size(source: Path, out: Path, size: int) -> int:
     return out.stat().st_size
 
 
+def _burn(n: int) -> float:
+    start = time.perf_counter()
+    total = 0
+    for i in range(n):
+        total += i
+    return time.perf_counter() - start
+
+
+def parallel_capacity(n_workers: int) -> float:
+    """How many cores' worth of pure-Python work n_workers processes get right now."""
+    import multiprocessing
+    n = 5_000_000
+    one = _burn(n)
+    with multiprocessing.get_context("fork").Pool(n_workers) as pool:
+        start = time.perf_counter()
+        pool.map(_burn, [n] * n_workers)
+        elapsed = time.perf_counter() - start
+    return n_workers * one / elapsed
+
+
 def run_ours(text_file: Path, work: Path, n_workers: int, chunk_bytes: int) -> tuple[float, dict]:
     dest = work / f"ours-{n_workers}"
     remove_path(dest)
@@ -161,6 +181,8 @@ def main() -> None:
         best_single = line("ours, in-process", ours_single)
         best_sklearn = line("sklearn CountVectorizer", sklearn_times)
         print(f"ratio ours({args.workers} workers) / CountVectorizer: {best_sklearn / best_parallel:.2f}x   (target >= 3x)")
+        print(f"CPU actually available to {args.workers} processes during this run: "
+              f"{parallel_capacity(args.workers):.2f} cores (shared machine; ideal {args.workers})")
         print(f"ratio ours(in-process) / CountVectorizer: {best_sklearn / best_single:.2f}x")
 
         one = work / "x1.txt"

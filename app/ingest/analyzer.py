@@ -9,7 +9,7 @@ import sys
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, repeat
 
 import numpy as np
 import scipy.sparse as sp
@@ -62,6 +62,15 @@ def find_words(text: str) -> list[str]:
     return full.findall(text)
 
 
+@functools.lru_cache(maxsize=16)
+def _stop_set(stop_words: str | None, extra: tuple[str, ...], normalization: str | None, lowercase: bool) -> frozenset[str]:
+    stop: set[str] = set(ENGLISH_STOP_WORDS) if stop_words == "english" else set()
+    stop.update(extra)
+    if normalization:
+        stop = {unicodedata.normalize(normalization, w) for w in stop}
+    return frozenset(w.lower() for w in stop) if lowercase else frozenset(stop)
+
+
 class Analyzer:
     """Applies :class:`TextOptions` to one text at a time.
 
@@ -71,11 +80,7 @@ class Analyzer:
 
     def __init__(self, options: TextOptions):
         self.options = options
-        stop: set[str] = set(ENGLISH_STOP_WORDS) if options.stop_words == "english" else set()
-        stop.update(options.extra_stop_words)
-        if options.normalization:
-            stop = {unicodedata.normalize(options.normalization, w) for w in stop}
-        self._stop = frozenset(w.lower() for w in stop) if options.lowercase else frozenset(stop)
+        self._stop = _stop_set(options.stop_words, tuple(options.extra_stop_words), options.normalization, options.lowercase)
 
     def prepare(self, text: str) -> str:
         options = self.options
@@ -96,6 +101,16 @@ class Analyzer:
             return False
         key = token if options.lowercase else token.lower()
         return key not in self._stop
+
+    def keep_mask(self, words: list[str]) -> np.ndarray:
+        """Vectorized :meth:`keep` over distinct words -> bool (n,)."""
+        options, n = self.options, len(words)
+        mask = np.fromiter(map(len, words), dtype=np.int64, count=n) >= options.min_token_length
+        if options.drop_numbers:
+            mask &= ~np.fromiter(map(str.isnumeric, words), dtype=bool, count=n)
+        keys = words if options.lowercase else list(map(str.lower, words))
+        mask &= ~np.fromiter(map(self._stop.__contains__, keys), dtype=bool, count=n)
+        return mask
 
     def tokens(self, text: str) -> list[str]:
         """Kept tokens of one text in order, then its bigrams if enabled (for display/debug)."""
@@ -119,6 +134,20 @@ class _TermIds(dict):
         self._keep = keep
         self.terms: list[str] = []
 
+    def ids_of(self, words: list[str], keep_mask: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+        """Ids of distinct ``words`` (n,), assigning new ones in bulk -> int64 (n,)."""
+        known = np.fromiter(map(self.get, words, repeat(-3)), dtype=np.int64, count=len(words))
+        fresh = np.flatnonzero(known == -3)
+        if fresh.size:
+            new_words = [words[i] for i in fresh.tolist()]
+            kept = keep_mask(new_words)
+            new_ids = np.full(fresh.size, -1, dtype=np.int64)
+            new_ids[kept] = len(self.terms) + np.arange(int(kept.sum()))
+            self.terms.extend(word for word, keep in zip(new_words, kept.tolist()) if keep)
+            self.update(zip(new_words, new_ids.tolist()))
+            known[fresh] = new_ids
+        return known
+
     def __missing__(self, token: str) -> int:
         if self._keep(token):
             term_id = len(self.terms)
@@ -126,6 +155,19 @@ class _TermIds(dict):
         else:
             term_id = -1
         self[token] = term_id
+        return term_id
+
+
+class _AsciiTermIds(dict):
+    """bytes token -> the id its text has in ``text_ids`` (the ASCII fast path)."""
+
+    def __init__(self, text_ids: _TermIds):
+        super().__init__()
+        self._text_ids = text_ids
+        self[ASCII_BREAK] = _BREAK_ID
+
+    def __missing__(self, token: bytes) -> int:
+        term_id = self[token] = self._text_ids[token.decode("ascii")]
         return term_id
 
 
@@ -141,61 +183,178 @@ class ChunkCounts:
     terms: list[str]
 
 
-# Separates documents joined into one string so one regex call tokenizes a whole chunk.
-# Upper case, so it cannot occur in lowercased text; it maps to term id -2.
+# Documents joined into one string are tokenized by one call. In Unicode text they are
+# separated by DOC_BREAK, upper case so it cannot occur in lowercased text; in ASCII bytes
+# by a NUL byte, which the translation tables below turn into a token of its own.
 DOC_BREAK = "ZZDOCBREAKZZ"
+ASCII_BREAK = b"\x00"
 _BREAK_ID = -2
 
 
+@functools.lru_cache(maxsize=4)
+def _ascii_table(lowercase: bool, separator: bytes) -> bytes:
+    """bytes.translate table: letters and digits kept (upper case folded if ``lowercase``),
+    ``separator`` -> NUL, every other byte -> space. On ASCII text this is exactly the
+    Unicode pipeline (NFKC and str.lower are the identity / ASCII folding there)."""
+    table = bytearray(b" " * 256)
+    for code in range(256):
+        char = chr(code)
+        if code < 128 and char.isalnum():
+            table[code] = ord(char.lower()) if lowercase else code
+    table[separator[0]] = 0
+    return bytes(table)
+
+
+_HASH_MULTIPLIERS = (np.uint64(0x100000001B3), np.uint64(0x9E3779B97F4A7C15))
+# _BYTE_MASKS[n]: the low n bytes of a little-endian uint64 (n = 0..8).
+_BYTE_MASKS = np.array([(1 << (8 * n)) - 1 for n in range(8)] + [(1 << 64) - 1], dtype=np.uint64)
+
+
+def _token_hashes(codes: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two 64-bit keys of each token codes[start:start+length] (tokens hold no NUL bytes).
+
+    Tokens are read 8 bytes at a time through an overlapping uint64 view. A token of at
+    most 8 bytes is its own first key (exact); longer ones are polynomial hashes of their
+    8-byte blocks. The second key uses another multiplier and serves as a collision check.
+    """
+    padded = np.zeros(codes.size + 16, dtype=np.uint8)
+    padded[: codes.size] = codes
+    words = np.ndarray(shape=(codes.size + 9,), dtype="<u8", buffer=padded.data, offset=0, strides=(1,))
+    first = words[starts] & _BYTE_MASKS[np.minimum(lengths, 8)]
+    second = first.copy()
+    active = np.flatnonzero(lengths > 8)
+    offset = 8
+    with np.errstate(over="ignore"):
+        while active.size:
+            remaining = lengths[active] - offset
+            block = words[starts[active] + offset] & _BYTE_MASKS[np.minimum(remaining, 8)]
+            first[active] = first[active] * _HASH_MULTIPLIERS[0] + block
+            second[active] = second[active] * _HASH_MULTIPLIERS[1] + block
+            offset += 8
+            active = active[remaining > 8]
+    return first, second
+
+
+def _hashed_token_ids(translated: bytes, term_ids: "_TermIds", keep_mask) -> tuple[np.ndarray, np.ndarray] | None:
+    """Token ids and local document numbers of a translated ASCII blob (tokens: runs of
+    bytes other than space and NUL; NUL separates documents), or None on a hash collision.
+
+    Tokens are grouped by hash with NumPy; Python touches each distinct token once.
+    A collision is detected by comparing a second hash and the length of every token
+    with its group's representative.
+    """
+    codes = np.frombuffer(translated, dtype=np.uint8)
+    is_word = np.zeros(codes.size + 2, dtype=bool)
+    np.greater(codes, 32, out=is_word[1:-1])  # only letters, digits, space and NUL remain
+    edges = np.flatnonzero(is_word[1:] != is_word[:-1])
+    starts, ends = edges[0::2], edges[1::2]
+    lengths = ends - starts
+    local_docs = np.searchsorted(np.flatnonzero(codes == 0), starts)
+    first, second = _token_hashes(codes, starts, lengths)
+    _, representative, inverse = np.unique(first, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    chosen = representative[inverse]
+    if not (np.array_equal(lengths[chosen], lengths) and np.array_equal(second[chosen], second)):
+        return None
+    words = b" ".join([translated[a:b] for a, b in zip(starts[representative].tolist(), ends[representative].tolist())])
+    unique_ids = term_ids.ids_of(words.decode("ascii").split(" ") if representative.size else [], keep_mask)
+    return unique_ids[inverse], local_docs
+
+
+class ChunkTokenizer:
+    """Counts documents of one chunk into a shared local term table.
+
+    Documents are added in groups (:meth:`add_ascii` for ASCII bytes joined by a
+    separator byte, :meth:`add_texts` for any str); :meth:`counts` assembles the CSR.
+    """
+
+    def __init__(self, options: TextOptions, n_docs: int):
+        self.options = options
+        self.analyzer = Analyzer(options)
+        self.n_docs = n_docs
+        self.term_ids = _TermIds(self.analyzer.keep)
+        self._ascii_ids = _AsciiTermIds(self.term_ids)
+        self._parts: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def add_ascii(self, blob: bytes, separator: bytes, rows: np.ndarray) -> None:
+        """blob: ASCII documents joined by ``separator`` (a byte absent from them);
+        rows (n,): their row numbers in the chunk."""
+        translated = blob.translate(_ascii_table(self.options.lowercase, separator))
+        del blob
+        found = _hashed_token_ids(translated, self.term_ids, self.analyzer.keep_mask)
+        if found is None:  # hash collision (never seen in practice): exact dictionary path
+            tokens = translated.replace(ASCII_BREAK, b" \x00 ").split()
+            ids = np.fromiter(map(self._ascii_ids.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+            self._add_part(ids, rows[np.cumsum(ids == _BREAK_ID)])
+            return
+        ids, local_docs = found
+        self._add_part(ids, rows[local_docs])
+
+    def add_texts(self, texts: Sequence[str], rows: np.ndarray) -> None:
+        """texts (n,) of any content; rows (n,): their row numbers in the chunk."""
+        prepare = self.analyzer.prepare
+        if self.options.lowercase:
+            tokens = find_words(f" {DOC_BREAK} ".join(map(prepare, texts)))
+            self.term_ids[DOC_BREAK] = _BREAK_ID
+            ids = np.fromiter(map(self.term_ids.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+            del self.term_ids[DOC_BREAK]
+            self._add_part(ids, rows[np.cumsum(ids == _BREAK_ID)])
+            return
+        token_lists = [find_words(prepare(text)) for text in texts]
+        lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
+        ids = np.fromiter(map(self.term_ids.__getitem__, chain.from_iterable(token_lists)), dtype=np.int64, count=int(lengths.sum()))
+        self._add_part(ids, np.repeat(rows, lengths))
+
+    def _add_part(self, ids: np.ndarray, docs: np.ndarray) -> None:
+        """ids (n_tokens,) term ids with -1 rejected and -2 breaks; docs (n_tokens,) rows."""
+        self._parts.append((ids, docs))
+
+    def counts(self) -> ChunkCounts:
+        unigrams: list[tuple[np.ndarray, np.ndarray]] = []
+        pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        for ids, docs in self._parts:
+            kept = ids >= 0
+            unigrams.append((ids[kept], docs[kept]))
+            if self.options.bigrams and ids.size > 1:
+                pair = kept[:-1] & kept[1:] & (docs[:-1] == docs[1:])
+                pairs.append((ids[:-1][pair], ids[1:][pair], docs[:-1][pair]))
+        terms = list(self.term_ids.terms)
+        all_ids = [ids for ids, _ in unigrams]
+        all_docs = [docs for _, docs in unigrams]
+        if pairs:
+            n_unigrams = max(len(terms), 1)
+            first = np.concatenate([p[0] for p in pairs])
+            second = np.concatenate([p[1] for p in pairs])
+            keys, inverse = np.unique(first * n_unigrams + second, return_inverse=True)
+            terms += [terms[int(k) // n_unigrams] + BIGRAM_JOINER + terms[int(k) % n_unigrams] for k in keys]
+            all_ids.append(len(self.term_ids.terms) + inverse.reshape(-1))
+            all_docs.append(np.concatenate([p[2] for p in pairs]))
+        ids = np.concatenate(all_ids) if all_ids else np.empty(0, np.int64)
+        docs = np.concatenate(all_docs) if all_docs else np.empty(0, np.int64)
+        counts = sp.csr_matrix((np.ones(len(ids), dtype=np.int32), (docs, ids)), shape=(self.n_docs, len(terms)), dtype=np.int32)
+        counts.sum_duplicates()
+        return ChunkCounts(counts=counts, terms=terms)
+
+
 def count_chunk(texts: Sequence[str], options: TextOptions) -> ChunkCounts:
-    """Tokenize ``texts`` (n,) and count terms per document -> ChunkCounts (n, n_terms)."""
-    analyzer = Analyzer(options)
-    if options.lowercase:
-        joined = f" {DOC_BREAK} ".join(map(analyzer.prepare, texts))
-        return count_prepared(joined, len(texts), options, analyzer)
-    token_lists = [find_words(analyzer.prepare(text)) for text in texts]
-    lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
-    docs = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
-    return _count_tokens(chain.from_iterable(token_lists), int(lengths.sum()), docs, len(texts), options, analyzer)
+    """Tokenize ``texts`` (n,) and count terms per document -> ChunkCounts (n, n_terms).
 
-
-def count_prepared(joined: str, n_docs: int, options: TextOptions, analyzer: Analyzer) -> ChunkCounts:
-    """Count ``n_docs`` prepared (normalized, lowercased) documents joined by DOC_BREAK."""
-    tokens = find_words(joined)
-    del joined
-    return _count_tokens(tokens, len(tokens), None, n_docs, options, analyzer)
-
-
-def _count_tokens(tokens, n_tokens: int, docs: np.ndarray | None, n_docs: int, options: TextOptions,
-                  analyzer: Analyzer) -> ChunkCounts:
-    """tokens: iterable of n_tokens words; docs (n_tokens,) their document, or None when
-    documents are delimited by DOC_BREAK tokens."""
-    term_ids = _TermIds(analyzer.keep)
-    if docs is None:
-        term_ids[DOC_BREAK] = _BREAK_ID
-    ids = np.fromiter(map(term_ids.__getitem__, tokens), dtype=np.int64, count=n_tokens)
-    if docs is None:
-        docs = np.cumsum(ids == _BREAK_ID)
-    terms = term_ids.terms
-    kept = ids >= 0
-    if options.bigrams and n_tokens > 1:
-        pair = kept[:-1] & kept[1:] & (docs[:-1] == docs[1:])
-        first, second = ids[:-1][pair], ids[1:][pair]
-        pair_docs = docs[:-1][pair]
-        n_unigrams = max(len(terms), 1)
-        keys, inverse = np.unique(first * n_unigrams + second, return_inverse=True)
-        terms = terms + [terms[int(k) // n_unigrams] + BIGRAM_JOINER + terms[int(k) % n_unigrams] for k in keys]
-        ids = np.concatenate([ids[kept], len(term_ids.terms) + inverse.reshape(-1)])
-        docs = np.concatenate([docs[kept], pair_docs])
-    else:
-        ids, docs = ids[kept], docs[kept]
-    counts = sp.csr_matrix(
-        (np.ones(len(ids), dtype=np.int32), (docs, ids)),
-        shape=(n_docs, len(terms)),
-        dtype=np.int32,
-    )
-    counts.sum_duplicates()
-    return ChunkCounts(counts=counts, terms=terms)
+    ASCII documents take a bytes fast path (translate + split) that gives exactly the
+    tokens of the Unicode path; the others go through :class:`Analyzer`.
+    """
+    tokenizer = ChunkTokenizer(options, len(texts))
+    is_ascii = np.fromiter(map(str.isascii, texts), dtype=bool, count=len(texts))
+    ascii_rows, other_rows = np.flatnonzero(is_ascii), np.flatnonzero(~is_ascii)
+    if ascii_rows.size:
+        ascii_texts = [texts[i] for i in ascii_rows]
+        blob = "\x00".join(ascii_texts).encode("ascii")
+        if blob.count(ASCII_BREAK) == ascii_rows.size - 1:
+            tokenizer.add_ascii(blob, ASCII_BREAK, ascii_rows)
+        else:  # some text contains NUL itself: no free separator byte
+            other_rows = np.arange(len(texts))
+    if other_rows.size:
+        tokenizer.add_texts([texts[i] for i in other_rows], other_rows)
+    return tokenizer.counts()
 
 
 def vectorize_texts(texts: Sequence[str], vocabulary: Sequence[str] | dict, options: TextOptions) -> sp.csr_matrix:

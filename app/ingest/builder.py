@@ -17,6 +17,7 @@ import collections
 import json
 import math
 import multiprocessing
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from app.ingest import chunks
-from app.ingest.analyzer import BIGRAM_JOINER, remap_columns
+from app.ingest.analyzer import BIGRAM_JOINER, remap_columns, word_patterns
 from app.ingest.chunks import ChunkResult
 from app.ingest.options import IngestLimits, TextOptions
 from app.ingest.readers import Fields, RawDocument
@@ -86,7 +87,12 @@ class _TermTable:
 
 
 def _pool_context():
+    """``fork`` when this process runs a single thread (workers start in milliseconds and
+    inherit the imported modules; forking is only unsafe while other threads may hold
+    locks), else ``forkserver`` (or ``spawn``), which cost about a second to start."""
     methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
@@ -190,7 +196,10 @@ class CorpusBuilder:
             self._held = task  # Start processes only once a second chunk shows they pay off.
         else:
             if self._pool is None:
-                self._pool = ProcessPoolExecutor(self.n_workers, mp_context=_pool_context())
+                context = _pool_context()
+                if context.get_start_method() == "fork":
+                    word_patterns()  # build once here; forked workers inherit it
+                self._pool = ProcessPoolExecutor(self.n_workers, mp_context=context)
                 held, self._held = self._held, None
                 self._pending.append((held, self._pool.submit(held.function, *held.args)))
             self._pending.append((task, self._pool.submit(task.function, *task.args)))

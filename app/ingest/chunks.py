@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.ingest.analyzer import DOC_BREAK, Analyzer, ChunkCounts, count_chunk, count_prepared
+from app.ingest.analyzer import ChunkCounts, ChunkTokenizer, count_chunk
 from app.ingest.options import TextOptions
 from app.ingest.readers import Fields, document_from_value
 
@@ -61,23 +61,43 @@ def _block_lines(block: bytes) -> bytes:
 
 def run_text_lines(block: bytes, where: str, first_line: int, first_offset: int, max_line_bytes: int,
                    options: TextOptions) -> ChunkResult:
-    """Plain text block, one document per line (``\\r\\n`` or ``\\n``)."""
+    """Plain text block, one document per line (``\\r\\n`` or ``\\n``).
+
+    ASCII lines are tokenized as bytes, all at once with line feeds as separators; other
+    lines are decoded (strict UTF-8, errors name the line) and go the Unicode way.
+    """
     body = _block_lines(block)
-    raw_lines = body.split(b"\n")
-    _check_line_lengths(raw_lines, where, first_line, max_line_bytes)
-    text = _decode_block(body, where, first_line, first_offset)
-    del raw_lines
-    lines = text.split("\n")
-    empty = np.fromiter(map(_is_blank, lines), dtype=bool, count=len(lines))
-    del lines
-    if not options.lowercase:
-        return ChunkResult(count_chunk(text.split("\n"), options), len(empty), empty)
-    analyzer = Analyzer(options)
-    # Normalization and lowercasing never create or remove a line feed, so the whole block
-    # is prepared at once and line feeds become document breaks.
-    joined = analyzer.prepare(text).replace("\n", f" {DOC_BREAK} ")
-    del text
-    return ChunkResult(count_prepared(joined, len(empty), options, analyzer), len(empty), empty)
+    lines = body.split(b"\n")
+    _check_line_lengths(lines, where, first_line, max_line_bytes)
+    tokenizer = ChunkTokenizer(options, len(lines))
+    if body.isascii():
+        empty = np.fromiter(map(_is_blank_bytes, lines), dtype=bool, count=len(lines))
+        del lines
+        tokenizer.add_ascii(body, b"\n", np.arange(len(empty)))
+        return ChunkResult(tokenizer.counts(), len(empty), empty)
+    is_ascii = np.fromiter(map(bytes.isascii, lines), dtype=bool, count=len(lines))
+    empty = np.zeros(len(lines), dtype=bool)
+    ascii_rows, other_rows = np.flatnonzero(is_ascii), np.flatnonzero(~is_ascii)
+    if ascii_rows.size:
+        ascii_lines = [lines[i] for i in ascii_rows]
+        empty[ascii_rows] = np.fromiter(map(_is_blank_bytes, ascii_lines), dtype=bool, count=ascii_rows.size)
+        tokenizer.add_ascii(b"\n".join(ascii_lines), b"\n", ascii_rows)
+        del ascii_lines
+    texts = []
+    for row in other_rows:
+        raw = lines[row]
+        try:
+            texts.append(raw.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            offset = first_offset + sum(len(line) + 1 for line in lines[:row]) + error.start
+            raise ValueError(f"{where} line {first_line + int(row)}: invalid UTF-8 at byte {offset} ({error.reason})") from None
+    empty[other_rows] = np.fromiter(map(_is_blank, texts), dtype=bool, count=len(texts))
+    tokenizer.add_texts(texts, other_rows)
+    return ChunkResult(tokenizer.counts(), len(lines), empty)
+
+
+def _is_blank_bytes(line: bytes) -> bool:
+    return not line or line.isspace()
 
 
 def run_jsonl_lines(block: bytes, where: str, first_line: int, first_offset: int, fields: Fields,

@@ -88,3 +88,53 @@ def test_options_round_trip_and_validation():
                 {"min_token_length": 0}, {"stop_words": "klingon"}, {"unknown": 1}, {"min_df": True}):
         with pytest.raises(ValueError):
             TextOptions(**bad)
+
+
+LONG_WORDS = ["abcdefgh", "abcdefghi", "abcdefghijklmnop", "abcdefghijklmnopq", "x" * 40, "supercalifragilistic", "a1b2c3d4e5"]
+
+
+def _ascii_counts(texts, options):
+    chunk = count_chunk(texts, options)
+    return {(row, chunk.terms[col]): int(value) for row, col, value in zip(*sp_find(chunk.counts))}
+
+
+def sp_find(matrix):
+    coo = matrix.tocoo()
+    return coo.row, coo.col, coo.data
+
+
+def test_ascii_fast_path_matches_unicode_path_on_long_tokens():
+    options = TextOptions(min_token_length=1, bigrams=True)
+    texts = [" ".join(LONG_WORDS * 2), "ABCDEFGH abcdefgh", "\x00nul inside\x00 text", "mixed café abcdefghi"]
+    expected = {}
+    for row, text in enumerate(texts):
+        for token in reference_tokens(text, options):
+            expected[(row, token)] = expected.get((row, token), 0) + 1
+    assert _ascii_counts(texts, options) == expected
+    assert _ascii_counts(texts[:2], options) == {k: v for k, v in expected.items() if k[0] < 2}
+
+
+def test_hash_collision_falls_back_to_exact_path(monkeypatch):
+    import app.ingest.analyzer as analyzer
+
+    def colliding(codes, starts, lengths):
+        first = np.zeros(len(starts), dtype=np.uint64)  # every token in one bucket
+        return first, np.arange(len(starts), dtype=np.uint64)
+
+    options = TextOptions(min_token_length=1)
+    texts = ["alpha beta alpha", "gamma beta"]
+    honest = _ascii_counts(texts, options)
+    monkeypatch.setattr(analyzer, "_token_hashes", colliding)
+    assert _ascii_counts(texts, options) == honest == {(0, "alpha"): 2, (0, "beta"): 1, (1, "gamma"): 1, (1, "beta"): 1}
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.text(alphabet=st.characters(max_codepoint=127), max_size=60), max_size=6),
+       st.booleans(), st.booleans(), st.integers(1, 3))
+def test_ascii_texts_match_reference(texts, bigrams, lowercase, min_length):
+    options = TextOptions(bigrams=bigrams, lowercase=lowercase, min_token_length=min_length)
+    expected = {}
+    for row, text in enumerate(texts):
+        for token in reference_tokens(text, options):
+            expected[(row, token)] = expected.get((row, token), 0) + 1
+    assert _ascii_counts(texts, options) == expected
