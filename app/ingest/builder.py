@@ -14,6 +14,7 @@ vocabulary pruning (``all_terms_pruned``) is dropped and counted under that reas
 from __future__ import annotations
 
 import collections
+from itertools import repeat
 import json
 import math
 import multiprocessing
@@ -66,14 +67,16 @@ class _TermTable:
     tf: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def global_ids(self, local_terms: list[str]) -> np.ndarray:
-        ids, terms = self.ids, self.terms
-        out = np.empty(len(local_terms), dtype=np.int64)
-        for position, term in enumerate(local_terms):
-            term_id = ids.get(term)
-            if term_id is None:
-                term_id = ids[term] = len(terms)
-                terms.append(term)
-            out[position] = term_id
+        """Global ids (m,) of a chunk's terms, adding unseen terms in bulk."""
+        ids = self.ids
+        out = np.fromiter(map(ids.get, local_terms, repeat(-1)), dtype=np.int64, count=len(local_terms))
+        fresh = np.flatnonzero(out < 0)
+        if fresh.size:
+            new_terms = [local_terms[i] for i in fresh.tolist()]
+            new_ids = np.arange(len(self.terms), len(self.terms) + fresh.size)
+            ids.update(zip(new_terms, new_ids.tolist()))
+            self.terms.extend(new_terms)
+            out[fresh] = new_ids
         return out
 
     def add_frequencies(self, counts: sp.csr_matrix) -> None:
@@ -369,7 +372,13 @@ def assemble(chunks, n_chunks: int, to_new: np.ndarray, vocabulary: list[str], d
     )
     counts.has_sorted_indices = True
     lengths = np.diff(counts.indptr)
-    kept_metadata = {new: metadata[int(old)] for new, old in enumerate(rows) if int(old) in metadata}
+    kept_metadata = {}
+    if metadata:
+        old_rows = np.array(sorted(metadata), dtype=np.int64)
+        positions = np.searchsorted(rows, old_rows)
+        for old, position in zip(old_rows.tolist(), positions.tolist()):
+            if position < rows.size and rows[position] == old:
+                kept_metadata[position] = metadata[old]
     stats = {
         "n_documents": int(rows.size),
         "n_input_documents": len(doc_ids),
@@ -382,7 +391,7 @@ def assemble(chunks, n_chunks: int, to_new: np.ndarray, vocabulary: list[str], d
         "pruned_terms": pruned_terms,
         "document_terms": {"min": int(lengths.min()), "median": float(np.median(lengths)), "max": int(lengths.max())},
     }
-    return BuiltCorpus(counts=counts, vocabulary=vocabulary, doc_ids=[doc_ids[int(r)] for r in rows],
+    return BuiltCorpus(counts=counts, vocabulary=vocabulary, doc_ids=list(map(doc_ids.__getitem__, rows.tolist())),
                        metadata=kept_metadata, stats=stats)
 
 
