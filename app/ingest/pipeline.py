@@ -61,7 +61,7 @@ def ingest(sources: list[tuple[str, BinaryIO]], dest: Path, *, tmp_root: Path, f
     work_dir = Path(tempfile.mkdtemp(prefix=".ingest-", dir=tmp_root))
     try:
         if any(f in BAG_OF_WORDS_FORMATS for f in formats):
-            built = _build_bag_of_words(streams, formats, options, limits, fmt)
+            built = _build_bag_of_words(streams, formats, options, limits, fmt, progress)
         else:
             built = _build_from_text(streams, formats, options, limits, Fields(text_column, id_column),
                                      work_dir, chunk_bytes, n_workers, progress)
@@ -74,7 +74,11 @@ def ingest(sources: list[tuple[str, BinaryIO]], dest: Path, *, tmp_root: Path, f
             progress("write", 0, 1)
         info = write_corpus(built, dest, tmp_root, options)
         if progress is not None:
-            progress("write", 1, 1)
+            try:
+                progress("write", 1, 1)
+            except BaseException:
+                remove_path(dest)  # the caller aborted: leave nothing behind
+                raise
         return info
     finally:
         remove_path(work_dir)
@@ -128,7 +132,8 @@ def _feed(builder: CorpusBuilder, stream, name: str, fmt: str, fields: Fields, l
         raise ValueError(f"{name}: format {fmt!r} is not a text format")
 
 
-def _build_bag_of_words(streams, formats, options: TextOptions, limits: IngestLimits, fmt: str | None) -> BuiltCorpus:
+def _build_bag_of_words(streams, formats, options: TextOptions, limits: IngestLimits, fmt: str | None,
+                        progress: Progress | None = None) -> BuiltCorpus:
     if len(streams) != 2:
         raise ValueError(f"bag-of-words input needs two sources (matrix, vocabulary), got {len(streams)}")
     vocab_index = next((i for i, (name, _) in enumerate(streams) if "vocab" in name.lower()), 1)
@@ -153,6 +158,6 @@ def _build_bag_of_words(streams, formats, options: TextOptions, limits: IngestLi
     to_new, kept_vocabulary, pruned = prune_vocabulary(vocabulary, df, tf, n_with_terms, options)
     doc_ids = [str(row) for row in range(1, counts.shape[0] + 1)]
     built = assemble(iter([counts]), 1, to_new, kept_vocabulary, doc_ids, np.zeros(counts.shape[0], bool), {},
-                     pruned, len(vocabulary))
+                     pruned, len(vocabulary), progress)
     built.stats["dropped_reason_note"] = f"rows without counts are counted as {NO_TOKENS!r}"
     return built

@@ -139,3 +139,26 @@ def test_unknown_format_and_no_sources(roots):
     with pytest.raises(ValueError, match="sources is empty"):
         ingest([], corpora / "x", tmp_root=tmp_root)
     assert list(corpora.iterdir()) == [] and list(tmp_root.iterdir()) == []
+
+
+def test_jsonl_metadata_and_ids_survive_blocks_and_workers(run_ingest):
+    lines = [jsonb({"id": f"d{i}", "text": f"word{i % 7} shared text", "metadata": {"i": i}}) for i in range(300)]
+    lines[5] = jsonb({"id": "d5", "text": "the and of"})  # dropped: no tokens
+    info, corpus = run_ingest([("d.jsonl", b"\n".join(lines))], chunk_bytes=256, n_workers=2)
+    assert info.stats["dropped"]["no_tokens"] == 1
+    assert corpus.doc_ids[:6] == ["d0", "d1", "d2", "d3", "d4", "d6"]
+    assert all(corpus.metadata[row] == {"i": int(doc_id[1:])} for row, doc_id in enumerate(corpus.doc_ids))
+
+
+def test_progress_error_after_write_removes_the_corpus(roots):
+    import io
+    from app.ingest import ingest
+    corpora, tmp_root = roots
+
+    def fail_at_end(stage, done, total):
+        if (stage, done) == ("write", 1):
+            raise RuntimeError("client went away")
+
+    with pytest.raises(RuntimeError):
+        ingest([("d.txt", io.BytesIO(b"some words here\n"))], corpora / "c", tmp_root=tmp_root, progress=fail_at_end)
+    assert list(corpora.iterdir()) == [] and list(tmp_root.iterdir()) == []
