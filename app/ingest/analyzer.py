@@ -235,6 +235,22 @@ def _token_hashes(codes: np.ndarray, starts: np.ndarray, lengths: np.ndarray) ->
     return first, second
 
 
+def _group(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group equal keys (n,): (index of one member per group (g,), group of each key (n,)).
+
+    Like np.unique(return_index, return_inverse) but with the default (SIMD) argsort
+    instead of a stable one: several times faster, and any member may represent a group.
+    """
+    order = np.argsort(keys)
+    ordered = keys[order]
+    starts = np.empty(ordered.size, dtype=bool)
+    starts[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+    inverse = np.empty(ordered.size, dtype=np.int64)
+    inverse[order] = np.cumsum(starts) - 1
+    return order[starts], inverse
+
+
 def _hashed_token_ids(translated: bytes, term_ids: "_TermIds", keep_mask) -> tuple[np.ndarray, np.ndarray] | None:
     """Token ids and local document numbers of a translated ASCII blob (tokens: runs of
     bytes other than space and NUL; NUL separates documents), or None on a hash collision.
@@ -251,8 +267,7 @@ def _hashed_token_ids(translated: bytes, term_ids: "_TermIds", keep_mask) -> tup
     lengths = ends - starts
     local_docs = np.searchsorted(np.flatnonzero(codes == 0), starts)
     first, second = _token_hashes(codes, starts, lengths)
-    _, representative, inverse = np.unique(first, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    representative, inverse = _group(first)
     chosen = representative[inverse]
     if not (np.array_equal(lengths[chosen], lengths) and np.array_equal(second[chosen], second)):
         return None
