@@ -122,23 +122,48 @@ def run_sklearn(text_file: Path, work: Path) -> tuple[float, sp.csr_matrix, list
     return elapsed, counts, list(vectorizer.get_feature_names_out())
 
 
+def _vm_hwm_mib() -> float:
+    """Peak resident set of this process image (VmHWM, reset by exec, unlike ru_maxrss,
+    which a child inherits from the parent that forked it)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def rss_child(text_file: str, n_workers: int, chunk_bytes: int) -> None:
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    baseline = _vm_hwm_mib()
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-rss-"))
     try:
         elapsed, stats = run_ours(Path(text_file), work, n_workers, chunk_bytes)
     finally:
         remove_path(work)
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps({"baseline_mib": baseline, "main_mib": own, "worker_mib": children, "seconds": elapsed,
-                      "nnz": stats["nnz"]}))
+    print(json.dumps({"baseline_mib": baseline, "main_mib": _vm_hwm_mib(), "seconds": elapsed, "nnz": stats["nnz"]}))
 
 
-def measure_rss(text_file: Path, n_workers: int, chunk_bytes: int) -> dict:
-    result = subprocess.run([sys.executable, __file__, "--rss-child", str(text_file), "--workers", str(n_workers),
-                             "--chunk-mib", str(chunk_bytes / MIB)], capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def measure_rss(text_file: str, n_workers: int, chunk_bytes: int) -> dict:
+    """Run one ingestion in a fresh process; sample its worker processes' RSS from here
+    (a sampling thread inside would change how the builder starts its workers)."""
+    import psutil
+
+    child = subprocess.Popen([sys.executable, __file__, "--rss-child", str(text_file), "--workers", str(n_workers),
+                              "--chunk-mib", str(chunk_bytes / MIB)], stdout=subprocess.PIPE, text=True)
+    process = psutil.Process(child.pid)
+    peak_worker = 0.0
+    while child.poll() is None:
+        try:
+            for worker in process.children(recursive=True):
+                peak_worker = max(peak_worker, worker.memory_info().rss / MIB)
+        except psutil.Error:
+            pass
+        time.sleep(0.005)
+    output, _ = child.communicate()
+    if child.returncode:
+        raise RuntimeError(f"rss child failed with {child.returncode}")
+    result = json.loads(output.strip().splitlines()[-1])
+    result["worker_mib"] = peak_worker
+    return result
 
 
 def main() -> None:
@@ -192,7 +217,7 @@ def main() -> None:
         size_one = repeat_to_size(corpus_file, one, chunk_bytes)
         size_ten = repeat_to_size(corpus_file, ten, 10 * chunk_bytes)
         for label, path, nbytes in (("1x", one, size_one), ("10x", ten, size_ten)):
-            rss = measure_rss(path, args.workers, chunk_bytes)
+            rss = measure_rss(str(path), args.workers, chunk_bytes)
             workers = f"largest worker {rss['worker_mib']:6.1f} MiB" if rss["worker_mib"] else "no workers (one chunk: in-process)"
             print(f"peak RSS {label:>3} input ({nbytes / MIB:5.1f} MiB, chunk {chunk_bytes / MIB:.1f} MiB): "
                   f"main {rss['main_mib']:6.1f} MiB (of which {rss['baseline_mib']:.1f} MiB after imports), {workers}, "
