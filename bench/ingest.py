@@ -16,10 +16,8 @@ Usage: python bench/ingest.py [--repeats 3] [--chunk-mib 4]
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
