@@ -129,3 +129,27 @@ def test_text_shaped_inputs(fmt, texts):
 @given(data=st.binary(max_size=200))
 def test_gzipped_uci_garbage(data):
     _check("uci", gzip.compress(data))
+
+
+@PROPERTY
+@given(lines=st.lists(st.text(alphabet=st.characters(blacklist_characters="\n", blacklist_categories=("Cs",)), max_size=40),
+                      min_size=1, max_size=30),
+       chunk_bytes=st.sampled_from([16, 200, 1 << 20]), min_df=st.sampled_from([1, 2, 0.3]))
+def test_text_round_trip_matches_reference(lines, chunk_bytes, min_df):
+    from app.ingest import load_corpus
+    from tests.app.ingest._reference import reference_corpus
+
+    options = TextOptions(min_df=min_df)
+    expected, vocabulary, kept = reference_corpus(lines, options)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        payload = ("\n".join(lines) + "\n").encode("utf-8")
+        try:
+            ingest([("d.txt", io.BytesIO(payload))], root / "c", tmp_root=root / "tmp", options=options, chunk_bytes=chunk_bytes)
+        except ValueError as error:
+            assert not kept and "empty corpus" in str(error)
+            return
+        corpus = load_corpus(root / "c")
+    assert corpus.vocabulary == vocabulary
+    assert corpus.doc_ids == [str(i + 1) for i in kept]
+    np.testing.assert_array_equal(corpus.counts.toarray(), expected)
