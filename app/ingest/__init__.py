@@ -2,7 +2,8 @@
 bags of words (UCI, Matrix Market, .npz) -> an immutable corpus artifact (vocabulary, CSR
 counts, document ids, options, statistics), and the same tokenizer for new documents.
 """
-from app.ingest.analyzer import Analyzer, vectorize_texts
+from app.ingest.analyzer import Analyzer
+from app.ingest.vectorize import vectorize_texts
 from app.ingest.formats import FORMATS, detect_format
 from app.ingest.options import IngestLimits, TextOptions
 from app.ingest.pipeline import ingest

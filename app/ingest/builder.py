@@ -28,7 +28,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from app.ingest import chunks
-from app.ingest.analyzer import BIGRAM_JOINER, remap_columns, word_patterns
+from app.ingest.analyzer import BIGRAM_JOINER, word_patterns
+from app.ingest.counting import remap_columns
 from app.ingest.chunks import ChunkResult
 from app.ingest.options import IngestLimits, TextOptions
 from app.ingest.readers import Fields, RawDocument

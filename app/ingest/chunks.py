@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.ingest.analyzer import ChunkCounts, ChunkTokenizer, count_chunk
+from app.ingest.counting import ChunkCounts, ChunkTokenizer, count_chunk
 from app.ingest.options import TextOptions
 from app.ingest.readers import Fields, document_from_value
 

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from app.ingest import Analyzer, TextOptions, vectorize_texts
-from app.ingest.analyzer import count_chunk
+from app.ingest.counting import count_chunk
 from tests.app.ingest._reference import reference_tokens
 
 SAMPLES = [
@@ -114,8 +114,8 @@ def test_ascii_fast_path_matches_unicode_path_on_long_tokens():
     assert _ascii_counts(texts[:2], options) == {k: v for k, v in expected.items() if k[0] < 2}
 
 
-def test_hash_collision_falls_back_to_exact_path(monkeypatch):
-    import app.ingest.analyzer as analyzer
+def test_key_collision_falls_back_to_exact_path(monkeypatch):
+    import app.ingest.ascii_tokens as ascii_tokens
 
     def colliding(codes, starts, lengths):
         first = np.zeros(len(starts), dtype=np.uint64)  # every token in one bucket
@@ -124,8 +124,23 @@ def test_hash_collision_falls_back_to_exact_path(monkeypatch):
     options = TextOptions(min_token_length=1)
     texts = ["alpha beta alpha", "gamma beta"]
     honest = _ascii_counts(texts, options)
-    monkeypatch.setattr(analyzer, "_token_hashes", colliding)
+    monkeypatch.setattr(ascii_tokens, "token_keys", colliding)
+    assert ascii_tokens.scan_ascii(b"alpha beta") is None
     assert _ascii_counts(texts, options) == honest == {(0, "alpha"): 2, (0, "beta"): 1, (1, "gamma"): 1, (1, "beta"): 1}
+
+
+def test_token_keys_are_exact_for_short_tokens_and_group_equal_tokens():
+    from app.ingest.ascii_tokens import group_keys, scan_ascii, token_keys
+
+    codes = np.frombuffer(b"ab abcdefgh abcdefghi ab", dtype=np.uint8)
+    first, second = token_keys(codes, np.array([0, 3, 12, 22]), np.array([2, 8, 9, 2]))
+    assert first[0] == first[3] == int.from_bytes(b"ab", "little") and first[1] == int.from_bytes(b"abcdefgh", "little")
+    assert second[0] == first[0] and second[2] != first[2]
+    representative, inverse = group_keys(first)
+    assert inverse[0] == inverse[3] and len(set(inverse.tolist())) == 3 and representative.size == 3
+    words, word_of_token, docs = scan_ascii(b"bb aa\x00aa  cc\x00\x00bb")
+    assert [words[i] for i in word_of_token] == ["bb", "aa", "aa", "cc", "bb"]
+    assert docs.tolist() == [0, 0, 1, 1, 3]
 
 
 @settings(max_examples=80, deadline=None)
