@@ -9,7 +9,8 @@ from typing import BinaryIO
 import numpy as np
 
 from app.ingest import archives, bagofwords, readers
-from app.ingest.builder import NO_TOKENS, BuiltCorpus, CorpusBuilder, assemble, prune_vocabulary
+from app.ingest.builder import CorpusBuilder
+from app.ingest.finalize import NO_TOKENS, BuiltCorpus, assemble, prune_vocabulary
 from app.ingest.formats import BAG_OF_WORDS_FORMATS, FORMATS, detect_format
 from app.ingest.options import IngestLimits, TextOptions
 from app.ingest.readers import Fields

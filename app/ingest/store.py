@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from app.ingest.builder import BuiltCorpus, metadata_lines
+from app.ingest.finalize import BuiltCorpus, metadata_lines
 from app.ingest.options import TextOptions
 from app.storage import atomic_directory, directory_checksum, read_json, remove_path, verify_checksum, write_json
 
