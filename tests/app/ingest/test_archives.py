@@ -152,3 +152,15 @@ def test_unsupported_members_and_corrupt_archives(assert_fails):
 def test_macos_metadata_is_skipped(run_ingest):
     _, corpus = run_ingest([("m.zip", make_zip({"__MACOSX/._a.txt": b"\x00\x05", "a.txt": b"real words", ".DS_Store": b"\x00"}))])
     assert corpus.doc_ids == ["a.txt"]
+
+
+def test_oversized_archives_are_refused(assert_fails):
+    many = make_zip({f"{i}.txt": b"aa bb" for i in range(30)})
+    assert_fails([("many.zip", many)], r"many\.zip: 30 members, more than max_archive_members=10",
+                 limits=IngestLimits(max_archive_members=10))
+    assert_fails([("big.zip", make_zip(MEMBERS))], r"big\.zip: input exceeds max_total_bytes=200",
+                 limits=IngestLimits(max_total_bytes=200))
+    assert_fails([("big.tar.gz", make_tar_gz(MEMBERS))], r"big\.tar\.gz: input exceeds max_total_bytes=100",
+                 limits=IngestLimits(max_total_bytes=100))
+    assert_fails([("doc.zip", make_zip({"a.txt": b"word " * 100}))], r"doc\.zip!a\.txt: document longer than max_document_bytes=50",
+                 limits=IngestLimits(max_document_bytes=50))
