@@ -27,7 +27,7 @@ from app.ingest.streams import BLOCK, CORRUPT_DATA_ERRORS, Budget, capped
 NESTED_ARCHIVE_SUFFIXES = (
     ".zip", ".tar", ".gz", ".tgz", ".bz2", ".tbz2", ".xz", ".txz", ".7z", ".rar", ".zst", ".lz", ".lzma", ".z",
 )
-_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"7z\xbc\xaf\x27\x1c", b"Rar!", b"\x28\xb5\x2f\xfd")
+_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x1f\x8b", b"\xfd7zXZ\x00", b"7z\xbc\xaf\x27\x1c", b"Rar!\x1a\x07", b"\x28\xb5\x2f\xfd")
 
 
 def check_member_name(name: str, where: str) -> str:
@@ -54,13 +54,14 @@ def check_not_archive(name: str, stream: io.BufferedReader, where: str) -> None:
     if lowered.endswith(NESTED_ARCHIVE_SUFFIXES):
         raise ValueError(f"{where}: nested archive {name!r} refused")
     head = stream.peek(512)[:512]
-    if head.startswith(_MAGIC) or _is_tar_header(stream):
+    is_bzip2 = head[:3] == b"BZh" and head[3:4] in b"123456789" and head[4:10] == b"1AY&SY" and len(head) >= 10
+    if head.startswith(_MAGIC) or is_bzip2 or _is_tar_header(stream):
         raise ValueError(f"{where}: member {name!r} is an archive or compressed file (nested archives are refused)")
 
 
 def _is_tar_header(stream: io.BufferedReader) -> bool:
     head = stream.peek(265)
-    return len(head) >= 262 and head[257:262] == b"ustar"
+    return len(head) >= 263 and head[257:262] == b"ustar" and head[262:263] in (b"\x00", b" ")
 
 
 def iter_zip(source: BinaryIO, where: str, limits: IngestLimits, spool_dir: Path) -> Iterator[tuple[str, io.BufferedReader]]:

@@ -164,3 +164,10 @@ def test_oversized_archives_are_refused(assert_fails):
                  limits=IngestLimits(max_total_bytes=100))
     assert_fails([("doc.zip", make_zip({"a.txt": b"word " * 100}))], r"doc\.zip!a\.txt: document longer than max_document_bytes=50",
                  limits=IngestLimits(max_document_bytes=50))
+
+
+def test_nested_archive_magic_detection_spares_ordinary_text(run_ingest, assert_fails):
+    import bz2
+    assert_fails([("n.zip", make_zip({"x.txt": bz2.compress(b"words")}))], r"is an archive or compressed file")
+    _, corpus = run_ingest([("ok.zip", make_zip({"a.txt": b"BZh words about bzip2 ustar and Rar! archives"}))])
+    assert "bzh" in corpus.vocabulary
