@@ -3,12 +3,12 @@ bags of words (UCI, Matrix Market, .npz) -> an immutable corpus artifact (vocabu
 counts, document ids, options, statistics), and the same tokenizer for new documents.
 """
 from app.ingest.analyzer import Analyzer
-from app.ingest.vectorize import vectorize_texts
 from app.ingest.formats import FORMATS, detect_format
 from app.ingest.options import IngestLimits, TextOptions
 from app.ingest.pipeline import ingest
 from app.ingest.stopwords import ENGLISH_STOP_WORDS
 from app.ingest.store import Corpus, CorpusInfo, delete_corpus, load_corpus
+from app.ingest.vectorize import vectorize_texts
 
 __all__ = [
     "Analyzer", "Corpus", "CorpusInfo", "ENGLISH_STOP_WORDS", "FORMATS", "IngestLimits", "TextOptions",
