@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -89,15 +90,22 @@ def parallel_capacity(n_workers: int) -> float:
     return n_workers * one / elapsed
 
 
-def run_ours(text_file: Path, work: Path, n_workers: int, chunk_bytes: int) -> tuple[float, dict]:
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its reaped children so far."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def run_ours(text_file: Path, work: Path, n_workers: int, chunk_bytes: int) -> tuple[float, dict, float]:
     dest = work / f"ours-{n_workers}"
     remove_path(dest)
+    cpu = cpu_seconds()
     start = time.perf_counter()
     with open(text_file, "rb") as stream:
         info = ingest([(text_file.name, stream)], dest, tmp_root=work / "tmp", fmt="text", options=OPTIONS,
                       n_workers=n_workers, chunk_bytes=chunk_bytes)
     elapsed = time.perf_counter() - start
-    return elapsed, info.stats
+    return elapsed, info.stats, cpu_seconds() - cpu
 
 
 def count_vectorizer():
@@ -108,7 +116,8 @@ def count_vectorizer():
                            min_df=OPTIONS.min_df, max_df=OPTIONS.max_df, dtype=np.int32)
 
 
-def run_sklearn(text_file: Path, work: Path) -> tuple[float, sp.csr_matrix, list[str]]:
+def run_sklearn(text_file: Path, work: Path) -> tuple[float, sp.csr_matrix, list[str], float]:
+    cpu = cpu_seconds()
     start = time.perf_counter()
     with open(text_file, encoding="utf-8") as lines:
         texts = [line.rstrip("\n") for line in lines]
@@ -117,7 +126,7 @@ def run_sklearn(text_file: Path, work: Path) -> tuple[float, sp.csr_matrix, list
     keep = np.flatnonzero(np.diff(counts.indptr))
     sp.save_npz(work / "sklearn.npz", counts[keep].tocsr(), compressed=False)
     elapsed = time.perf_counter() - start
-    return elapsed, counts, list(vectorizer.get_feature_names_out())
+    return elapsed, counts, list(vectorizer.get_feature_names_out()), cpu_seconds() - cpu
 
 
 def _vm_hwm_mib() -> float:
@@ -134,7 +143,7 @@ def rss_child(text_file: str, n_workers: int, chunk_bytes: int) -> None:
     baseline = _vm_hwm_mib()
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-rss-"))
     try:
-        elapsed, stats = run_ours(Path(text_file), work, n_workers, chunk_bytes)
+        elapsed, stats, _ = run_ours(Path(text_file), work, n_workers, chunk_bytes)
     finally:
         remove_path(work)
     print(json.dumps({"baseline_mib": baseline, "main_mib": _vm_hwm_mib(), "seconds": elapsed, "nnz": stats["nnz"]}))
@@ -184,31 +193,36 @@ def main() -> None:
         print(f"machine: {os.cpu_count()} cores; timings are wall clock, best and median of {args.repeats} "
               f"(noisy: the machine is shared)")
 
-        ours_parallel, ours_single, sklearn_times = [], [], []
+        runs: dict[str, list[tuple[float, float]]] = {"parallel": [], "single": [], "sklearn": []}
         for _ in range(args.repeats):
-            t, stats = run_ours(corpus_file, work, args.workers, chunk_bytes)
-            ours_parallel.append(t)
-            t, _ = run_ours(corpus_file, work, 1, chunk_bytes)
-            ours_single.append(t)
-            t, sk_counts, sk_vocab = run_sklearn(corpus_file, work)
-            sklearn_times.append(t)
+            t, stats, cpu = run_ours(corpus_file, work, args.workers, chunk_bytes)
+            runs["parallel"].append((t, cpu))
+            t, _, cpu = run_ours(corpus_file, work, 1, chunk_bytes)
+            runs["single"].append((t, cpu))
+            t, sk_counts, sk_vocab, cpu = run_sklearn(corpus_file, work)
+            runs["sklearn"].append((t, cpu))
         ours = load_corpus(work / f"ours-{args.workers}")
         overlap = len(set(ours.vocabulary) & set(sk_vocab)) / max(len(set(ours.vocabulary) | set(sk_vocab)), 1)
         print(f"vocabulary: ours {len(ours.vocabulary)} terms, CountVectorizer {len(sk_vocab)} terms, "
               f"Jaccard overlap {overlap:.3f}; ours nnz {ours.counts.nnz}, CountVectorizer nnz {sk_counts.nnz}")
 
-        def line(name, times):
+        def line(name, key):
+            times = [t for t, _ in runs[key]]
             best, median = min(times), statistics.median(times)
-            print(f"{name:<34} best {size / MIB / best:7.2f} MB/s ({best:6.2f} s)   median {size / MIB / median:7.2f} MB/s")
-            return best
+            cpu = min(c for _, c in runs[key])
+            print(f"{name:<30} best {size / MIB / best:7.2f} MB/s ({best:5.2f} s)   median {size / MIB / median:7.2f} MB/s"
+                  f"   CPU {cpu:5.2f} s ({size / MIB / cpu:6.2f} MB per CPU-second)")
+            return best, cpu
 
-        best_parallel = line(f"ours, {args.workers} worker processes", ours_parallel)
-        best_single = line("ours, in-process", ours_single)
-        best_sklearn = line("sklearn CountVectorizer", sklearn_times)
-        print(f"ratio ours({args.workers} workers) / CountVectorizer: {best_sklearn / best_parallel:.2f}x   (target >= 3x)")
+        best_parallel, cpu_parallel = line(f"ours, {args.workers} worker processes", "parallel")
+        best_single, cpu_single = line("ours, in-process", "single")
+        best_sklearn, cpu_sklearn = line("sklearn CountVectorizer", "sklearn")
+        print(f"ratio ours({args.workers} workers) / CountVectorizer, wall clock: {best_sklearn / best_parallel:.2f}x   (target >= 3x)")
+        print(f"ratio ours(in-process) / CountVectorizer, wall clock: {best_sklearn / best_single:.2f}x")
+        print(f"ratio CountVectorizer CPU / ours CPU: in-process {cpu_sklearn / cpu_single:.2f}x, "
+              f"{args.workers} workers {cpu_sklearn / cpu_parallel:.2f}x (work per byte, insensitive to other load)")
         print(f"CPU actually available to {args.workers} processes during this run: "
               f"{parallel_capacity(args.workers):.2f} cores (shared machine; ideal {args.workers})")
-        print(f"ratio ours(in-process) / CountVectorizer: {best_sklearn / best_single:.2f}x")
 
         one = work / "x1.txt"
         ten = work / "x10.txt"
