@@ -153,3 +153,20 @@ def test_ascii_texts_match_reference(texts, bigrams, lowercase, min_length):
         for token in reference_tokens(text, options):
             expected[(row, token)] = expected.get((row, token), 0) + 1
     assert _ascii_counts(texts, options) == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 6), st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5)), max_size=40))
+def test_count_pairs_matches_dense_counting(n_rows, n_columns, pairs):
+    from app.ingest.counting import count_pairs
+
+    pairs = [(r % n_rows, c % n_columns) for r, c in pairs]
+    dense = np.zeros((n_rows, n_columns), dtype=np.int64)
+    for r, c in pairs:
+        dense[r, c] += 1
+    rows = np.array([r for r, _ in pairs], dtype=np.int64)
+    columns = np.array([c for _, c in pairs], dtype=np.int64)
+    counts = count_pairs(rows, columns, n_rows, n_columns)
+    np.testing.assert_array_equal(counts.toarray(), dense)
+    assert counts.indices.dtype == np.int32 and counts.data.dtype == np.int32
+    assert all(np.all(np.diff(counts.indices[a:b]) > 0) for a, b in zip(counts.indptr[:-1], counts.indptr[1:]))
