@@ -14,6 +14,7 @@ vocabulary pruning (``all_terms_pruned``) is dropped and counted under that reas
 from __future__ import annotations
 
 import collections
+import ctypes
 import multiprocessing
 import threading
 from collections.abc import Callable
@@ -80,6 +81,19 @@ def _pool_context():
     if "fork" in methods and threading.active_count() == 1:
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def _keep_freed_memory() -> None:
+    """Worker initializer: each chunk allocates and frees tens of MB of NumPy arrays;
+    let glibc keep freed memory in the heap rather than unmapping it, so the next chunk
+    does not page-fault it in again (about 10% of a worker's time). Elsewhere a no-op."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 32 << 20)  # the largest glibc accepts on 64-bit
+    libc.mallopt(m_trim_threshold, 256 << 20)
 
 
 @dataclass
@@ -185,7 +199,7 @@ class CorpusBuilder:
                 context = _pool_context()
                 if context.get_start_method() == "fork":
                     word_patterns()  # build once here; forked workers inherit it
-                self._pool = ProcessPoolExecutor(self.n_workers, mp_context=context)
+                self._pool = ProcessPoolExecutor(self.n_workers, mp_context=context, initializer=_keep_freed_memory)
                 held, self._held = self._held, None
                 self._pending.append((held, self._pool.submit(held.function, *held.args)))
             self._pending.append((task, self._pool.submit(task.function, *task.args)))
