@@ -7,11 +7,13 @@ paragraph, written once to a text file (one document per line) under the temp fo
 Prints, from the same run on the same machine:
 - throughput in MB/s (raw text bytes / wall time, file read through saved .npz) for
   ``app.ingest.ingest`` with worker processes (all cores) and in-process, and for
-  CountVectorizer(fit_transform) + save_npz with the equivalent options; ratios.
+  CountVectorizer(fit_transform) + save_npz with the equivalent options; ratios; CPU
+  seconds of each (work per byte, which other load on a shared machine barely changes),
+  the CPU share the worker processes actually got, and the bound for idle cores.
 - peak RSS (main process and worker processes) when ingesting an input of one chunk (1x)
   and of ten chunks (10x), each in a fresh process.
 
-Usage: python bench/ingest.py [--repeats 3] [--chunk-mib 4]
+Usage: python bench/ingest.py [--repeats 3] [--chunk-mib 2] [--workers N]
 """
 from __future__ import annotations
 
@@ -182,7 +184,7 @@ def measure_rss(text_file: str, n_workers: int, chunk_bytes: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--chunk-mib", type=float, default=4.0)
+    parser.add_argument("--chunk-mib", type=float, default=2.0)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--rss-child")
     args = parser.parse_args()
