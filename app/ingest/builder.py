@@ -163,11 +163,14 @@ class CorpusBuilder:
         if self._text_chars >= self.chunk_bytes:
             self._flush_texts(document.where)
 
-    def add_text_block(self, block: bytes, where: str, first_line: int, first_offset: int, id_prefix: str = "") -> None:
-        """A block of whole plain-text lines (one document each), cut just after a line end."""
+    def add_text_block(self, block: bytes, where: str, first_line: int, next_line: int, first_offset: int,
+                       id_prefix: str = "") -> None:
+        """A block of whole plain-text lines (one document each) numbered first_line up to
+        next_line (exclusive; the lines its line feeds end), cut just after a line end."""
         self._flush_texts(where)
         before = self._documents_read
-        self._documents_read += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+        # Blocks end with a line feed except possibly the last one of a source.
+        self._documents_read += (next_line - first_line) + (0 if block.endswith(b"\n") else 1)
         if self._documents_read > self.limits.max_documents:
             line = first_line + self.limits.max_documents - before
             raise ValueError(f"{where} line {line}: more than max_documents={self.limits.max_documents} documents")
@@ -216,7 +219,8 @@ class CorpusBuilder:
             doc_ids, metadata = task.doc_ids, task.metadata
         elif task.line_ids is not None:
             prefix, first_line = task.line_ids
-            doc_ids, metadata = [f"{prefix}{first_line + i}" for i in range(result.n_docs)], {}
+            numbers = map(str, range(first_line, first_line + result.n_docs))
+            doc_ids, metadata = [prefix + number for number in numbers] if prefix else list(numbers), {}
         else:
             doc_ids, metadata = result.doc_ids, result.metadata
         self.input_documents += result.n_docs

@@ -102,11 +102,11 @@ def _feed(builder: CorpusBuilder, stream, name: str, fmt: str, fields: Fields, l
     document by document."""
     max_doc = limits.max_document_bytes
     if fmt == "text":
-        for line, offset, block in iter_line_blocks(stream, name, chunk_bytes, max_doc):
-            builder.add_text_block(block, name, line, offset, prefix)
+        for line, next_line, offset, block in iter_line_blocks(stream, name, chunk_bytes, max_doc):
+            builder.add_text_block(block, name, line, next_line, offset, prefix)
     elif fmt == "jsonl":
         max_line = max_doc + readers.JSON_OVERHEAD
-        for line, offset, block in iter_line_blocks(stream, name, chunk_bytes, max_line):
+        for line, _, offset, block in iter_line_blocks(stream, name, chunk_bytes, max_line):
             builder.add_jsonl_block(block, name, line, offset, fields, max_line, prefix)
     elif fmt == "json":
         for document in readers.read_json_array(stream, name, fields, max_doc, prefix):

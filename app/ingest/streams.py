@@ -137,11 +137,13 @@ def iter_text_blocks(stream: BinaryIO, where: str) -> Iterator[str]:
             return
 
 
-def iter_line_blocks(stream: BinaryIO, where: str, block_bytes: int, max_line_bytes: int) -> Iterator[tuple[int, int, bytes]]:
-    """Yield (first line number, byte offset, block) with blocks of about ``block_bytes``
-    holding whole lines (cut just after a ``\\n``; the last may lack it). A leading UTF-8
-    byte-order mark is dropped. A line whose end is not found within ``max_line_bytes``
-    raises ValueError (lines inside a block are checked by whoever splits it)."""
+def iter_line_blocks(stream: BinaryIO, where: str, block_bytes: int,
+                     max_line_bytes: int) -> Iterator[tuple[int, int, int, bytes]]:
+    """Yield (first line number, next block's first line number, byte offset, block) for
+    blocks of about ``block_bytes`` holding whole lines (cut just after a ``\\n``; the last
+    may lack it). A leading UTF-8 byte-order mark is dropped. A line whose end is not found
+    within ``max_line_bytes`` raises ValueError (lines inside a block are checked by whoever
+    splits it)."""
     line, offset, buffer, first = 1, 0, bytearray(), True
     while True:
         data = stream.read(min(BLOCK, block_bytes))
@@ -151,7 +153,7 @@ def iter_line_blocks(stream: BinaryIO, where: str, block_bytes: int, max_line_by
                 data, offset = data[len(UTF8_BOM):], len(UTF8_BOM)
         if not data:
             if buffer:
-                yield line, offset, bytes(buffer)
+                yield line, line + buffer.count(NEWLINE), offset, bytes(buffer)
             return
         buffer += data
         cut = buffer.rfind(b"\n") + 1
@@ -162,6 +164,7 @@ def iter_line_blocks(stream: BinaryIO, where: str, block_bytes: int, max_line_by
             continue
         block = bytes(buffer[:cut])
         del buffer[:cut]
-        yield line, offset, block
-        line += block.count(b"\n")
+        next_line = line + block.count(NEWLINE)
+        yield line, next_line, offset, block
+        line = next_line
         offset += len(block)
