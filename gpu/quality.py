@@ -140,6 +140,20 @@ def split_heldout(counts: Any, fraction: float = 0.1, *, seed: int) -> tuple[np.
     return np.sort(permutation[n_heldout:]), np.sort(permutation[:n_heldout])
 
 
+def csr_on_module(matrix: Any, xp: Any) -> Any:
+    """The CSR matrix on the array module ``xp`` (copied host -> GPU when needed)."""
+    if get_array_module(matrix) is xp:
+        return matrix
+    if xp is np:
+        return to_host(matrix).tocsr()
+    import cupyx.scipy.sparse as cupy_sparse
+
+    host = matrix.tocsr()
+    if host.dtype not in (np.float32, np.float64):
+        host = host.astype(np.float64)
+    return cupy_sparse.csr_matrix(host)
+
+
 @dataclass(frozen=True)
 class CompletionSplit:
     """Each document's tokens split in two halves for document completion.
@@ -205,14 +219,11 @@ def completion_log_likelihood(
     split: CompletionSplit, topic_word: Any, alpha: Any, *, max_iter: int = 100, tol: float = 1e-4
 ) -> float:
     """Per-word log likelihood of ``split.scored`` given theta inferred from ``split.observed``."""
-    inputs = validate_inference_inputs(split.observed, topic_word, alpha, name="heldout_counts")
-    xp = inputs.xp
+    xp = get_array_module(topic_word)
+    observed = csr_on_module(split.observed, xp)
+    inputs = validate_inference_inputs(observed, topic_word, alpha, name="heldout_counts")
     doc_topic = infer_doc_topic(inputs.counts, inputs.topic_word, inputs.alpha, max_iter=max_iter, tol=tol)
-    scored = split.scored
-    if xp is not np:
-        import cupyx.scipy.sparse as cupy_sparse
-
-        scored = cupy_sparse.csr_matrix(scored.astype(inputs.topic_word.dtype))
+    scored = csr_on_module(split.scored, xp).astype(inputs.topic_word.dtype)
     total, n_tokens = word_log_likelihood(scored, doc_topic, inputs.topic_word)
     if n_tokens == 0:
         raise ValueError("heldout_counts has no tokens to score (every document has fewer than 2 tokens)")

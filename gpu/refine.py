@@ -1,0 +1,227 @@
+"""Refinement of spectral topics by batched variational EM.
+
+Each sweep runs the batched variational E-step of :mod:`gpu.inference` over every document
+(warm-started from the previous sweep's Dirichlet parameters), accumulates the expected
+word-topic counts
+
+    n_kw = beta_kw * sum_d E_dk c_dw / (E_d @ beta[:, w])      (E_d = exp(E[log theta_d]))
+
+with one sparse product per batch, then sets beta_k proportional to n_k + topic_smoothing and
+(optionally) alpha by Minka's fixed point on the mean of E[log theta]. It stops when the
+held-out likelihood (document completion) stops improving, or, without held-out documents,
+when the training per-word likelihood does; the best state seen is returned.
+NumPy/SciPy on the host, CuPy/cupyx when the counts are on the GPU.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from scipy.special import digamma as host_digamma
+from scipy.special import polygamma as host_polygamma
+
+from gpu.backend import get_array_module, to_host
+from gpu.inference import (
+    batch_bounds,
+    digamma,
+    row_of_nonzeros,
+    scaled_counts,
+    validate_inference_inputs,
+    variational_batch,
+)
+from gpu.quality import completion_log_likelihood, split_document_tokens, word_log_likelihood
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class RefineResult:
+    """Outcome of :func:`refine_topics`.
+
+    topic_word:       (k, V) refined topics (rows on the simplex; strictly positive after a sweep), host NumPy.
+    alpha:            (k,) refined Dirichlet prior, host NumPy.
+    sweeps:           EM sweeps run.
+    heldout_history:  held-out per-word log likelihood before the first sweep and after each
+                      (empty without held-out documents).
+    train_history:    training per-word log likelihood at the start of each sweep.
+    doc_topic:        (D, k) training mixtures from the last E-step (host NumPy).
+    stopped:          "converged", "heldout_worse" or "max_sweeps".
+    """
+
+    topic_word: np.ndarray
+    alpha: np.ndarray
+    sweeps: int
+    heldout_history: list[float] = field(default_factory=list)
+    train_history: list[float] = field(default_factory=list)
+    doc_topic: np.ndarray | None = None
+    stopped: str = "max_sweeps"
+
+
+def inverse_digamma(values: np.ndarray, newton_steps: int = 5) -> np.ndarray:
+    """Elementwise y with digamma(y) = values (Minka's start and Newton steps)."""
+    values = np.asarray(values, dtype=np.float64)
+    y = np.where(values >= -2.22, np.exp(values) + 0.5, -1.0 / (values - host_digamma(1.0)))
+    for _ in range(newton_steps):
+        y = y - (host_digamma(y) - values) / host_polygamma(1, y)
+    return y
+
+
+def update_alpha(alpha: np.ndarray, mean_log_theta: np.ndarray, iterations: int = 100, tol: float = 1e-10) -> np.ndarray:
+    """Maximise the Dirichlet likelihood given (k,) mean E[log theta]: Minka's fixed point.
+
+    alpha <- inverse_digamma(digamma(sum(alpha)) + mean_log_theta), repeated to convergence.
+    """
+    alpha = np.asarray(alpha, dtype=np.float64).copy()
+    for _ in range(iterations):
+        new = np.maximum(inverse_digamma(host_digamma(alpha.sum()) + mean_log_theta), 1e-8)
+        if np.abs(new - alpha).max() < tol * max(1.0, alpha.max()):
+            return new
+        alpha = new
+    return alpha
+
+
+@dataclass
+class _SweepStatistics:
+    expected_counts: Any  # (k, V) without the beta_kw factor
+    log_theta_sum: Any  # (k,)
+    loglik: float
+    tokens: float
+
+
+def _e_step(inputs, gamma_all, *, batch_size, inner_iter, inner_tol) -> _SweepStatistics:
+    """One pass over all documents; updates ``gamma_all`` (D, k) in place."""
+    xp = inputs.xp
+    counts, topic_word = inputs.counts, inputs.topic_word
+    n_topics, n_words = topic_word.shape
+    topic_word_t = topic_word.T.copy()
+    expected = xp.zeros((n_words, n_topics), dtype=topic_word.dtype)
+    log_theta_sum = xp.zeros(n_topics, dtype=topic_word.dtype)
+    indptr = counts.indptr if xp is np else counts.indptr.get()
+    loglik, tokens = 0.0, 0.0
+    for start, stop in batch_bounds(indptr, n_topics, batch_size):
+        batch = counts[start:stop]
+        # training likelihood of the incoming state (theta from the warm start, current topics)
+        warm = gamma_all[start:stop]
+        part, n = word_log_likelihood(batch, warm / warm.sum(axis=1, keepdims=True), topic_word)
+        loglik, tokens = loglik + part, tokens + n
+        gamma, _, weights = variational_batch(
+            inputs, batch, gamma=warm, max_iter=inner_iter, tol=inner_tol, check_every=1 if xp is np else 5
+        )
+        gamma_all[start:stop] = gamma
+        scaled = scaled_counts(xp, batch, row_of_nonzeros(xp, batch), weights, topic_word_t)
+        expected += xp.asarray(scaled.T @ weights)
+        log_theta_sum += (digamma(xp, gamma) - digamma(xp, gamma.sum(axis=1, keepdims=True))).sum(axis=0)
+    return _SweepStatistics(expected.T, log_theta_sum, loglik, tokens)
+
+
+def _check_refine_parameters(max_sweeps, tol, topic_smoothing, inner_iter) -> None:
+    if not isinstance(max_sweeps, (int, np.integer)) or max_sweeps < 0:
+        raise ValueError(f"max_sweeps must be an integer >= 0, got {max_sweeps!r}")
+    if not np.isfinite(tol) or tol < 0:
+        raise ValueError(f"tol must be >= 0, got {tol!r}")
+    if not np.isfinite(topic_smoothing) or topic_smoothing <= 0:
+        raise ValueError(f"topic_smoothing must be > 0, got {topic_smoothing!r}")
+    if not isinstance(inner_iter, (int, np.integer)) or inner_iter < 1:
+        raise ValueError(f"inner_iter must be an integer >= 1, got {inner_iter!r}")
+
+
+def refine_topics(
+    X: Any,
+    topic_word: Any,
+    alpha: Any,
+    *,
+    heldout: Any = None,
+    max_sweeps: int = 10,
+    tol: float = 1e-3,
+    seed: int = 0,
+    progress: Progress | None = None,
+    topic_smoothing: float = 0.01,
+    fit_alpha: bool = True,
+    inner_iter: int = 20,
+    inner_tol: float = 1e-3,
+    batch_size: int | None = None,
+) -> RefineResult:
+    """Refine topics by variational EM, starting from ``topic_word`` and ``alpha``.
+
+    Parameters
+    ----------
+    X : (D, V) CSR training counts (SciPy, or cupyx to run on the GPU).
+    topic_word : (k, V) starting topics, rows on the simplex (e.g. the spectral estimate).
+    alpha : (k,) starting Dirichlet prior, > 0.
+    heldout : optional (D_h, V) counts of held-out documents; their document-completion
+        likelihood (tokens split with ``seed``) decides when to stop.
+    max_sweeps : most EM sweeps (0 returns the start unchanged).
+    tol : stop when the monitored per-word log likelihood improves by less than this (nats).
+    progress : called as progress("refinement", sweeps_done, max_sweeps); its exceptions propagate.
+    topic_smoothing : pseudo-count added to every expected word-topic count (keeps topics > 0).
+    fit_alpha : also re-estimate alpha each sweep.
+    inner_iter, inner_tol : E-step fixed-point iterations per sweep (warm-started) and tolerance.
+    batch_size : documents per E-step batch (None: sized by memory).
+
+    Returns
+    -------
+    RefineResult
+    """
+    _check_refine_parameters(max_sweeps, tol, topic_smoothing, inner_iter)
+    xp = get_array_module(X)
+    topic_word = xp.asarray(topic_word)
+    inputs = validate_inference_inputs(X, topic_word, alpha)
+    dtype = inputs.topic_word.dtype
+    n_docs = inputs.counts.shape[0]
+    current_topics, current_alpha = inputs.topic_word, to_host(inputs.alpha).astype(np.float64)
+    lengths = xp.asarray(inputs.counts.sum(axis=1)).reshape(-1)
+    gamma_all = xp.asarray(current_alpha, dtype=dtype)[None, :] + (lengths / len(current_alpha))[:, None]
+
+    split = None
+    heldout_history: list[float] = []
+    if heldout is not None:
+        split = split_document_tokens(heldout, seed=seed)
+        heldout_history.append(completion_log_likelihood(split, current_topics, xp.asarray(current_alpha, dtype=dtype)))
+
+    best = (heldout_history[0] if heldout_history else -np.inf, current_topics, current_alpha, gamma_all.copy())
+    train_history: list[float] = []
+    stopped = "max_sweeps"
+    sweeps = 0
+    if progress is not None:
+        progress("refinement", 0, max_sweeps)
+    for sweeps in range(1, max_sweeps + 1):
+        inputs = validate_inference_inputs(inputs.counts, current_topics, xp.asarray(current_alpha, dtype=dtype))
+        stats = _e_step(inputs, gamma_all, batch_size=batch_size, inner_iter=inner_iter, inner_tol=inner_tol)
+        train_history.append(stats.loglik / stats.tokens if stats.tokens else 0.0)
+        new_counts = stats.expected_counts * current_topics + topic_smoothing
+        current_topics = (new_counts / new_counts.sum(axis=1, keepdims=True)).astype(dtype, copy=False)
+        if fit_alpha and n_docs:
+            current_alpha = update_alpha(current_alpha, to_host(stats.log_theta_sum) / n_docs)
+        if progress is not None:
+            progress("refinement", sweeps, max_sweeps)
+
+        if split is not None:
+            score = completion_log_likelihood(split, current_topics, xp.asarray(current_alpha, dtype=dtype))
+            heldout_history.append(score)
+            improvement = score - best[0]
+            if score > best[0]:
+                best = (score, current_topics, current_alpha, gamma_all.copy())
+            if improvement < 0:
+                stopped = "heldout_worse"
+                break
+            if improvement < tol:
+                stopped = "converged"
+                break
+        else:
+            best = (np.inf, current_topics, current_alpha, gamma_all)
+            if len(train_history) >= 2 and train_history[-1] - train_history[-2] < tol:
+                stopped = "converged"
+                break
+
+    _, topics, final_alpha, final_gamma = best
+    doc_topic = final_gamma / final_gamma.sum(axis=1, keepdims=True)
+    return RefineResult(
+        topic_word=np.asarray(to_host(topics)),
+        alpha=np.asarray(final_alpha),
+        sweeps=sweeps,
+        heldout_history=heldout_history,
+        train_history=train_history,
+        doc_topic=np.asarray(to_host(doc_topic)),
+        stopped=stopped,
+    )
