@@ -149,7 +149,7 @@ def scaled_counts(xp: Any, counts: Any, rows: Any, weights: Any, topic_word_t: A
     topic_word_t: (V, k). Words of zero probability under every topic get a floor
     normaliser (they then contribute nothing, since their topic column is zero).
     """
-    norm = (weights[rows] * topic_word_t[counts.indices]).sum(axis=1)
+    norm = xp.einsum("ij,ij->i", xp.take(weights, rows, axis=0), xp.take(topic_word_t, counts.indices, axis=0))
     floor = float(np.sqrt(np.finfo(norm.dtype).tiny))
     scaled = counts.copy()
     scaled.data = counts.data / xp.maximum(norm, floor)
@@ -168,30 +168,48 @@ def variational_batch(
     """Run the fixed point on one batch of documents.
 
     counts: (n, V) CSR batch. gamma: optional (n, k) warm start.
-    Returns (gamma (n, k), iterations run, weights (n, k) = exp(E[log theta]) at the end).
-    Convergence: the largest change of any posterior-mean entry below ``tol``.
+    Returns (gamma (n, k), iterations run, weights (n, k) = exp(E[log theta]) of that gamma).
+    A document is done when no entry of its posterior mean moved more than ``tol`` since the
+    previous check; done documents leave the working set (checked every ``check_every``
+    iterations, since each check synchronises a GPU).
     """
     xp = inputs.xp
     alpha, topic_word = inputs.alpha, inputs.topic_word
     topic_word_t = topic_word.T.copy()
-    n_docs, n_topics = counts.shape[0], alpha.shape[0]
-    lengths = xp.asarray(counts.sum(axis=1)).reshape(-1)
+    n_topics = alpha.shape[0]
     if gamma is None:
+        lengths = xp.asarray(counts.sum(axis=1)).reshape(-1)
         gamma = alpha[None, :] + (lengths / n_topics)[:, None]
-    rows = row_of_nonzeros(xp, counts)
-    mean = gamma / gamma.sum(axis=1, keepdims=True)
-    iterations = 0
+    gamma = gamma.copy()
     weights = expected_topic_weights(xp, gamma)
+    active = None  # row indices still iterating; None means all rows
+    work_counts, work_gamma, work_weights = counts, gamma, weights
+    rows = row_of_nonzeros(xp, work_counts)
+    mean = work_gamma / work_gamma.sum(axis=1, keepdims=True)
+    iterations = 0
     for iterations in range(1, max_iter + 1):
-        scaled = scaled_counts(xp, counts, rows, weights, topic_word_t)
-        gamma = alpha[None, :] + weights * xp.asarray(scaled @ topic_word_t)
-        weights = expected_topic_weights(xp, gamma)
-        if iterations % check_every == 0 or iterations == max_iter:
-            new_mean = gamma / gamma.sum(axis=1, keepdims=True)
-            change = float(xp.abs(new_mean - mean).max()) if n_docs else 0.0
-            mean = new_mean
-            if change < tol:
-                break
+        scaled = scaled_counts(xp, work_counts, rows, work_weights, topic_word_t)
+        work_gamma = alpha[None, :] + work_weights * xp.asarray(scaled @ topic_word_t)
+        work_weights = expected_topic_weights(xp, work_gamma)
+        if iterations % check_every and iterations != max_iter:
+            continue
+        new_mean = work_gamma / work_gamma.sum(axis=1, keepdims=True)
+        moving = xp.abs(new_mean - mean).max(axis=1) >= tol if work_gamma.shape[0] else xp.zeros(0, dtype=bool)
+        if active is None:
+            gamma, weights = work_gamma, work_weights
+        else:
+            gamma[active] = work_gamma
+            weights[active] = work_weights
+        n_moving = int(moving.sum())
+        if n_moving == 0:
+            break
+        if n_moving < moving.shape[0]:
+            keep = xp.nonzero(moving)[0]
+            active = keep if active is None else active[keep]
+            work_counts = work_counts[keep]
+            work_gamma, work_weights, new_mean = work_gamma[keep], work_weights[keep], new_mean[keep]
+            rows = row_of_nonzeros(xp, work_counts)
+        mean = new_mean
     return gamma, iterations, weights
 
 

@@ -7,9 +7,11 @@ only through closed-form M1 terms, so :class:`SharedPasses` runs them once:
 
 1. statistics and a wide range finder (k_max + oversampling columns), plus one M2 product
    pass, give M2's spectrum on that subspace for any alpha0 (a rank-one update);
-2. the projection pass runs once on the leading part of that basis, sized for the largest
-   candidate; every candidate (k, alpha0) is then small dense work: whitening, the
-   (k, k, k) tensor, the power method and recovery.
+2. the tensor pass (gpu.tensor.whitened_document_sums) runs once on the leading part B of
+   that basis (n columns, sized for the largest candidate), giving the (n, n, n) third
+   moment sums and X^T diag(w3) X B; every candidate (k, alpha0) is then small dense
+   work: whitening W = B G from B^T M2 B, contracting the sums with G, the power method
+   and recovery.
 
 Selection:
 - k: the largest ratio lambda_k / lambda_(k+1) of M2's eigenvalues in [k_min, k_max]
@@ -34,14 +36,14 @@ from typing import Any, Callable
 import numpy as np
 
 from gpu.backend import array_module, to_host
-from gpu.moments import apply_m2, corpus_stats
+from gpu.moments import apply_m2, corpus_stats, sketch_m2_range
 from gpu.passes import default_threads, row_blocks
 from gpu.power_method import robust_tensor_power_method
 from gpu.quality import CompletionSplit, completion_log_likelihood, split_document_tokens
 from gpu.recovery import recover, unwhitened_topics
-from gpu.tensor import DenseTensor, project_documents, tensor_terms, whitened_tensor
+from gpu.tensor import DenseTensor, WhitenedSums, fill_from_leading, tensor_terms, whitened_document_sums, whitened_tensor
 from gpu.validation import as_count_matrix, choose_backend
-from gpu.whitening import Whitening, find_m2_range
+from gpu.whitening import orthonormalize
 
 Progress = Callable[[str, int, int], None] | None
 
@@ -78,7 +80,7 @@ class SharedPasses:
     """The k-independent passes of a spectral fit, run once; fits of any k up to k_max.
 
     X: (D, V) counts. ``n_columns``: columns of the wide range finder (k_max + oversampling).
-    ``alpha0_range``: alpha0 used inside the range finder's power iterations (its span
+    ``alpha0_range``: alpha0 used inside the range finder's power iterations (the span
     depends on alpha0 only through a rank-one M1 term).
     """
 
@@ -114,22 +116,22 @@ class SharedPasses:
             )
         self.blocks = row_blocks(self.stats.n_docs, self.n_threads, rows)
         self.n_columns = int(min(n_columns, self.n_words, self.stats.n_docs))
+        pass_args = {"blocks": self.blocks, "n_threads": self.n_threads, "progress": progress}
         rng = np.random.default_rng(seed)
-        self.wide = find_m2_range(
-            self.stats, self.n_columns, alpha0_range, seed=int(rng.integers(2**62)), n_power_iter=n_power_iter,
-            blocks=self.blocks, n_threads=self.n_threads, progress=progress,
-        )
-        m2_wide = apply_m2(self.stats, self.wide, alpha0_range, blocks=self.blocks, n_threads=self.n_threads, progress=progress)
-        wide64 = self.wide.astype(self.xp.float64)
-        self.m1_wide = np.asarray(to_host(wide64.T @ self.stats.m1), dtype=np.float64)
-        m2_projected = _symmetric(np.asarray(to_host(wide64.T @ m2_wide), dtype=np.float64))
-        # Q^T E2 Q on the wide basis: M2 + w(alpha0) m m^T
+        wide = orthonormalize(sketch_m2_range(self.stats, self.n_columns, int(rng.integers(2**62)), **pass_args))
+        for _ in range(n_power_iter):
+            wide = orthonormalize(apply_m2(self.stats, wide, alpha0_range, **pass_args))
+        image = apply_m2(self.stats, wide, alpha0_range, **pass_args)
+        self.wide = wide  # (V, m) float64, orthonormal
+        self.m1_wide = np.asarray(to_host(wide.T @ self.stats.m1), dtype=np.float64)
+        m2_projected = _symmetric(np.asarray(to_host(wide.T @ image), dtype=np.float64))
+        # Q^T E2 Q on the wide basis = Q^T M2 Q + w(alpha0) m m^T
         self.e2_wide = m2_projected + _m1_weight(alpha0_range) * np.outer(self.m1_wide, self.m1_wide)
         self.unigram = np.asarray(to_host(self.stats.m1), dtype=np.float64)
+        self.leading: np.ndarray | None = None
         self.basis: Any = None
-        self.projection: Any = None
-        self.e2_basis: np.ndarray | None = None
-        self.m1_basis: np.ndarray | None = None
+        self.third: Any = None
+        self.word_third: Any = None
 
     def m2_on_wide(self, alpha0: float) -> np.ndarray:
         """(m, m) Q^T M2 Q on the wide basis for this alpha0."""
@@ -140,28 +142,27 @@ class SharedPasses:
         return np.sort(np.linalg.eigvalsh(self.m2_on_wide(alpha0)))[::-1]
 
     def prepare(self, n_columns: int, alpha0: float = 1.0) -> None:
-        """Run the projection pass on the leading ``n_columns`` eigenvectors of the wide M2."""
+        """One tensor pass on the leading ``n_columns`` eigenvectors B of the wide M2:
+        sum_d w3_d (B^T c_d)^(x3) and X^T diag(w3) X B (gpu.tensor.whitened_document_sums)."""
         n_columns = int(min(n_columns, self.n_columns))
         values, vectors = np.linalg.eigh(self.m2_on_wide(alpha0))
-        leading = vectors[:, np.argsort(values)[::-1][:n_columns]]
-        basis = (self.wide.astype(self.xp.float64) @ self.xp.asarray(leading)).astype(self.stats.X.dtype)
-        self.basis = basis
-        self.projection = project_documents(
-            self.stats, basis, blocks=self.blocks, with_third=True, keep_projection=False,
+        self.leading = vectors[:, np.argsort(values)[::-1][:n_columns]]
+        self.basis = self.wide @ self.xp.asarray(self.leading)
+        sums = whitened_document_sums(
+            self.stats, self.basis, blocks=self.blocks, with_third=True, keep_projection=False,
             n_threads=self.n_threads, progress=self.progress,
         )
-        basis64 = basis.astype(self.xp.float64)
-        diagonal = np.asarray(to_host(basis64.T @ (self.stats.word_w2[:, None] * basis64)))
-        self.e2_basis = _symmetric((np.asarray(self.projection.gram) - diagonal) / self.stats.n_docs)
-        self.m1_basis = np.asarray(to_host(basis64.T @ self.stats.m1), dtype=np.float64)
+        self.third = fill_from_leading(sums.third)  # (n, n, n) symmetric
+        self.word_third = sums.word_third  # (V, n)
 
     @property
     def prepared_columns(self) -> int:
         return 0 if self.basis is None else int(self.basis.shape[1])
 
-    def _whitening(self, alpha0: float, n_components: int, rank_tol: float) -> Whitening:
-        m2 = self.e2_basis - _m1_weight(alpha0) * np.outer(self.m1_basis, self.m1_basis)
-        values, vectors = np.linalg.eigh(_symmetric(m2))
+    def _whitening(self, alpha0: float, n_components: int, rank_tol: float) -> tuple[np.ndarray, np.ndarray]:
+        """(G, unwhiten), both (n, k): W = B G has W^T M2 W = I and (W^T)^+ = B unwhiten."""
+        m2 = _symmetric(self.leading.T @ self.m2_on_wide(alpha0) @ self.leading)
+        values, vectors = np.linalg.eigh(m2)
         order = np.argsort(values)[::-1]
         values, vectors = values[order], vectors[:, order]
         top = max(float(values[0]), 0.0)
@@ -171,10 +172,7 @@ class SharedPasses:
                 f"n_topics is larger than M2's numerical rank: {n_components} components requested, rank {rank}"
             )
         kept = values[:n_components]
-        return Whitening(
-            Q=self.basis, G=vectors[:, :n_components] / np.sqrt(kept),
-            unwhiten=vectors[:, :n_components] * np.sqrt(kept), eigenvalues=values,
-        )
+        return vectors[:, :n_components] / np.sqrt(kept), vectors[:, :n_components] * np.sqrt(kept)
 
     def fit(
         self,
@@ -196,25 +194,30 @@ class SharedPasses:
         With ``n_extra_components`` > 0 all components are recovered, junk is dropped
         (:func:`drop_junk_topics`) and the ``n_topics`` with the largest alpha are kept.
         """
+        xp = self.xp
         n_components = n_topics + n_extra_components
         if self.basis is None or n_components > self.prepared_columns:
             raise ValueError(
                 f"n_topics={n_topics} (+{n_extra_components} extra) needs prepare() with at least {n_components} columns"
             )
-        whitening = self._whitening(alpha0, n_components, rank_tol)
-        terms = tensor_terms(self.stats, whitening, self.projection, self.e2_basis, alpha0)
-        tensor = DenseTensor(whitened_tensor(whitening, self.projection, terms, self.dtype))
+        G_host, unwhiten = self._whitening(alpha0, n_components, rank_tol)
+        G = xp.asarray(G_host)
+        W = self.basis @ G
+        third = xp.tensordot(xp.tensordot(xp.tensordot(self.third, G, axes=([0], [0])), G, axes=([0], [0])), G, axes=([0], [0]))
+        sums = WhitenedSums(third=third, word_third=self.word_third @ G, projected=None)
+        terms = tensor_terms(self.stats, W, sums, alpha0)
+        tensor = DenseTensor(whitened_tensor(sums, terms, self.dtype))
         decomposition = robust_tensor_power_method(
             tensor, n_components, rng=np.random.default_rng(seed), n_restarts=n_restarts, n_iter=n_iter, tol=tol
         )
-        pseudo_inverse = whitening.Q.astype(self.xp.float64) @ self.xp.asarray(whitening.unwhiten)
+        pseudo_inverse = self.basis @ xp.asarray(unwhiten)
         recovered = recover(pseudo_inverse, decomposition.eigenvalues, decomposition.eigenvectors, alpha0, n_components)
         topic_word = np.ascontiguousarray(to_host(recovered.topic_word), dtype=np.float64)
         alpha = np.asarray(recovered.alpha, dtype=np.float64)
         eigenvalues = np.asarray(decomposition.eigenvalues[recovered.order], dtype=np.float64)
         loss = None
         if n_extra_components:
-            order = self.xp.asarray(recovered.order)
+            order = xp.asarray(recovered.order)
             raw = unwhitened_topics(pseudo_inverse, eigenvalues, decomposition.eigenvectors[:, order], alpha0)
             signed = np.asarray(to_host(raw), dtype=np.float64)
             signed[recovered.sign_flipped] *= -1.0
@@ -397,7 +400,12 @@ def select_model(
         k_min = min(k_min, k_max)
     split = split_document_tokens(heldout, seed=seed) if heldout is not None and heldout.shape[0] else None
     spectrum = passes.spectrum(start_alpha0)
-    evidence: dict[str, Any] = {"m2_spectrum": [float(v) for v in spectrum], "auto_n_topics": auto_k, "auto_alpha0": auto_alpha0}
+    evidence: dict[str, Any] = {
+        "m2_spectrum": [float(v) for v in spectrum],
+        "auto_n_topics": auto_k,
+        "auto_alpha0": auto_alpha0,
+        "n_dropped_docs": int(passes.stats.n_dropped),
+    }
 
     if auto_k:
         gap_k, ratios = gap_choice(spectrum, k_min, k_max)
@@ -427,10 +435,14 @@ def select_model(
 
     scores = []
     fits_by_k = {}
-    for k in candidates:
+    for done, k in enumerate(candidates):
+        if progress is not None:
+            progress("selection", done, len(candidates))
         fit = passes.fit(k, chosen_alpha0, n_extra_components=n_extra_components, **fit_options)
         fits_by_k[k] = fit
         scores.append({"n_topics": k, "n_kept": fit.n_topics, "heldout_loglik": _score(passes, split, fit)})
+    if progress is not None:
+        progress("selection", len(candidates), len(candidates))
     chosen_k = gap_k
     if auto_k:
         evidence["k_candidates"] = scores
@@ -443,3 +455,133 @@ def select_model(
     fit = fits_by_k[chosen_k]
     evidence.update({"n_topics": fit.n_topics, "alpha0": chosen_alpha0, "dropped_topics": fit.dropped})
     return Selection(fit=fit, n_topics=fit.n_topics, alpha0=chosen_alpha0, evidence=evidence)
+
+
+@dataclass(frozen=True)
+class SelectedFit:
+    """A spectral fit with k / alpha0 possibly chosen and topics possibly refined.
+
+    topic_word: (k, V) host float64; alpha: (k,); m2_eigenvalues: (m,) descending;
+    tensor_eigenvalues: (k,) of the spectral components (before refinement);
+    selection: evidence of :func:`select_model` (empty dict when nothing was chosen);
+    refinement: sweeps, stop reason and likelihood histories (None without refinement).
+    """
+
+    topic_word: np.ndarray
+    alpha: np.ndarray
+    n_topics: int
+    alpha0: float
+    m2_eigenvalues: np.ndarray
+    tensor_eigenvalues: np.ndarray
+    n_dropped_docs: int
+    timings: dict
+    selection: dict
+    refinement: dict | None
+    n_heldout_docs: int
+
+
+SELECTION_OPTIONS = ("n_oversample", "n_power_iter", "n_extra_components")
+CANDIDATE_OPTIONS = ("n_restarts", "n_iter", "tol", "rank_tol")
+
+
+def heldout_rows(n_docs: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train_rows, heldout_rows) of a seeded split; no held-out rows when fraction is 0."""
+    if fraction <= 0 or n_docs < 10:
+        return np.arange(n_docs), np.zeros(0, dtype=np.int64)
+    from gpu.quality import split_heldout
+
+    return split_heldout(np.empty((n_docs, 0)), fraction, seed=seed)
+
+
+def fit_selected(
+    X: Any,
+    n_topics: int | str,
+    alpha0: float | str,
+    *,
+    seed: int = 0,
+    backend: str = "auto",
+    dtype: str = "float64",
+    progress: Progress = None,
+    refine: bool = True,
+    heldout_fraction: float = 0.1,
+    k_range: tuple[int, int] = (2, 100),
+    refine_options: dict | None = None,
+    options: dict | None = None,
+) -> SelectedFit:
+    """Spectral LDA with "auto" k / alpha0 and refinement, on a seeded train / held-out split.
+
+    X: (D, V) counts. A fraction ``heldout_fraction`` of the documents is held out (seeded)
+    to score candidates and to stop refinement; the topics are learned from the rest.
+    Fixed k and alpha0 use :func:`gpu.estimator.fit_spectral_lda` with ``options``; "auto"
+    uses :func:`select_model` over shared passes. ``refine_options`` go to
+    :func:`gpu.refine.refine_topics`.
+    """
+    import time
+
+    from gpu.estimator import fit_spectral_lda
+    from gpu.refine import refine_topics
+
+    options = dict(options or {})
+    auto = n_topics == "auto" or alpha0 == "auto"
+    if n_topics != "auto" and (isinstance(n_topics, (bool, str)) or not isinstance(n_topics, (int, np.integer)) or n_topics < 1):
+        raise ValueError(f"n_topics must be an integer >= 1 or 'auto', got {n_topics!r}")
+    if alpha0 != "auto" and (isinstance(alpha0, (bool, str)) or not np.isfinite(alpha0) or alpha0 <= 0):
+        raise ValueError(f"alpha0 must be a finite number > 0 or 'auto', got {alpha0!r}")
+    if not 0.0 <= heldout_fraction < 1.0:
+        raise ValueError(f"heldout_fraction must be in [0, 1), got {heldout_fraction!r}")
+    concrete = choose_backend(X, backend)
+    xp = array_module(concrete)
+    counts = as_count_matrix(X, concrete, str(np.dtype(dtype)))
+    train_rows, held_rows = heldout_rows(int(counts.shape[0]), heldout_fraction if (auto or refine) else 0.0, seed)
+    train = counts[xp.asarray(train_rows)] if len(held_rows) else counts
+    heldout = counts[xp.asarray(held_rows)] if len(held_rows) else None
+    timings: dict[str, float] = {}
+
+    started = time.perf_counter()
+    if auto:
+        from gpu.estimator import DEFAULT_OPTIONS
+
+        # engine options without a counterpart here (Krylov blocks, tensor mode, caches) are ignored
+        unknown = set(options) - set(SELECTION_OPTIONS) - set(CANDIDATE_OPTIONS) - set(DEFAULT_OPTIONS)
+        if unknown:
+            raise ValueError(f"unknown option(s) {sorted(unknown)} for n_topics/alpha0='auto'")
+        selection = select_model(
+            train, n_topics, alpha0, heldout=heldout, k_range=k_range, seed=seed, backend=concrete, dtype=dtype,
+            progress=progress, fit_options={k: options[k] for k in CANDIDATE_OPTIONS if k in options},
+            **{k: options[k] for k in SELECTION_OPTIONS if k in options},
+        )
+        topic_word, alpha = selection.fit.topic_word, selection.fit.alpha
+        chosen_k, chosen_alpha0 = selection.n_topics, selection.alpha0
+        m2_eigenvalues = np.asarray(selection.evidence["m2_spectrum"])
+        tensor_eigenvalues = selection.fit.tensor_eigenvalues
+        n_dropped_docs = int(selection.evidence.get("n_dropped_docs", 0))
+        evidence = selection.evidence
+    else:
+        result = fit_spectral_lda(train, int(n_topics), float(alpha0), seed=seed, backend=concrete, dtype=dtype, progress=progress, **options)
+        topic_word, alpha = result.topic_word, result.alpha
+        chosen_k, chosen_alpha0 = int(n_topics), float(alpha0)
+        m2_eigenvalues, tensor_eigenvalues = result.m2_eigenvalues, result.tensor_eigenvalues
+        n_dropped_docs = result.n_dropped_docs
+        evidence = {}
+        timings.update(result.timings)
+    timings["spectral"] = time.perf_counter() - started
+
+    refinement = None
+    if refine:
+        started = time.perf_counter()
+        refined = refine_topics(train, xp.asarray(topic_word), xp.asarray(alpha), heldout=heldout, seed=seed, progress=progress, **(refine_options or {}))
+        timings["refinement"] = time.perf_counter() - started
+        order = np.argsort(-refined.alpha, kind="stable")  # keep the engine's convention: by alpha
+        topic_word, alpha = refined.topic_word[order], refined.alpha[order]
+        refinement = {
+            "sweeps": refined.sweeps,
+            "stopped": refined.stopped,
+            "heldout_history": refined.heldout_history,
+            "train_history": refined.train_history,
+        }
+    return SelectedFit(
+        topic_word=np.asarray(topic_word, dtype=np.float64), alpha=np.asarray(alpha, dtype=np.float64),
+        n_topics=int(chosen_k), alpha0=float(chosen_alpha0), m2_eigenvalues=np.asarray(m2_eigenvalues, dtype=np.float64),
+        tensor_eigenvalues=np.asarray(tensor_eigenvalues, dtype=np.float64), n_dropped_docs=int(n_dropped_docs),
+        timings=timings, selection=evidence, refinement=refinement, n_heldout_docs=int(len(held_rows)),
+    )

@@ -1,0 +1,178 @@
+"""Topic quality on real English text: spectral LDA (with and without refinement) against
+tomotopy (Gibbs), scikit-learn (batch variational) and gensim (online variational), all
+scored by the same functions (gpu.quality) in one run.
+
+Text: the reStructuredText sources of the Python documentation from the Debian package
+python3-doc (``apt-get install -y python3-doc``), under /usr/share/doc/python3.*/html/_sources.
+Documents are consecutive paragraphs of one file merged until they hold >= 50 words.
+Tokenised with scikit-learn's CountVectorizer (English stop words, letters only, min_df 5,
+max_df 0.5, vocabulary capped), fitted on the training documents only. Split 80/20 (seeded).
+
+Measures: NPMI of each topic's top 10 words from document co-occurrence in the held-out
+documents; held-out per-word log likelihood by document completion; topic diversity;
+wall-clock fit time. Timings on a shared machine are noisy.
+
+    python bench/quality.py [--topics 20 50] [--max-docs 12000] [--tomotopy-iters 500]
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from gpu.estimator import SpectralLDA
+from gpu.quality import heldout_log_likelihood, npmi_coherence, split_heldout, topic_diversity
+
+SOURCES = "/usr/share/doc/python3*/html/_sources/**/*.txt"
+
+
+def load_documents(min_words: int = 50, max_docs: int | None = None) -> list[str]:
+    """Merge consecutive paragraphs of each documentation source file into >= min_words docs."""
+    # several /usr/share/doc entries are symlinks to the same tree: read each file once
+    files = sorted({str(Path(p).resolve()) for p in glob.glob(SOURCES, recursive=True)})
+    if not files:
+        raise SystemExit("no text found: install it with `apt-get install -y python3-doc`")
+    documents: list[str] = []
+    for path in files:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        buffer: list[str] = []
+        for paragraph in re.split(r"\n\s*\n", text):
+            buffer.append(paragraph)
+            if sum(len(p.split()) for p in buffer) >= min_words:
+                documents.append("\n".join(buffer))
+                buffer = []
+    if max_docs is not None and len(documents) > max_docs:
+        keep = np.sort(np.random.default_rng(0).choice(len(documents), max_docs, replace=False))
+        documents = [documents[i] for i in keep]
+    return documents
+
+
+def vectorize(documents: list[str], train_rows: np.ndarray, heldout_rows: np.ndarray, max_words: int):
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    vectorizer = CountVectorizer(
+        stop_words="english", token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z]+\b", min_df=5, max_df=0.5, max_features=max_words
+    )
+    train = vectorizer.fit_transform([documents[i] for i in train_rows]).tocsr().astype(np.int64)
+    heldout = vectorizer.transform([documents[i] for i in heldout_rows]).tocsr().astype(np.int64)
+    keep_train = np.asarray(train.sum(axis=1)).ravel() >= 5
+    keep_heldout = np.asarray(heldout.sum(axis=1)).ravel() >= 5
+    return train[keep_train], heldout[keep_heldout], vectorizer.get_feature_names_out()
+
+
+def rows_as_token_lists(counts: sp.csr_matrix) -> list[list[int]]:
+    out = []
+    for d in range(counts.shape[0]):
+        start, stop = counts.indptr[d], counts.indptr[d + 1]
+        out.append(np.repeat(counts.indices[start:stop], counts.data[start:stop]).tolist())
+    return out
+
+
+def fit_spectral(train, k, seed, refine):
+    model = SpectralLDA(k, alpha0=1.0, seed=seed, backend="numpy", refine=refine)
+    started = time.perf_counter()
+    model.fit(train)
+    seconds = time.perf_counter() - started
+    note = ""
+    if refine:
+        r = model.refinement_
+        note = f"sweeps={r['sweeps']} ({r['stopped']})"
+    return model.topic_word_, model.alpha_, seconds, note
+
+
+def fit_tomotopy(train, k, seed, iterations, vocabulary):
+    import tomotopy as tp
+
+    model = tp.LDAModel(k=k, alpha=0.1, eta=0.01, seed=seed)
+    for tokens in rows_as_token_lists(train):
+        if tokens:
+            model.add_doc([vocabulary[w] for w in tokens])
+    started = time.perf_counter()
+    model.train(iterations, workers=2)
+    seconds = time.perf_counter() - started
+    index = {word: i for i, word in enumerate(vocabulary)}
+    columns = np.array([index[w] for w in model.used_vocabs])
+    topic_word = np.full((k, len(vocabulary)), 1e-12)
+    for topic in range(k):
+        topic_word[topic, columns] = model.get_topic_word_dist(topic)
+    topic_word /= topic_word.sum(axis=1, keepdims=True)
+    return topic_word, np.asarray(model.alpha, dtype=np.float64), seconds, f"iterations={iterations}"
+
+
+def fit_sklearn(train, k, seed, iterations):
+    from sklearn.decomposition import LatentDirichletAllocation
+
+    model = LatentDirichletAllocation(n_components=k, learning_method="batch", max_iter=iterations, random_state=seed)
+    started = time.perf_counter()
+    model.fit(train)
+    seconds = time.perf_counter() - started
+    topic_word = model.components_ / model.components_.sum(axis=1, keepdims=True)
+    return topic_word, np.full(k, model.doc_topic_prior_), seconds, f"max_iter={iterations}"
+
+
+def fit_gensim(train, k, seed, passes):
+    from gensim.models import LdaModel
+
+    corpus = [list(zip(row.indices.tolist(), row.data.tolist())) for row in train]
+    started = time.perf_counter()
+    model = LdaModel(corpus=corpus, num_topics=k, id2word={i: str(i) for i in range(train.shape[1])},
+                     passes=passes, random_state=seed, iterations=50)
+    seconds = time.perf_counter() - started
+    topic_word = model.get_topics().astype(np.float64)
+    topic_word /= topic_word.sum(axis=1, keepdims=True)
+    return topic_word, np.asarray(model.alpha, dtype=np.float64), seconds, f"passes={passes}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--topics", type=int, nargs="+", default=[20, 50])
+    parser.add_argument("--max-docs", type=int, default=None)
+    parser.add_argument("--max-words", type=int, default=5000)
+    parser.add_argument("--tomotopy-iters", type=int, default=500)
+    parser.add_argument("--sklearn-iters", type=int, default=20)
+    parser.add_argument("--gensim-passes", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip", nargs="*", default=[], help="systems to leave out: tomotopy sklearn gensim")
+    args = parser.parse_args()
+
+    documents = load_documents(max_docs=args.max_docs)
+    train_rows, heldout_rows = split_heldout(np.empty((len(documents), 0)), 0.2, seed=args.seed)
+    train, heldout, vocabulary = vectorize(documents, train_rows, heldout_rows, args.max_words)
+    print(f"corpus: python3-doc reST sources, tokenizer: scikit-learn CountVectorizer")
+    print(f"documents: train {train.shape[0]}, held-out {heldout.shape[0]}; vocabulary {train.shape[1]}; "
+          f"train tokens {int(train.sum())}")
+
+    for k in args.topics:
+        systems = {
+            "spectral": lambda: fit_spectral(train, k, args.seed, refine=False),
+            "spectral+refine": lambda: fit_spectral(train, k, args.seed, refine=True),
+        }
+        if "tomotopy" not in args.skip:
+            systems["tomotopy"] = lambda: fit_tomotopy(train, k, args.seed, args.tomotopy_iters, vocabulary)
+        if "sklearn" not in args.skip:
+            systems["sklearn"] = lambda: fit_sklearn(train, k, args.seed, args.sklearn_iters)
+        if "gensim" not in args.skip:
+            systems["gensim"] = lambda: fit_gensim(train, k, args.seed, args.gensim_passes)
+        rows = {}
+        for name, fit in systems.items():
+            topic_word, alpha, seconds, note = fit()
+            npmi = npmi_coherence(topic_word, heldout)[1]
+            loglik = heldout_log_likelihood(topic_word, alpha, heldout, seed=args.seed)
+            rows[name] = (npmi, loglik, topic_diversity(topic_word), seconds, note)
+            print(f"k={k:3d} {name:16s} npmi={npmi:+.4f} heldout_loglik={loglik:.4f} "
+                  f"diversity={rows[name][2]:.3f} fit_s={seconds:8.2f} {note}", flush=True)
+        if "tomotopy" in rows:
+            t_npmi, t_ll, _, t_s, _ = rows["tomotopy"]
+            for name in ("spectral", "spectral+refine"):
+                npmi, ll, _, seconds, _ = rows[name]
+                print(f"k={k:3d} {name:16s} vs tomotopy: npmi {npmi - t_npmi:+.4f}, heldout_loglik {ll - t_ll:+.4f} "
+                      f"nats/word, time ratio {seconds / t_s:.3f} (target <= 0.2, npmi/loglik gaps >= 0)")
+
+
+if __name__ == "__main__":
+    main()
