@@ -14,8 +14,10 @@ The same code runs on NumPy/SciPy and on CuPy/cupyx, chosen from the input.
 from __future__ import annotations
 
 import importlib
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -116,18 +118,26 @@ def validate_inference_inputs(X: Any, topic_word: Any, alpha: Any, *, name: str 
 
 def row_of_nonzeros(xp: Any, counts: Any) -> Any:
     """(nnz,) row index of every stored entry of a CSR matrix, in storage order."""
+    if xp is np:
+        return np.repeat(np.arange(counts.shape[0], dtype=counts.indptr.dtype), np.diff(counts.indptr))
     positions = xp.arange(counts.nnz, dtype=counts.indptr.dtype)
     return xp.searchsorted(counts.indptr, positions, side="right") - 1
 
 
-def batch_bounds(indptr: np.ndarray, n_topics: int, batch_size: int | None) -> list[tuple[int, int]]:
-    """Row ranges [start, stop) of the batches; sized by ``batch_size`` or by the gather budget."""
+def batch_bounds(
+    indptr: np.ndarray, n_topics: int, batch_size: int | None, min_batches: int = 1
+) -> list[tuple[int, int]]:
+    """Row ranges [start, stop) of the batches; sized by ``batch_size`` or by the gather
+    budget, and (without ``batch_size``) at least ``min_batches`` of them when there are
+    enough nonzeros, so that threads have work to share."""
     n_docs = len(indptr) - 1
     if n_docs == 0:
         return []
     if batch_size is not None:
         return [(s, min(s + batch_size, n_docs)) for s in range(0, n_docs, batch_size)]
     budget = max(DEFAULT_GATHER_BUDGET // max(n_topics, 1), 1)
+    if min_batches > 1:
+        budget = min(budget, max(int(indptr[-1]) // min_batches + 1, 4096))
     bounds, start = [], 0
     while start < n_docs:
         stop = int(np.searchsorted(indptr, indptr[start] + budget, side="right")) - 1
@@ -135,6 +145,23 @@ def batch_bounds(indptr: np.ndarray, n_topics: int, batch_size: int | None) -> l
         bounds.append((start, stop))
         start = stop
     return bounds
+
+
+def default_threads() -> int:
+    """Threads for host batches: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def map_batches(work: Callable[[int, int], Any], bounds: list[tuple[int, int]], n_threads: int) -> list[Any]:
+    """[work(start, stop) for each batch], on ``n_threads`` threads (NumPy's gathers and
+    SciPy's sparse products release the GIL). Exceptions propagate."""
+    if n_threads <= 1 or len(bounds) <= 1:
+        return [work(start, stop) for start, stop in bounds]
+    with ThreadPoolExecutor(max_workers=n_threads) as pool:
+        return list(pool.map(lambda bound: work(*bound), bounds))
 
 
 def expected_topic_weights(xp: Any, gamma: Any) -> Any:
@@ -220,23 +247,30 @@ def infer_gamma(
     tol: float = 1e-4,
     batch_size: int | None = None,
     gamma_init: Any = None,
+    n_threads: int | None = None,
 ) -> tuple[Any, int]:
-    """(D, k) variational Dirichlet parameters for all documents, and the most iterations any batch ran."""
+    """(D, k) variational Dirichlet parameters for all documents, and the most iterations any batch ran.
+
+    Host batches run on ``n_threads`` threads (None: all usable cores); GPU batches in turn.
+    """
     xp = inputs.xp
     counts = inputs.counts
     n_docs, n_topics = counts.shape[0], inputs.alpha.shape[0]
     gamma = xp.empty((n_docs, n_topics), dtype=inputs.topic_word.dtype)
     check_every = 1 if xp is np else 5
     indptr = counts.indptr if xp is np else counts.indptr.get()
-    most = 0
-    for start, stop in batch_bounds(indptr, n_topics, batch_size):
+    threads = 1 if xp is not np else (n_threads or default_threads())
+
+    def work(start: int, stop: int) -> int:
         warm = None if gamma_init is None else gamma_init[start:stop]
         batch_gamma, iterations, _ = variational_batch(
             inputs, counts[start:stop], gamma=warm, max_iter=max_iter, tol=tol, check_every=check_every
         )
         gamma[start:stop] = batch_gamma
-        most = max(most, iterations)
-    return gamma, most
+        return iterations
+
+    bounds = batch_bounds(indptr, n_topics, batch_size, min_batches=2 * threads if threads > 1 else 1)
+    return gamma, max(map_batches(work, bounds, threads), default=0)
 
 
 def _check_iteration_parameters(max_iter: int, tol: float, batch_size: int | None) -> None:

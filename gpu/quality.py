@@ -210,7 +210,7 @@ def word_log_likelihood(counts: Any, doc_topic: Any, topic_word: Any) -> tuple[f
     if counts.nnz == 0:
         return 0.0, 0.0
     rows = row_of_nonzeros(xp, counts)
-    probability = (doc_topic[rows] * topic_word.T[counts.indices]).sum(axis=1)
+    probability = (doc_topic[rows] * topic_word.T[counts.indices]).sum(axis=1).astype(xp.float64)
     total = (counts.data * xp.log(xp.maximum(probability, PROBABILITY_FLOOR))).sum()
     return float(total), float(counts.data.sum())
 

@@ -58,7 +58,7 @@ def test_one_sweep_matches_dense_brute_force_em():
 def test_refinement_never_lowers_training_likelihood(corpus):
     start = perturbed_start(corpus)
     alpha = np.full(5, 0.2)
-    result = refine_topics(corpus.counts, start, alpha, max_sweeps=6, tol=0.0)
+    result = refine_topics(corpus.counts, start, alpha, max_sweeps=6, tol=0.0, fit_alpha="minka")
     assert result.sweeps == 6
     assert np.all(np.diff(result.train_history) >= -1e-9), result.train_history
     before = training_loglik(corpus.counts, start, alpha)
