@@ -118,3 +118,30 @@ def test_bad_iteration_parameters(kwargs):
     X, topic_word, alpha = tiny_problem()
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         infer_doc_topic(X, topic_word, alpha, **kwargs)
+
+
+def test_threads_do_not_change_the_answer():
+    corpus = make_lda_corpus(400, 80, 4, doc_length=30, seed=8)
+    one = infer_doc_topic(corpus.counts, corpus.topic_word, corpus.alpha, batch_size=37)
+    from gpu.inference import infer_gamma, validate_inference_inputs
+
+    inputs = validate_inference_inputs(corpus.counts, corpus.topic_word, corpus.alpha)
+    gamma, _ = infer_gamma(inputs, n_threads=3)
+    np.testing.assert_allclose(gamma / gamma.sum(axis=1, keepdims=True), one, atol=1e-4)
+
+
+def test_cupy_matches_numpy_when_a_gpu_is_present():
+    from gpu.backend import gpu_available
+
+    if not gpu_available():
+        pytest.skip("no CUDA device: the CuPy path runs on the GPU machine only")
+    import cupy
+    import cupyx.scipy.sparse as cupy_sparse
+
+    X, topic_word, alpha = tiny_problem(seed=6, n_docs=40)
+    expected = infer_doc_topic(X, topic_word, alpha, tol=1e-8, max_iter=500)
+    got = infer_doc_topic(
+        cupy_sparse.csr_matrix(X.astype(np.float64)), cupy.asarray(topic_word), cupy.asarray(alpha), tol=1e-8, max_iter=500
+    )
+    assert isinstance(got, cupy.ndarray)
+    np.testing.assert_allclose(cupy.asnumpy(got), expected, atol=1e-6)

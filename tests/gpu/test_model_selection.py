@@ -111,3 +111,31 @@ def test_fixed_k_and_bad_range(corpus5):
     assert "gap_k" not in selection.evidence
     with pytest.raises(ValueError, match="k_range"):
         select_model(corpus5.counts, "auto", 0.5, k_range=(5, 2), backend="numpy")
+
+
+def test_estimator_refines_by_default_and_chooses_auto(corpus5):
+    from gpu.estimator import SpectralLDA
+
+    plain = SpectralLDA(5, alpha0=0.5, backend="numpy", refine=False).fit(corpus5.counts)
+    refined = SpectralLDA(5, alpha0=0.5, backend="numpy").fit(corpus5.counts)
+    assert plain.refinement_ is None and refined.refinement_["sweeps"] >= 1
+    assert refined.diagnostics_["n_heldout_docs"] == 250
+    assert mean_matched_l1(corpus5.topic_word, refined.topic_word_) < mean_matched_l1(corpus5.topic_word, plain.topic_word_)
+    assert np.all(np.diff(refined.alpha_) <= 0)  # sorted by alpha, as the engine does
+    doc_topic = refined.transform(corpus5.counts[:7])
+    np.testing.assert_allclose(doc_topic.sum(axis=1), 1.0)
+
+    auto = SpectralLDA("auto", alpha0="auto", backend="numpy", k_range=(2, 12), refine=False).fit(corpus5.counts)
+    assert auto.n_topics_ == 5 and auto.topic_word_.shape == (5, 300)
+    assert 0.5 / 1.5 < auto.alpha0_ < 0.5 * 1.5
+    json.dumps(auto.selection_)
+    assert auto.selection_["k_rule"] == "spectral_gap"
+
+
+def test_estimator_rejects_bad_auto_values(corpus5):
+    from gpu.estimator import SpectralLDA
+
+    with pytest.raises(ValueError, match="n_topics"):
+        SpectralLDA("many", backend="numpy").fit(corpus5.counts)
+    with pytest.raises(ValueError, match="alpha0"):
+        SpectralLDA(5, alpha0="big", backend="numpy").fit(corpus5.counts)

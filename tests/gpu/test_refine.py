@@ -121,3 +121,30 @@ def test_inverse_digamma_and_alpha_fixed_point():
 def test_bad_parameters(corpus, kwargs, name):
     with pytest.raises(ValueError, match=name):
         refine_topics(corpus.counts, corpus.topic_word, corpus.alpha, **kwargs)
+
+
+def test_heldout_alpha_rule_and_bad_rule(corpus):
+    train, heldout = split_heldout(corpus.counts, 0.2, seed=1)
+    tiny_alpha = np.full(5, 0.01)  # far too small: the held-out rule should scale it up
+    result = refine_topics(corpus.counts[train], corpus.topic_word, tiny_alpha, heldout=corpus.counts[heldout],
+                           max_sweeps=4, tol=0.0, fit_alpha="heldout")
+    assert result.alpha.sum() > 2 * tiny_alpha.sum()
+    np.testing.assert_allclose(result.alpha / result.alpha.sum(), 0.2)  # shape kept
+    with pytest.raises(ValueError, match="fit_alpha"):
+        refine_topics(corpus.counts, corpus.topic_word, corpus.alpha, fit_alpha="sometimes")
+    with pytest.raises(ValueError, match="held-out"):
+        refine_topics(corpus.counts, corpus.topic_word, corpus.alpha, fit_alpha="heldout")
+
+
+def test_cupy_refinement_matches_numpy_when_a_gpu_is_present(corpus):
+    from gpu.backend import gpu_available
+
+    if not gpu_available():
+        pytest.skip("no CUDA device: the CuPy path runs on the GPU machine only")
+    import cupyx.scipy.sparse as cupy_sparse
+
+    start = perturbed_start(corpus)
+    host = refine_topics(corpus.counts, start, corpus.alpha, max_sweeps=3, tol=0.0, dtype="float64", fit_alpha=False)
+    device = refine_topics(cupy_sparse.csr_matrix(corpus.counts.astype(np.float64)), start, corpus.alpha,
+                           max_sweeps=3, tol=0.0, dtype="float64", fit_alpha=False)
+    np.testing.assert_allclose(device.topic_word, host.topic_word, atol=1e-6)
