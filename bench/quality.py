@@ -12,7 +12,10 @@ Measures: NPMI of each topic's top 10 words from document co-occurrence in the h
 documents; held-out per-word log likelihood by document completion; topic diversity;
 wall-clock fit time. Timings on a shared machine are noisy.
 
-    python bench/quality.py [--topics 20 50] [--max-docs 12000] [--tomotopy-iters 500]
+    python bench/quality.py [--topics 20 50] [--max-docs 12000] [--tomotopy-iters 500] [--synthetic]
+
+``--synthetic`` first checks n_topics="auto" / alpha0="auto" on LDA corpora with known
+k in {5, 20, 50} (targets: k within +-10%, alpha0 within a factor 1.5).
 """
 from __future__ import annotations
 
@@ -128,6 +131,25 @@ def fit_gensim(train, k, seed, passes):
     return topic_word, np.asarray(model.alpha, dtype=np.float64), seconds, f"passes={passes}"
 
 
+def synthetic_selection(seed: int) -> None:
+    """n_topics="auto" and alpha0="auto" on LDA corpora with known k (5, 20, 50)."""
+    from gpu.matching import mean_matched_l1
+    from gpu.synthetic import make_lda_corpus
+
+    for k, n_docs, n_words, alpha0 in [(5, 5000, 1000, 0.5), (20, 10000, 2000, 2.0), (50, 20000, 3000, 1.0)]:
+        corpus = make_lda_corpus(n_docs, n_words, k, alpha0=alpha0, doc_length=100, seed=seed + k)
+        model = SpectralLDA("auto", alpha0="auto", seed=seed, backend="numpy", refine=False, k_range=(2, 2 * k))
+        started = time.perf_counter()
+        model.fit(corpus.counts)
+        seconds = time.perf_counter() - started
+        k_ok = abs(model.n_topics_ - k) <= 0.1 * k
+        a_ok = alpha0 / 1.5 <= model.alpha0_ <= alpha0 * 1.5
+        print(f"synthetic k={k:3d} alpha0={alpha0:.2f}: auto k={model.n_topics_} ({'ok' if k_ok else 'MISS'}, target +-10%), "
+              f"auto alpha0={model.alpha0_:.3f} ({'ok' if a_ok else 'MISS'}, target within x1.5), "
+              f"gap ratio {model.selection_['gap_ratio']:.2f}, k rule {model.selection_['k_rule']}, "
+              f"topic L1 {mean_matched_l1(corpus.topic_word, model.topic_word_):.3f}, fit_s={seconds:.2f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--topics", type=int, nargs="+", default=[20, 50])
@@ -138,7 +160,10 @@ def main() -> None:
     parser.add_argument("--gensim-passes", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip", nargs="*", default=[], help="systems to leave out: tomotopy sklearn gensim")
+    parser.add_argument("--synthetic", action="store_true", help="also check k / alpha0 'auto' on synthetic corpora")
     args = parser.parse_args()
+    if args.synthetic:
+        synthetic_selection(args.seed)
 
     documents = load_documents(max_docs=args.max_docs)
     train_rows, heldout_rows = split_heldout(np.empty((len(documents), 0)), 0.2, seed=args.seed)
