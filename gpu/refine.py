@@ -14,10 +14,12 @@ NumPy/SciPy on the host, CuPy/cupyx when the counts are on the GPU.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.special import digamma as host_digamma
 from scipy.special import polygamma as host_polygamma
 
@@ -50,6 +52,7 @@ class RefineResult:
     train_history:    training per-word log likelihood at the start of each sweep.
     doc_topic:        (D, k) training mixtures from the last E-step (host NumPy).
     stopped:          "converged", "heldout_worse" or "max_sweeps".
+    method:           "cvb0" or "variational" (the one that ran).
     """
 
     topic_word: np.ndarray
@@ -59,6 +62,7 @@ class RefineResult:
     train_history: list[float] = field(default_factory=list)
     doc_topic: np.ndarray | None = None
     stopped: str = "max_sweeps"
+    method: str = "variational"
 
 
 def inverse_digamma(values: np.ndarray, newton_steps: int = 5) -> np.ndarray:
@@ -161,17 +165,182 @@ def _check_refine_parameters(max_sweeps, tol, topic_smoothing, inner_iter, patie
         raise ValueError(f"inner_iter must be an integer >= 1, got {inner_iter!r}")
 
 
+METHOD_DEFAULTS = {
+    "variational": {"max_sweeps": 20, "topic_smoothing": 0.1, "check_every": 1},
+    "cvb0": {"max_sweeps": 100, "topic_smoothing": 0.01, "check_every": 10},
+}
+CVB0_TEMPORARIES = 5  # (nnz, k) arrays alive at once in a CVB0 sweep
+
+
+def cvb0_fits(X: Any, topic_word: Any, dtype: str, memory_budget: int) -> bool:
+    """Whether CVB0's (nnz, k) responsibilities and temporaries fit in ``memory_budget`` bytes."""
+    n_topics = int(np.shape(topic_word)[0]) if np.ndim(topic_word) == 2 else 1
+    nnz = int(getattr(X, "nnz", np.count_nonzero(X) if isinstance(X, np.ndarray) else 0))
+    return CVB0_TEMPORARIES * nnz * n_topics * np.dtype(dtype).itemsize <= memory_budget
+
+
+def minka_polya_alpha(alpha: np.ndarray, doc_topic_counts: Any, doc_lengths: Any, xp: Any, iterations: int = 20) -> np.ndarray:
+    """Dirichlet-multinomial maximum likelihood alpha from (D, k) expected topic counts
+    (Minka's fixed point: alpha_k <- alpha_k sum_d [psi(n_dk + alpha_k) - psi(alpha_k)] /
+    sum_d [psi(n_d + alpha0) - psi(alpha0)])."""
+    alpha = np.asarray(alpha, dtype=np.float64).copy()
+    counts = doc_topic_counts.astype(xp.float64)
+    lengths = doc_lengths.astype(xp.float64)
+    for _ in range(iterations):
+        a = xp.asarray(alpha)
+        numerator = to_host((digamma(xp, counts + a[None, :]) - digamma(xp, a)[None, :]).sum(axis=0))
+        denominator = float((digamma(xp, lengths + alpha.sum()) - float(host_digamma(alpha.sum()))).sum())
+        if denominator <= 0:
+            break
+        alpha = np.maximum(alpha * np.asarray(numerator) / denominator, 1e-8)
+    return alpha
+
+
+class _Cvb0State:
+    """Zero-order collapsed variational Bayes (CVB0) over the nonzeros of a CSR count matrix.
+
+    phi: (nnz, k) responsibilities of each (document, word) entry; the expected counts are
+    N_dk = sum_w c_dw phi_dwk (D, k), N_wk = sum_d c_dw phi_dwk (V, k), N_k = sum_w N_wk.
+    A sweep updates every entry at once from the counts of the previous sweep, leaving out
+    one token of the entry itself:
+        phi_dwk ~ (N_wk - phi_dwk + eta) / (N_k - phi_dwk + V eta) * (N_dk - phi_dwk + alpha_k)
+    Sums over entries are sparse products with the (D, nnz) and (V, nnz) incidence matrices.
+    """
+
+    def __init__(self, counts: Any, xp: Any, dtype: Any):
+        sparse = importlib.import_module("cupyx.scipy.sparse") if xp is not np else sp
+        self.xp, self.counts = xp, counts
+        n_docs, n_words = counts.shape
+        nnz = counts.nnz
+        ones = xp.ones(nnz, dtype=dtype)
+        entries = xp.arange(nnz, dtype=counts.indices.dtype)
+        self.doc_incidence = sparse.csr_matrix((ones, entries, counts.indptr), shape=(n_docs, nnz))
+        entry_rows = sparse.csr_matrix((ones, counts.indices, xp.arange(nnz + 1, dtype=counts.indices.dtype)), shape=(nnz, n_words))
+        self.word_incidence = entry_rows.T.tocsr()  # (V, nnz)
+        self.rows = row_of_nonzeros(xp, counts)
+        self.cols = counts.indices
+        self.data = counts.data[:, None]
+        self.n_words = n_words
+        self.phi: Any = None
+
+    def start(self, doc_topic: Any, topic_word: Any) -> None:
+        """phi_dwk proportional to theta_dk beta_kw."""
+        xp = self.xp
+        phi = xp.take(doc_topic, self.rows, axis=0) * xp.take(topic_word.T, self.cols, axis=0)
+        self.phi = phi / xp.maximum(phi.sum(axis=1, keepdims=True), 1e-30)
+
+    def expected_counts(self) -> tuple[Any, Any]:
+        """(N_dk (D, k), N_wk (V, k)) from the current responsibilities."""
+        weighted = self.phi * self.data
+        return xp_asarray(self.xp, self.doc_incidence @ weighted), xp_asarray(self.xp, self.word_incidence @ weighted)
+
+    def sweep(self, alpha: Any, eta: float) -> tuple[Any, Any]:
+        """One parallel CVB0 update; returns the counts (N_dk, N_wk) it started from."""
+        xp = self.xp
+        doc_counts, word_counts = self.expected_counts()
+        topic_totals = word_counts.sum(axis=0)
+        phi = self.phi
+        new = (xp.take(word_counts, self.cols, axis=0) - phi + eta) / (topic_totals[None, :] - phi + self.n_words * eta)
+        new *= xp.take(doc_counts, self.rows, axis=0) - phi + alpha[None, :]
+        xp.maximum(new, 1e-30, out=new)
+        new /= new.sum(axis=1, keepdims=True)
+        self.phi = new
+        return doc_counts, word_counts
+
+
+def xp_asarray(xp: Any, value: Any) -> Any:
+    return xp.asarray(value)
+
+
+def _refine_cvb0(
+    X: Any, topic_word: Any, alpha: Any, *, heldout: Any, max_sweeps: int, tol: float, seed: int,
+    progress: Progress | None, eta: float, alpha_rule: str | None, patience: int, dtype: str, check_every: int,
+) -> RefineResult:
+    """CVB0 refinement (see :class:`_Cvb0State`); held-out likelihood checked every ``check_every`` sweeps."""
+    xp = get_array_module(X)
+    topic_word = xp.asarray(topic_word).astype(dtype)
+    topic_word /= topic_word.sum(axis=1, keepdims=True)
+    inputs = validate_inference_inputs(X, topic_word, xp.asarray(alpha))
+    dtype = inputs.topic_word.dtype
+    counts = inputs.counts.astype(dtype)
+    counts.sum_duplicates()
+    current_alpha = to_host(inputs.alpha).astype(np.float64)
+    lengths = xp.asarray(counts.sum(axis=1)).reshape(-1)
+    state = _Cvb0State(counts, xp, dtype)
+    gamma, _ = infer_gamma(inputs, max_iter=20, tol=1e-3)
+    state.start(gamma / gamma.sum(axis=1, keepdims=True), inputs.topic_word)
+
+    def topics_from(word_counts: Any) -> Any:
+        smoothed = word_counts.T + eta
+        return (smoothed / smoothed.sum(axis=1, keepdims=True)).astype(dtype)
+
+    scorer = None
+    heldout_history: list[float] = []
+    if heldout is not None:
+        scorer = _HeldoutScorer(split_document_tokens(heldout, seed=seed), xp, dtype)
+        first, scorer.gamma = scorer(inputs.topic_word, current_alpha)
+        heldout_history.append(first)
+    best = (heldout_history[0] if heldout_history else -np.inf, inputs.topic_word, current_alpha, gamma)
+    train_history: list[float] = []
+    stopped, stalled, sweeps = "max_sweeps", 0, 0
+    if progress is not None:
+        progress("refinement", 0, max_sweeps)
+    for sweeps in range(1, max_sweeps + 1):
+        state.sweep(xp.asarray(current_alpha, dtype=dtype), eta)
+        if progress is not None:
+            progress("refinement", sweeps, max_sweeps)
+        if sweeps % check_every and sweeps != max_sweeps:
+            continue
+        doc_counts, word_counts = state.expected_counts()
+        topics = topics_from(word_counts)
+        if alpha_rule == "minka":
+            current_alpha = minka_polya_alpha(current_alpha, doc_counts, lengths, xp)
+        doc_gamma = doc_counts + xp.asarray(current_alpha, dtype=dtype)[None, :]
+        total, n_tokens = word_log_likelihood(counts, doc_gamma / doc_gamma.sum(axis=1, keepdims=True), topics)
+        train_history.append(total / n_tokens if n_tokens else 0.0)
+        if scorer is None:
+            best = (np.inf, topics, current_alpha, doc_gamma)
+            if len(train_history) >= 2 and train_history[-1] - train_history[-2] < tol:
+                stopped = "converged"
+                break
+            continue
+        score, heldout_gamma = scorer(topics, current_alpha)
+        if alpha_rule == "heldout":
+            for scale in (0.5, 2.0):
+                trial, trial_gamma = scorer(topics, current_alpha * scale)
+                if trial > score:
+                    score, current_alpha, heldout_gamma = trial, current_alpha * scale, trial_gamma
+                    break
+        scorer.gamma = heldout_gamma
+        heldout_history.append(score)
+        stalled = stalled + 1 if score < best[0] + tol else 0
+        if score > best[0]:
+            best = (score, topics, current_alpha, doc_counts + xp.asarray(current_alpha, dtype=dtype)[None, :])
+        if stalled >= patience:
+            stopped = "heldout_worse" if score < best[0] else "converged"
+            break
+
+    _, topics, final_alpha, final_gamma = best
+    topics = np.asarray(to_host(topics), dtype=np.float64)
+    doc_topic = final_gamma / final_gamma.sum(axis=1, keepdims=True)
+    return RefineResult(
+        topic_word=topics / topics.sum(axis=1, keepdims=True), alpha=np.asarray(final_alpha), sweeps=sweeps,
+        heldout_history=heldout_history, train_history=train_history, doc_topic=np.asarray(to_host(doc_topic)),
+        stopped=stopped, method="cvb0",
+    )
+
+
 def refine_topics(
     X: Any,
     topic_word: Any,
     alpha: Any,
     *,
     heldout: Any = None,
-    max_sweeps: int = 20,
+    max_sweeps: int | None = None,
     tol: float = 5e-4,
     seed: int = 0,
     progress: Progress | None = None,
-    topic_smoothing: float = 0.1,
+    topic_smoothing: float | None = None,
     fit_alpha: bool | str = "auto",
     inner_iter: int = 20,
     inner_tol: float = 1e-3,
@@ -179,6 +348,9 @@ def refine_topics(
     patience: int = 2,
     dtype: str = "float32",
     n_threads: int | None = None,
+    method: str = "cvb0",
+    check_every: int | None = None,
+    memory_budget: int = 2 << 30,
 ) -> RefineResult:
     """Refine topics by variational EM, starting from ``topic_word`` and ``alpha``.
 
@@ -210,7 +382,17 @@ def refine_topics(
     -------
     RefineResult
     """
+    if method not in ("cvb0", "variational"):
+        raise ValueError(f"method must be 'cvb0' or 'variational', got {method!r}")
+    if method == "cvb0" and not cvb0_fits(X, topic_word, dtype, memory_budget):
+        method = "variational"  # CVB0 keeps nnz x k responsibilities; too big for the budget
+    defaults = METHOD_DEFAULTS[method]
+    max_sweeps = defaults["max_sweeps"] if max_sweeps is None else max_sweeps
+    topic_smoothing = defaults["topic_smoothing"] if topic_smoothing is None else topic_smoothing
+    check_every = defaults["check_every"] if check_every is None else check_every
     _check_refine_parameters(max_sweeps, tol, topic_smoothing, inner_iter, patience)
+    if not isinstance(check_every, (int, np.integer)) or check_every < 1:
+        raise ValueError(f"check_every must be an integer >= 1, got {check_every!r}")
     alpha_rule = {True: "minka", False: None, None: None}.get(fit_alpha, fit_alpha) if isinstance(fit_alpha, (bool, type(None))) else fit_alpha
     if alpha_rule == "auto":
         alpha_rule = "heldout" if heldout is not None else "minka"
@@ -220,6 +402,11 @@ def refine_topics(
         raise ValueError("fit_alpha='heldout' needs held-out documents (heldout=...)")
     if str(dtype) not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    if method == "cvb0":
+        return _refine_cvb0(
+            X, topic_word, alpha, heldout=heldout, max_sweeps=max_sweeps, tol=tol, seed=seed, progress=progress,
+            eta=topic_smoothing, alpha_rule=alpha_rule, patience=patience, dtype=dtype, check_every=check_every,
+        )
     xp = get_array_module(X)
     topic_word = xp.asarray(topic_word).astype(dtype)
     topic_word /= topic_word.sum(axis=1, keepdims=True)

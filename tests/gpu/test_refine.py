@@ -49,7 +49,7 @@ def test_one_sweep_matches_dense_brute_force_em():
     expected /= expected.sum(axis=1, keepdims=True)
     result = refine_topics(
         sp.csr_matrix(dense), topic_word, alpha, max_sweeps=1, fit_alpha=False,
-        topic_smoothing=smoothing, inner_iter=5000, inner_tol=1e-14, dtype="float64",
+        topic_smoothing=smoothing, inner_iter=5000, inner_tol=1e-14, dtype="float64", method="variational",
     )
     np.testing.assert_allclose(result.topic_word, expected, atol=1e-9)
     np.testing.assert_allclose(result.alpha, alpha)
@@ -58,7 +58,7 @@ def test_one_sweep_matches_dense_brute_force_em():
 def test_refinement_never_lowers_training_likelihood(corpus):
     start = perturbed_start(corpus)
     alpha = np.full(5, 0.2)
-    result = refine_topics(corpus.counts, start, alpha, max_sweeps=6, tol=0.0, fit_alpha="minka")
+    result = refine_topics(corpus.counts, start, alpha, max_sweeps=6, tol=0.0, fit_alpha="minka", method="variational")
     assert result.sweeps == 6
     assert np.all(np.diff(result.train_history) >= -1e-9), result.train_history
     before = training_loglik(corpus.counts, start, alpha)
@@ -72,7 +72,8 @@ def test_perturbed_start_moves_towards_truth_and_alpha_towards_truth(corpus):
     train, heldout = split_heldout(corpus.counts, 0.2, seed=0)
     start = perturbed_start(corpus, seed=1)
     alpha = np.full(5, 1.0)
-    result = refine_topics(corpus.counts[train], start, alpha, heldout=corpus.counts[heldout], max_sweeps=20)
+    result = refine_topics(corpus.counts[train], start, alpha, heldout=corpus.counts[heldout], max_sweeps=20,
+                           method="variational")
     before = mean_matched_l1(corpus.topic_word, start)
     after = mean_matched_l1(corpus.topic_word, result.topic_word)
     assert after < 0.6 * before, (before, after)
@@ -127,7 +128,7 @@ def test_heldout_alpha_rule_and_bad_rule(corpus):
     train, heldout = split_heldout(corpus.counts, 0.2, seed=1)
     tiny_alpha = np.full(5, 0.01)  # far too small: the held-out rule should scale it up
     result = refine_topics(corpus.counts[train], corpus.topic_word, tiny_alpha, heldout=corpus.counts[heldout],
-                           max_sweeps=4, tol=0.0, fit_alpha="heldout")
+                           max_sweeps=4, tol=0.0, fit_alpha="heldout", method="variational")
     assert result.alpha.sum() > 2 * tiny_alpha.sum()
     np.testing.assert_allclose(result.alpha / result.alpha.sum(), 0.2)  # shape kept
     with pytest.raises(ValueError, match="fit_alpha"):
@@ -148,3 +149,70 @@ def test_cupy_refinement_matches_numpy_when_a_gpu_is_present(corpus):
     device = refine_topics(cupy_sparse.csr_matrix(corpus.counts.astype(np.float64)), start, corpus.alpha,
                            max_sweeps=3, tol=0.0, dtype="float64", fit_alpha=False)
     np.testing.assert_allclose(device.topic_word, host.topic_word, atol=1e-6)
+
+
+def brute_force_cvb0_sweep(dense, phi, alpha, eta):
+    """One parallel CVB0 update, entry by entry with explicit loops."""
+    n_docs, n_words = dense.shape
+    entries = [(d, w) for d in range(n_docs) for w in range(n_words) if dense[d, w] > 0]
+    k = phi.shape[1]
+    doc_counts = np.zeros((n_docs, k))
+    word_counts = np.zeros((n_words, k))
+    for j, (d, w) in enumerate(entries):
+        doc_counts[d] += dense[d, w] * phi[j]
+        word_counts[w] += dense[d, w] * phi[j]
+    totals = word_counts.sum(axis=0)
+    new = np.zeros_like(phi)
+    for j, (d, w) in enumerate(entries):
+        for t in range(k):
+            new[j, t] = ((word_counts[w, t] - phi[j, t] + eta) / (totals[t] - phi[j, t] + n_words * eta)
+                         * (doc_counts[d, t] - phi[j, t] + alpha[t]))
+        new[j] /= new[j].sum()
+    return new
+
+
+def test_cvb0_sweep_matches_entrywise_brute_force():
+    from gpu.refine import _Cvb0State
+
+    rng = np.random.default_rng(3)
+    dense = rng.poisson(1.2, size=(5, 8)).astype(np.float64)
+    counts = sp.csr_matrix(dense)
+    k = 3
+    state = _Cvb0State(counts, np, np.float64)
+    state.phi = rng.dirichlet(np.ones(k), size=counts.nnz)
+    alpha = np.array([0.2, 0.5, 0.9])
+    expected = brute_force_cvb0_sweep(dense, state.phi.copy(), alpha, 0.05)
+    state.sweep(alpha, 0.05)
+    np.testing.assert_allclose(state.phi, expected, rtol=1e-10)
+
+
+def test_cvb0_refinement_moves_towards_truth_and_raises_likelihood(corpus):
+    train, heldout = split_heldout(corpus.counts, 0.2, seed=0)
+    start = perturbed_start(corpus, seed=1)
+    alpha = np.full(5, 0.2)
+    result = refine_topics(corpus.counts[train], start, alpha, heldout=corpus.counts[heldout], max_sweeps=60,
+                           check_every=5)
+    assert result.method == "cvb0"
+    before = mean_matched_l1(corpus.topic_word, start)
+    after = mean_matched_l1(corpus.topic_word, result.topic_word)
+    assert after < 0.6 * before, (before, after)
+    assert max(result.heldout_history) > result.heldout_history[0]
+    assert training_loglik(corpus.counts[train], result.topic_word, result.alpha) > training_loglik(
+        corpus.counts[train], start, alpha)
+    assert result.doc_topic.shape == (len(train), 5)
+    np.testing.assert_allclose(result.doc_topic.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_cvb0_without_heldout_and_minka_alpha(corpus):
+    result = refine_topics(corpus.counts, perturbed_start(corpus), np.full(5, 1.0), max_sweeps=30, check_every=5,
+                           fit_alpha="minka", tol=0.0)
+    assert result.method == "cvb0" and result.sweeps == 30 and len(result.train_history) == 6
+    # the documents were drawn with alpha0 = 1: Minka's estimate moves there from 5
+    assert abs(result.alpha.sum() - corpus.alpha.sum()) < 0.5 * abs(5.0 - corpus.alpha.sum())
+
+
+def test_cvb0_falls_back_to_variational_beyond_the_memory_budget(corpus):
+    result = refine_topics(corpus.counts[:40], corpus.topic_word, corpus.alpha, max_sweeps=1, memory_budget=1000)
+    assert result.method == "variational"
+    with pytest.raises(ValueError, match="method"):
+        refine_topics(corpus.counts, corpus.topic_word, corpus.alpha, method="gibbs")
