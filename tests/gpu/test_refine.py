@@ -191,7 +191,7 @@ def test_cvb0_refinement_moves_towards_truth_and_raises_likelihood(corpus):
     start = perturbed_start(corpus, seed=1)
     alpha = np.full(5, 0.2)
     result = refine_topics(corpus.counts[train], start, alpha, heldout=corpus.counts[heldout], max_sweeps=60,
-                           check_every=5)
+                           check_every=5, method="cvb0")
     assert result.method == "cvb0"
     before = mean_matched_l1(corpus.topic_word, start)
     after = mean_matched_l1(corpus.topic_word, result.topic_word)
@@ -205,14 +205,30 @@ def test_cvb0_refinement_moves_towards_truth_and_raises_likelihood(corpus):
 
 def test_cvb0_without_heldout_and_minka_alpha(corpus):
     result = refine_topics(corpus.counts, perturbed_start(corpus), np.full(5, 1.0), max_sweeps=30, check_every=5,
-                           fit_alpha="minka", tol=0.0)
+                           fit_alpha="minka", tol=0.0, method="cvb0")
     assert result.method == "cvb0" and result.sweeps == 30 and len(result.train_history) == 6
     # the documents were drawn with alpha0 = 1: Minka's estimate moves there from 5
     assert abs(result.alpha.sum() - corpus.alpha.sum()) < 0.5 * abs(5.0 - corpus.alpha.sum())
 
 
 def test_cvb0_falls_back_to_variational_beyond_the_memory_budget(corpus):
-    result = refine_topics(corpus.counts[:40], corpus.topic_word, corpus.alpha, max_sweeps=1, memory_budget=1000)
+    result = refine_topics(corpus.counts[:40], corpus.topic_word, corpus.alpha, max_sweeps=1, memory_budget=1000,
+                           method="cvb0")
     assert result.method == "variational"
     with pytest.raises(ValueError, match="method"):
         refine_topics(corpus.counts, corpus.topic_word, corpus.alpha, method="gibbs")
+
+
+def test_cvb0_chunks_on_threads_match_one_chunk(corpus):
+    from gpu.refine import _Cvb0State
+
+    counts = corpus.counts.astype(np.float64)
+    one = _Cvb0State(counts, np, np.float64, n_threads=1)
+    many = _Cvb0State(counts, np, np.float64, n_threads=3)
+    assert len(one.chunks) == 1 and len(many.chunks) > 2
+    theta = np.full((counts.shape[0], 5), 0.2)
+    for state in (one, many):
+        state.start(theta, perturbed_start(corpus))
+        state.sweep(np.full(5, 0.3), 0.01)
+        state.sweep(np.full(5, 0.3), 0.01)
+    np.testing.assert_allclose(many.phi, one.phi, rtol=1e-9)
