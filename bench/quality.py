@@ -171,7 +171,7 @@ def main() -> None:
     documents = load_documents(max_docs=args.max_docs)
     train_rows, heldout_rows = split_heldout(np.empty((len(documents), 0)), 0.2, seed=args.seed)
     train, heldout, vocabulary = vectorize(documents, train_rows, heldout_rows, args.max_words)
-    print(f"corpus: python3-doc reST sources, tokenizer: scikit-learn CountVectorizer")
+    print("corpus: python3-doc reST sources, tokenizer: scikit-learn CountVectorizer")
     print(f"documents: train {train.shape[0]}, held-out {heldout.shape[0]}; vocabulary {train.shape[1]}; "
           f"train tokens {int(train.sum())}")
 

@@ -279,10 +279,6 @@ class _Cvb0State:
         return doc_counts, word_counts
 
 
-def xp_asarray(xp: Any, value: Any) -> Any:
-    return xp.asarray(value)
-
-
 def _refine_cvb0(
     X: Any, topic_word: Any, alpha: Any, *, heldout: Any, max_sweeps: int, tol: float, seed: int,
     progress: Progress | None, eta: float, alpha_rule: str | None, patience: int, dtype: str, check_every: int,
