@@ -60,9 +60,10 @@ def test_drop_junk_topics_reports_each_reason():
     reasons = {d["index"]: d["reason"] for d in dropped}
     assert reasons == {1: "surplus", 2: "unrecoverable", 3: "duplicate", 4: "tiny_alpha"}
     assert [d for d in dropped if d["index"] == 3][0]["duplicate_of"] == 0
-    raw = np.array([[0.5, 0.5, 0.0], [1.0, -1.0, 0.5]])
-    projected = np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])
-    np.testing.assert_allclose(projection_loss(raw, projected), [0.0, 1.5 / 2.5])
+    raw = np.array([[0.5, 0.5, 0.0], [1.0, -1.0, 0.5], [0.3, 0.3, 0.0]])
+    projected = np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0], [0.5, 0.5, 0.0]])
+    # moved share 1.5 / 2.5 beats |0.5 - 1|; the third row moved 0.4 / 0.6 of its mass
+    np.testing.assert_allclose(projection_loss(raw, projected), [0.0, 1.5 / 2.5, 0.4 / 0.6])
 
 
 def test_shared_passes_agree_with_the_engine_fit(corpus5):
