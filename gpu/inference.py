@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -155,13 +155,18 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def map_batches(work: Callable[[int, int], Any], bounds: list[tuple[int, int]], n_threads: int) -> list[Any]:
+def map_batches(
+    work: Callable[[int, int], Any], bounds: list[tuple[int, int]], n_threads: int, pool: Executor | None = None
+) -> list[Any]:
     """[work(start, stop) for each batch], on ``n_threads`` threads (NumPy's gathers and
-    SciPy's sparse products release the GIL). Exceptions propagate."""
+    SciPy's sparse products release the GIL), in ``pool`` when given (callers looping over
+    many passes keep one pool). Exceptions propagate."""
     if n_threads <= 1 or len(bounds) <= 1:
         return [work(start, stop) for start, stop in bounds]
-    with ThreadPoolExecutor(max_workers=n_threads) as pool:
+    if pool is not None:
         return list(pool.map(lambda bound: work(*bound), bounds))
+    with ThreadPoolExecutor(max_workers=n_threads) as own_pool:
+        return list(own_pool.map(lambda bound: work(*bound), bounds))
 
 
 def expected_topic_weights(xp: Any, gamma: Any) -> Any:
@@ -248,6 +253,7 @@ def infer_gamma(
     batch_size: int | None = None,
     gamma_init: Any = None,
     n_threads: int | None = None,
+    pool: Executor | None = None,
 ) -> tuple[Any, int]:
     """(D, k) variational Dirichlet parameters for all documents, and the most iterations any batch ran.
 
@@ -270,7 +276,7 @@ def infer_gamma(
         return iterations
 
     bounds = batch_bounds(indptr, n_topics, batch_size, min_batches=2 * threads if threads > 1 else 1)
-    return gamma, max(map_batches(work, bounds, threads), default=0)
+    return gamma, max(map_batches(work, bounds, threads, pool), default=0)
 
 
 def _check_iteration_parameters(max_iter: int, tol: float, batch_size: int | None) -> None:

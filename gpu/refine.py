@@ -15,6 +15,7 @@ NumPy/SciPy on the host, CuPy/cupyx when the counts are on the GPU.
 from __future__ import annotations
 
 import importlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -96,7 +97,7 @@ class _SweepStatistics:
     tokens: float
 
 
-def _e_step(inputs, gamma_all, *, batch_size, inner_iter, inner_tol, n_threads) -> _SweepStatistics:
+def _e_step(inputs, gamma_all, *, batch_size, inner_iter, inner_tol, n_threads, pool=None) -> _SweepStatistics:
     """One pass over all documents; updates ``gamma_all`` (D, k) in place.
 
     Host batches run on ``n_threads`` threads and their partial sums are added afterwards.
@@ -126,7 +127,7 @@ def _e_step(inputs, gamma_all, *, batch_size, inner_iter, inner_tol, n_threads) 
     expected = xp.zeros((n_words, n_topics), dtype=xp.float64)
     log_theta_sum = xp.zeros(n_topics, dtype=xp.float64)
     loglik, tokens = 0.0, 0.0
-    for part, n, partial_expected, log_theta in map_batches(work, bounds, threads):
+    for part, n, partial_expected, log_theta in map_batches(work, bounds, threads, pool):
         loglik, tokens = loglik + part, tokens + n
         expected += partial_expected
         log_theta_sum += log_theta
@@ -139,15 +140,16 @@ class _HeldoutScorer:
     observed / scored: (D_h, V) CSR on the compute device. Returns per-word log likelihood.
     """
 
-    def __init__(self, split: Any, xp: Any, dtype: Any, max_iter: int = 30, tol: float = 1e-3):
+    def __init__(self, split: Any, xp: Any, dtype: Any, max_iter: int = 30, tol: float = 1e-3, pool: Any = None):
         self.observed = csr_on_module(split.observed, xp).astype(dtype)
         self.scored = csr_on_module(split.scored, xp).astype(dtype)
         self.xp, self.dtype, self.max_iter, self.tol = xp, dtype, max_iter, tol
         self.gamma = None
+        self.pool = pool
 
     def __call__(self, topic_word: Any, alpha: np.ndarray, *, keep: bool = True) -> tuple[float, Any]:
         inputs = validate_inference_inputs(self.observed, topic_word, self.xp.asarray(alpha, dtype=self.dtype))
-        gamma, _ = infer_gamma(inputs, max_iter=self.max_iter, tol=self.tol, gamma_init=self.gamma)
+        gamma, _ = infer_gamma(inputs, max_iter=self.max_iter, tol=self.tol, gamma_init=self.gamma, pool=self.pool)
         total, n_tokens = word_log_likelihood(self.scored, gamma / gamma.sum(axis=1, keepdims=True), inputs.topic_word)
         return (total / n_tokens if n_tokens else 0.0), gamma
 
@@ -370,7 +372,7 @@ def refine_topics(
     progress: Progress | None = None,
     topic_smoothing: float | None = None,
     fit_alpha: bool | str = "auto",
-    inner_iter: int = 20,
+    inner_iter: int = 5,
     inner_tol: float = 1e-3,
     batch_size: int | None = None,
     patience: int = 2,
@@ -442,6 +444,21 @@ def refine_topics(
             eta=topic_smoothing, alpha_rule=alpha_rule, patience=patience, dtype=dtype, check_every=check_every,
             n_threads=n_threads or default_threads(),
         )
+    n_threads = n_threads or default_threads()
+    with ThreadPoolExecutor(max_workers=n_threads) as pool:
+        return _refine_variational(
+            X, topic_word, alpha, heldout=heldout, max_sweeps=max_sweeps, tol=tol, seed=seed, progress=progress,
+            topic_smoothing=topic_smoothing, alpha_rule=alpha_rule, inner_iter=inner_iter, inner_tol=inner_tol,
+            batch_size=batch_size, patience=patience, dtype=dtype, n_threads=n_threads, pool=pool,
+        )
+
+
+def _refine_variational(
+    X: Any, topic_word: Any, alpha: Any, *, heldout: Any, max_sweeps: int, tol: float, seed: int,
+    progress: Progress | None, topic_smoothing: float, alpha_rule: str | None, inner_iter: int, inner_tol: float,
+    batch_size: int | None, patience: int, dtype: str, n_threads: int, pool: Any,
+) -> RefineResult:
+    """Batched variational EM refinement (see :func:`refine_topics`)."""
     xp = get_array_module(X)
     topic_word = xp.asarray(topic_word).astype(dtype)
     topic_word /= topic_word.sum(axis=1, keepdims=True)
@@ -455,7 +472,7 @@ def refine_topics(
     scorer = None
     heldout_history: list[float] = []
     if heldout is not None:
-        scorer = _HeldoutScorer(split_document_tokens(heldout, seed=seed), xp, dtype)
+        scorer = _HeldoutScorer(split_document_tokens(heldout, seed=seed), xp, dtype, pool=pool)
         first, scorer.gamma = scorer(current_topics, current_alpha)
         heldout_history.append(first)
 
@@ -470,7 +487,7 @@ def refine_topics(
         inputs = validate_inference_inputs(inputs.counts, current_topics, xp.asarray(current_alpha, dtype=dtype))
         stats = _e_step(
             inputs, gamma_all, batch_size=batch_size, inner_iter=inner_iter, inner_tol=inner_tol,
-            n_threads=n_threads or default_threads(),
+            n_threads=n_threads, pool=pool,
         )
         train_history.append(stats.loglik / stats.tokens if stats.tokens else 0.0)
         new_counts = stats.expected_counts * current_topics.astype(xp.float64) + topic_smoothing
