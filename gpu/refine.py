@@ -7,10 +7,11 @@ word-topic counts
     n_kw = beta_kw * sum_d E_dk c_dw / (E_d @ beta[:, w])      (E_d = exp(E[log theta_d]))
 
 with one sparse product per batch, then sets beta_k proportional to n_k + topic_smoothing and
-(optionally) alpha by Minka's fixed point on the mean of E[log theta]. It stops when the
-held-out likelihood (document completion) stops improving, or, without held-out documents,
-when the training per-word likelihood does; the best state seen is returned.
-NumPy/SciPy on the host, CuPy/cupyx when the counts are on the GPU.
+alpha by Minka's fixed point or by a held-out rescaling. It stops when the held-out
+likelihood (document completion) stops improving, or, without held-out documents, when the
+training per-word likelihood does; the best state seen is returned.
+``method="cvb0"`` runs zero-order collapsed variational Bayes instead (:class:`_Cvb0State`).
+NumPy/SciPy on the host (batches on threads), CuPy/cupyx when the counts are on the GPU.
 """
 from __future__ import annotations
 
