@@ -1,0 +1,143 @@
+"""Final step of a build: choose the vocabulary (document-frequency bounds, bigram
+threshold, size cap), re-index count chunks to it, drop documents left empty (counting
+each reason), and gather the statistics recorded with the corpus.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from app.ingest.counting import remap_columns
+from app.ingest.options import TextOptions
+
+Progress = Callable[[str, int, int], None]
+
+EMPTY_TEXT, NO_TOKENS, ALL_PRUNED = "empty_text", "no_tokens", "all_terms_pruned"
+_MAX_DROPPED_EXAMPLES = 20
+
+
+@dataclass
+class BuiltCorpus:
+    """Result of a build: counts (D, V) int32 CSR, vocabulary (V,), doc_ids (D,),
+    metadata {row: dict} for kept rows that had metadata, and statistics."""
+
+    counts: sp.csr_matrix
+    vocabulary: list[str]
+    doc_ids: list[str]
+    metadata: dict[int, dict]
+    stats: dict
+
+
+def prune_vocabulary(terms: list[str], df: np.ndarray, tf: np.ndarray, n_documents: int,
+                     options: TextOptions, is_bigram: np.ndarray | None = None) -> tuple[np.ndarray, list[str], dict]:
+    """Choose the kept terms and their new (alphabetical) columns.
+
+    terms (T,), df (T,) document frequencies, tf (T,) corpus frequencies; n_documents is
+    the number of documents with at least one term (the base of fractional min_df/max_df).
+    Returns to_new (T,) new column or -1, the vocabulary (V,), and {reason: terms removed},
+    reasons applied in order min_df, max_df, bigram_min_df, max_vocab.
+    """
+    n_terms = len(terms)
+    min_count = options.min_df if isinstance(options.min_df, int) else math.ceil(options.min_df * n_documents)
+    max_count = options.max_df if isinstance(options.max_df, int) else math.floor(options.max_df * n_documents + 1e-9)
+    keep = np.ones(n_terms, dtype=bool)
+    pruned = {}
+    for reason, remove in (("min_df", df < min_count), ("max_df", df > max_count)):
+        pruned[reason] = int(np.count_nonzero(keep & remove))
+        keep &= ~remove
+    if is_bigram is not None:
+        remove = is_bigram & (df < options.bigram_min_df)
+        pruned["bigram_min_df"] = int(np.count_nonzero(keep & remove))
+        keep &= ~remove
+    kept = np.flatnonzero(keep)
+    if options.max_vocab is not None and kept.size > options.max_vocab:
+        alphabetical = np.empty(kept.size, dtype=np.int64)
+        alphabetical[np.array(sorted(range(kept.size), key=lambda i: terms[kept[i]]), dtype=np.int64)] = np.arange(kept.size)
+        order = np.lexsort((alphabetical, -tf[kept]))
+        pruned["max_vocab"] = int(kept.size - options.max_vocab)
+        kept = np.sort(kept[order[: options.max_vocab]])
+    else:
+        pruned["max_vocab"] = 0
+    vocabulary = sorted(terms[i] for i in kept)
+    column = {term: position for position, term in enumerate(vocabulary)}
+    to_new = np.full(n_terms, -1, dtype=np.int64)
+    to_new[kept] = [column[terms[i]] for i in kept]
+    return to_new, vocabulary, pruned
+
+
+def assemble(chunks, n_chunks: int, to_new: np.ndarray, vocabulary: list[str], doc_ids: list[str],
+             empty_text: np.ndarray, metadata: dict[int, dict], pruned_terms: dict, n_terms_seen: int,
+             progress: Progress | None = None) -> BuiltCorpus:
+    """Re-index count chunks (rows in document order) to the final vocabulary, drop empty
+    documents with their reason, and return the final corpus with statistics."""
+    indptr_parts, index_parts, data_parts, kept_rows = [np.zeros(1, np.int64)], [], [], []
+    dropped: collections.Counter[str] = collections.Counter()
+    examples: dict[str, list[str]] = collections.defaultdict(list)
+    row_offset, nnz = 0, 0
+    for done, chunk in enumerate(chunks, start=1):
+        columns = to_new[: chunk.shape[1]] if chunk.shape[1] else np.empty(0, np.int64)
+        remapped = remap_columns(chunk, columns, len(vocabulary))
+        lengths = np.diff(remapped.indptr)
+        had_terms = np.diff(chunk.indptr) > 0
+        for row in np.flatnonzero(lengths == 0):
+            document = row_offset + int(row)
+            reason = ALL_PRUNED if had_terms[row] else (EMPTY_TEXT if empty_text[document] else NO_TOKENS)
+            dropped[reason] += 1
+            if len(examples[reason]) < _MAX_DROPPED_EXAMPLES:
+                examples[reason].append(doc_ids[document])
+        keep = np.flatnonzero(lengths > 0)
+        kept_rows.append(row_offset + keep)
+        sub = remapped[keep]
+        indptr_parts.append(sub.indptr[1:].astype(np.int64) + nnz)
+        index_parts.append(sub.indices)
+        data_parts.append(sub.data)
+        nnz += sub.nnz
+        row_offset += chunk.shape[0]
+        if progress is not None:
+            progress("finalize", done, n_chunks)
+    rows = np.concatenate(kept_rows) if kept_rows else np.empty(0, np.int64)
+    if rows.size == 0 or not vocabulary:
+        raise ValueError(
+            f"empty corpus: all {len(doc_ids)} documents are empty after processing "
+            f"(dropped: {dict(dropped) or 'none'}; vocabulary terms removed: {pruned_terms})"
+        )
+    indptr = np.concatenate(indptr_parts)
+    indptr = indptr.astype(np.int32) if nnz < 2**31 else indptr
+    counts = sp.csr_matrix(
+        (np.concatenate(data_parts).astype(np.int32), np.concatenate(index_parts).astype(np.int32), indptr),
+        shape=(rows.size, len(vocabulary)),
+    )
+    counts.has_sorted_indices = True
+    lengths = np.diff(counts.indptr)
+    kept_metadata = {}
+    if metadata:
+        old_rows = np.array(sorted(metadata), dtype=np.int64)
+        positions = np.searchsorted(rows, old_rows)
+        for old, position in zip(old_rows.tolist(), positions.tolist()):
+            if position < rows.size and rows[position] == old:
+                kept_metadata[position] = metadata[old]
+    stats = {
+        "n_documents": int(rows.size),
+        "n_input_documents": len(doc_ids),
+        "n_tokens": int(counts.data.sum(dtype=np.int64)),
+        "vocabulary_size": len(vocabulary),
+        "nnz": int(counts.nnz),
+        "dropped": {reason: dropped.get(reason, 0) for reason in (EMPTY_TEXT, NO_TOKENS, ALL_PRUNED)},
+        "dropped_examples": {reason: ids for reason, ids in examples.items()},
+        "n_terms_seen": int(n_terms_seen),
+        "pruned_terms": pruned_terms,
+        "document_terms": {"min": int(lengths.min()), "median": float(np.median(lengths)), "max": int(lengths.max())},
+    }
+    return BuiltCorpus(counts=counts, vocabulary=vocabulary, doc_ids=list(map(doc_ids.__getitem__, rows.tolist())),
+                       metadata=kept_metadata, stats=stats)
+
+
+def metadata_lines(metadata: dict[int, dict]) -> str:
+    """JSON lines {"row": r, "metadata": {...}} for rows that have metadata."""
+    return "".join(json.dumps({"row": row, "metadata": value}, ensure_ascii=False) + "\n" for row, value in sorted(metadata.items()))

@@ -1,0 +1,103 @@
+"""The corpus artifact: an immutable folder written atomically.
+
+    counts.npz        scipy.sparse.save_npz, uncompressed: CSR (D, V), int32 indices and counts
+    vocabulary.json   list of V terms (column order)
+    doc_ids.json      list of D document ids (row order)
+    metadata.jsonl    optional: {"row": r, "metadata": {...}} per document with metadata
+    corpus.json       {"format_version", "options" (TextOptions), "stats"}
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from app.ingest.finalize import BuiltCorpus, metadata_lines
+from app.ingest.options import TextOptions
+from app.storage import atomic_directory, directory_checksum, read_json, remove_path, verify_checksum, write_json
+
+FORMAT_VERSION = 1
+COUNTS, VOCABULARY, DOC_IDS, METADATA, MANIFEST = "counts.npz", "vocabulary.json", "doc_ids.json", "metadata.jsonl", "corpus.json"
+
+
+@dataclass(frozen=True)
+class CorpusInfo:
+    """What the caller records about a stored corpus."""
+
+    checksum: str
+    stats: dict
+    options: TextOptions
+
+
+@dataclass
+class Corpus:
+    """A loaded corpus: counts int32 CSR (D, V), vocabulary (V,), doc_ids (D,),
+    metadata {row: dict} for documents that had metadata."""
+
+    counts: sp.csr_matrix
+    vocabulary: list[str]
+    doc_ids: list[str]
+    options: TextOptions
+    stats: dict
+    checksum: str
+    path: Path
+    metadata: dict[int, dict] = field(default_factory=dict)
+
+
+def write_corpus(built: BuiltCorpus, dest: Path, tmp_root: Path, options: TextOptions) -> CorpusInfo:
+    """Write ``built`` to ``dest`` atomically and return its checksum, stats and options."""
+    with atomic_directory(Path(dest), Path(tmp_root)) as folder:
+        sp.save_npz(folder / COUNTS, built.counts, compressed=False)
+        write_json(folder / VOCABULARY, built.vocabulary)
+        write_json(folder / DOC_IDS, built.doc_ids)
+        if built.metadata:
+            (folder / METADATA).write_text(metadata_lines(built.metadata), encoding="utf-8")
+        write_json(folder / MANIFEST, {"format_version": FORMAT_VERSION, "options": options.model_dump(mode="json"), "stats": built.stats})
+        checksum = directory_checksum(folder)
+    return CorpusInfo(checksum=checksum, stats=built.stats, options=options)
+
+
+def load_corpus(path: Path, expected_checksum: str | None = None) -> Corpus:
+    """Load a stored corpus; with ``expected_checksum`` first verify the files match it.
+
+    Raises ValueError if the folder is missing, corrupt or inconsistent.
+    """
+    path = Path(path)
+    if expected_checksum is not None:
+        verify_checksum(path, expected_checksum)
+    if not (path / MANIFEST).is_file():
+        raise ValueError(f"corpus {path} is missing or incomplete (no {MANIFEST})")
+    try:
+        manifest = read_json(path / MANIFEST)
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"corpus {path}: unsupported format_version {manifest.get('format_version')!r}")
+        counts = sp.load_npz(path / COUNTS).tocsr()
+        vocabulary = read_json(path / VOCABULARY)
+        doc_ids = read_json(path / DOC_IDS)
+        metadata = {}
+        if (path / METADATA).is_file():
+            with open(path / METADATA, encoding="utf-8") as lines:
+                for line in lines:
+                    record = json.loads(line)
+                    metadata[int(record["row"])] = record["metadata"]
+        options = TextOptions.model_validate(manifest["options"])
+    except (OSError, KeyError, TypeError, json.JSONDecodeError) as error:
+        raise ValueError(f"corpus {path} is unreadable ({type(error).__name__}: {error})") from None
+    if counts.shape != (len(doc_ids), len(vocabulary)):
+        raise ValueError(f"corpus {path}: counts shape {counts.shape} does not match {len(doc_ids)} ids x {len(vocabulary)} terms")
+    if counts.indices.dtype != np.int32 or counts.data.dtype != np.int32:
+        raise ValueError(f"corpus {path}: counts must be int32 (found {counts.indices.dtype}, {counts.data.dtype})")
+    checksum = expected_checksum or directory_checksum(path)
+    return Corpus(counts=counts, vocabulary=vocabulary, doc_ids=doc_ids, options=options,
+                  stats=manifest["stats"], checksum=checksum, path=path, metadata=metadata)
+
+
+def delete_corpus(path: Path) -> None:
+    """Remove a stored corpus folder and all its files (no error if already gone)."""
+    path = Path(path)
+    if path.exists() and not (path / MANIFEST).is_file():
+        raise ValueError(f"{path} is not a corpus folder (no {MANIFEST}); refusing to delete it")
+    remove_path(path)

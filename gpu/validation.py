@@ -1,0 +1,158 @@
+"""Input checks for the spectral LDA engine: count matrices and fit parameters.
+
+Bad input raises ValueError saying what was wrong and where (parameter name and value,
+document index). Nothing here touches CUDA unless the input already lives on the GPU.
+"""
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from gpu.backend import backend_of, get_array_module, resolve_backend, sparse_module, to_host
+
+DTYPES = ("float32", "float64")
+TENSOR_MODES = ("auto", "dense", "implicit")
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """One declared rule for a parameter: ``check(value) -> bool`` and what it means."""
+
+    check: Callable[[Any], bool]
+    description: str
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def _positive_int(value: Any) -> bool:
+    return _is_int(value) and value >= 1
+
+
+def _non_negative_int(value: Any) -> bool:
+    return _is_int(value) and value >= 0
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or check(value)
+
+
+PARAMETER_CONSTRAINTS: dict[str, Constraint] = {
+    "n_topics": Constraint(_positive_int, "an integer >= 1"),
+    "alpha0": Constraint(lambda v: _is_real(v) and v > 0, "a finite number > 0"),
+    "seed": Constraint(_non_negative_int, "an integer >= 0"),
+    "backend": Constraint(lambda v: v in ("auto", "numpy", "cupy"), "one of 'auto', 'numpy', 'cupy'"),
+    "dtype": Constraint(lambda v: str(np.dtype(v)) in DTYPES if _dtype_like(v) else False, "'float32' or 'float64'"),
+    "progress": Constraint(lambda v: v is None or callable(v), "None or a callable(stage, done, total)"),
+    "n_oversample": Constraint(_non_negative_int, "an integer >= 0"),
+    "n_krylov_blocks": Constraint(_positive_int, "an integer >= 1"),
+    "n_restarts": Constraint(_positive_int, "an integer >= 1"),
+    "n_iter": Constraint(_positive_int, "an integer >= 1"),
+    "tol": Constraint(lambda v: _is_real(v) and v > 0, "a finite number > 0"),
+    "n_extra_components": Constraint(_non_negative_int, "an integer >= 0"),
+    "block_rows": Constraint(_optional(_positive_int), "None or an integer >= 1"),
+    "n_threads": Constraint(_optional(_positive_int), "None or an integer >= 1"),
+    "tensor_mode": Constraint(lambda v: v in TENSOR_MODES, f"one of {TENSOR_MODES}"),
+    "projection_cache_bytes": Constraint(_non_negative_int, "an integer >= 0"),
+    "rank_tol": Constraint(lambda v: _is_real(v) and 0 < v < 1, "a number in (0, 1)"),
+}
+
+
+def _dtype_like(value: Any) -> bool:
+    try:
+        np.dtype(value)
+    except TypeError:
+        return False
+    return True
+
+
+def validate_parameters(params: dict[str, Any]) -> None:
+    """Check every parameter against :data:`PARAMETER_CONSTRAINTS`.
+
+    Raises ValueError naming the parameter and its value; unknown names are errors too.
+    """
+    for name, value in params.items():
+        constraint = PARAMETER_CONSTRAINTS.get(name)
+        if constraint is None:
+            known = ", ".join(sorted(PARAMETER_CONSTRAINTS))
+            raise ValueError(f"unknown parameter {name!r} (known: {known})")
+        if not constraint.check(value):
+            raise ValueError(f"parameter {name!r} must be {constraint.description}, got {value!r}")
+
+
+def choose_backend(X: Any, backend: str) -> str:
+    """Concrete backend for input ``X``: data already on the GPU stays there under ``auto``."""
+    if backend == "auto" and backend_of(X) == "cupy":
+        return "cupy"
+    return resolve_backend(backend)
+
+
+def as_count_matrix(X: Any, backend: str, dtype: str) -> Any:
+    """Validate a document-word count matrix and return it as CSR on ``backend``.
+
+    X: (D, V) SciPy/cupyx sparse matrix or dense array of non-negative finite counts.
+    Returns a (D, V) CSR matrix of ``dtype`` (cupyx CSR with int32 indices on the GPU).
+    """
+    if not (sp.issparse(X) or hasattr(X, "shape")):
+        raise ValueError(f"X must be a 2-D sparse matrix or array of counts, got {type(X).__name__}")
+    if len(X.shape) != 2:
+        raise ValueError(f"X must be 2-D (documents x words), got shape {tuple(X.shape)}")
+    n_docs, n_words = (int(s) for s in X.shape)
+    if n_docs == 0 or n_words == 0:
+        raise ValueError(f"X is empty: shape {(n_docs, n_words)}")
+
+    xp = get_array_module(X)
+    on_gpu = xp is not np
+    is_sparse = sp.issparse(X) or (on_gpu and sparse_module("cupy").issparse(X))
+    if not is_sparse:
+        X = X if on_gpu else np.asarray(X)
+        _check_values(X.ravel(), xp, lambda flat_index: f"document {int(flat_index) // n_words}")
+        X = sparse_module("cupy").csr_matrix(X.astype(dtype)) if on_gpu else sp.csr_matrix(X.astype(dtype))
+    else:
+        X = X.tocsr()
+        if not X.has_canonical_format:
+            X = X.copy()  # never modify the caller's matrix
+            X.sum_duplicates()
+        indptr = X.indptr
+
+        def where(position: int) -> str:
+            host_indptr = to_host(indptr)
+            return f"document {int(np.searchsorted(host_indptr, position, side='right') - 1)}"
+
+        _check_values(X.data, xp, where)
+        if X.dtype != np.dtype(dtype):  # cupyx's astype has no copy=False
+            X = X.astype(dtype)
+
+    if backend == "cupy" and not on_gpu:
+        if X.nnz >= 2**31:
+            raise ValueError(f"X has {X.nnz} non-zeros; cupyx sparse needs fewer than 2**31")
+        X = sparse_module("cupy").csr_matrix(X)
+    elif backend == "numpy" and on_gpu:
+        X = to_host(X).tocsr()
+    return X
+
+
+def _check_values(values: Any, xp: Any, where: Callable[[int], str]) -> None:
+    if values.size == 0:
+        return
+    if values.dtype.kind not in "biuf":
+        raise ValueError(f"X must hold numeric counts, got dtype {values.dtype}")
+    smallest = values.min()
+    if bool(smallest >= 0) and (values.dtype.kind != "f" or bool(xp.isfinite(values.sum(dtype=xp.float64)))):
+        return  # fast path: two reductions, no temporaries; below only to say where it fails
+    finite = xp.isfinite(values) if values.dtype.kind == "f" else xp.ones(values.shape, dtype=bool)
+    if not bool(finite.all()):
+        position = int(xp.argmin(finite))
+        raise ValueError(f"X has a non-finite count ({to_host(values[position])}) in {where(position)}")
+    if bool((values < 0).any()):
+        position = int(xp.argmax(values < 0))
+        raise ValueError(f"X has a negative count ({to_host(values[position])}) in {where(position)}")

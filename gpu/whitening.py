@@ -1,0 +1,220 @@
+"""Whitening of M2 through a randomized block Krylov range finder that applies M2 implicitly.
+
+Starting from a CountSketch Q_0 of E2's range (one O(nnz) pass), each of ``n_krylov_blocks``
+rounds applies M2 to the newest block, Z_{i+1} = M2 Q_i (two sparse products per document),
+and orthogonalises Z_{i+1} against all earlier blocks to get Q_{i+1}. The basis
+K = [Q_0 .. Q_{b-1}] (V, b m) is orthonormal and its image M2 K = [Z_1 .. Z_b] is known, so
+the Rayleigh-Ritz matrix K^T M2 K needs no further pass. When the products X K are kept
+(projection cache), the last round needs only X Q_{b-1}: K^T M2 Q_{b-1} follows from them.
+Its top k eigenpairs (theta, E) give W = K E diag(theta)^-1/2, with W^T M2 W = I_k.
+Nothing (V, V) is ever formed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gpu.backend import get_array_module
+from gpu.moments import CorpusStats, apply_m2, sketch_m2_range
+from gpu.passes import Progress, row_slice, run_pass, sub_progress
+
+
+@dataclass(frozen=True)
+class Whitening:
+    """W = basis @ G, with W^T M2 W = I.
+
+    basis:       (V, n) orthonormal Krylov basis (backend array, compute dtype).
+    G:           (n, k) float64 host: Ritz vectors scaled by Ritz value^-1/2.
+    unwhiten:    (n, k) float64 host: Ritz vectors scaled by Ritz value^+1/2, so that
+                 (W^T)^+ = basis @ unwhiten.
+    eigenvalues: (n,) float64 host: Ritz values of M2 on the basis (estimates of M2's top
+                 eigenvalues), descending; the first k were kept.
+    """
+
+    basis: Any
+    G: np.ndarray
+    unwhiten: np.ndarray
+    eigenvalues: np.ndarray
+    projections: dict[int, list[Any]] | None = None
+
+    def cached_projection(self, start: int) -> Any | None:
+        """(B, k) X_b W for the block starting at row ``start`` from the kept X_b K, or None."""
+        if self.projections is None:
+            return None
+        parts = self.projections[start]
+        xp = get_array_module(parts[0])
+        return xp.concatenate(parts, axis=1) @ xp.asarray(self.G).astype(parts[0].dtype)
+
+    @property
+    def n_components(self) -> int:
+        return int(self.G.shape[1])
+
+    def matrix(self) -> Any:
+        """(V, k) whitening matrix W (backend array, float64)."""
+        xp = get_array_module(self.basis)
+        return (self.basis @ xp.asarray(self.G).astype(self.basis.dtype)).astype(xp.float64)
+
+    def pseudo_inverse_transpose(self) -> Any:
+        """(V, k) (W^T)^+ = U diag(s)^1/2, mapping whitened vectors back to word space."""
+        xp = get_array_module(self.basis)
+        return (self.basis @ xp.asarray(self.unwhiten).astype(self.basis.dtype)).astype(xp.float64)
+
+
+RANK_EPS = 1e-10  # columns whose norm falls below this fraction of the input's are dropped
+
+
+def orthonormalize(Y: Any, against: Any | None = None) -> Any:
+    """(V, r) orthonormal basis of span(Y) minus span(against), r <= Y's column count.
+
+    Gram-matrix orthonormalisation done twice (like CholeskyQR2: matrix products instead of
+    Householder QR), with directions of relative size below RANK_EPS dropped, so a block
+    that lies (numerically) in ``against`` (V, n, orthonormal) or is rank-deficient shrinks.
+    """
+    xp = get_array_module(Y)
+    scale = float(xp.max(xp.sum(Y * Y, axis=0))) if Y.shape[1] else 0.0
+    for _ in range(2):
+        if against is not None and against.shape[1]:
+            Y = Y - against @ (against.T @ Y)
+        gram = Y.T @ Y
+        gram = gram.get() if hasattr(gram, "get") else np.asarray(gram)
+        values, vectors = np.linalg.eigh(0.5 * (gram + gram.T))
+        keep = values > RANK_EPS * max(scale, 1e-300)
+        Y = Y @ xp.asarray(vectors[:, keep] / np.sqrt(values[keep]))
+        scale = 1.0
+    return Y
+
+
+def krylov_whitening(
+    stats: CorpusStats,
+    n_components: int,
+    n_columns: int,
+    alpha0: float,
+    *,
+    seed: int,
+    n_krylov_blocks: int,
+    rank_tol: float,
+    blocks: list[tuple[int, int]],
+    n_threads: int = 1,
+    progress: Progress = None,
+    cache_projections: bool = False,
+) -> Whitening:
+    """Whitening for the top ``n_components`` eigenpairs of M2 (see module docstring).
+
+    With ``cache_projections`` the products X_b Q_i computed while applying M2 are kept
+    (D x b m floats), so the tensor pass gets P = X W without another sparse product.
+
+    n_columns: m, columns per Krylov block (k plus oversampling). Cost: 1 + 2 b sparse
+    products per document for b = ``n_krylov_blocks`` >= 1 (2 b with ``cache_projections``).
+    Raises ValueError when fewer than ``n_components`` Ritz values exceed rank_tol x the
+    largest (n_topics larger than M2's numerical rank).
+    """
+    grand_total = (1 + n_krylov_blocks) * len(blocks)
+    Y = sketch_m2_range(
+        stats, n_columns, seed, blocks=blocks, n_threads=n_threads, progress=sub_progress(progress, 0, grand_total)
+    )
+    xp = get_array_module(Y)
+    work_dtype = stats.X.dtype  # float32 fits halve the dense work of the basis as well
+    newest = orthonormalize(Y.astype(work_dtype))
+    basis_blocks: list[Any] = []
+    images: list[Any] = []
+    kept: list[dict[int, Any]] = []
+    last_image_projected = False
+    for round_index in range(n_krylov_blocks):
+        basis_blocks.append(newest)
+        kept.append({})
+        round_progress = sub_progress(progress, (1 + round_index) * len(blocks), grand_total)
+        if cache_projections and round_index + 1 == n_krylov_blocks:
+            # last block: its image is only needed inside K^T M2 K, which the kept X K give
+            # with one sparse product instead of two
+            images.append(
+                projected_m2_block(
+                    stats, kept, newest, xp.concatenate(basis_blocks, axis=1), alpha0,
+                    blocks=blocks, n_threads=n_threads, progress=round_progress,
+                )
+            )
+            last_image_projected = True
+            break
+        images.append(
+            apply_m2(
+                stats, newest, alpha0, blocks=blocks, n_threads=n_threads, progress=round_progress,
+                keep_projection=kept[-1] if cache_projections else None,
+            ).astype(work_dtype)
+        )
+        if round_index + 1 < n_krylov_blocks:
+            newest = orthonormalize(images[-1], xp.concatenate(basis_blocks, axis=1))
+            if newest.shape[1] == 0:  # the Krylov space is exhausted (tiny vocabularies)
+                if progress is not None:
+                    progress("whitening", grand_total, grand_total)
+                break
+    basis = xp.concatenate(basis_blocks, axis=1)
+    if last_image_projected:
+        # images[:-1] are M2 Q_i (V, m); images[-1] is already K^T M2 Q_last (n, m)
+        head = [basis.T @ image for image in images[:-1]]
+        rayleigh = xp.concatenate([*(block.astype(xp.float64) for block in head), images[-1]], axis=1)
+    else:
+        rayleigh = basis.T @ xp.concatenate(images, axis=1)
+    rayleigh = rayleigh.get() if hasattr(rayleigh, "get") else np.asarray(rayleigh)
+    projections = {start: [part[start] for part in kept] for start, _ in blocks} if cache_projections else None
+    return whitening_from_rayleigh(basis, rayleigh, n_components, rank_tol, projections)
+
+
+def projected_m2_block(
+    stats: CorpusStats,
+    kept: list[dict[int, Any]],
+    Q_last: Any,
+    basis: Any,
+    alpha0: float,
+    *,
+    blocks: list[tuple[int, int]],
+    n_threads: int = 1,
+    progress: Progress = None,
+) -> Any:
+    """(n, m) float64 K^T M2 Q_last from one pass computing X_b Q_last (kept in ``kept[-1]``).
+
+    K^T M2 Q = (1/D) [(X K)^T (w2 * X Q) - K^T diag(X^T w2) Q] - a0/(a0+1) (K^T M1)(M1^T Q),
+    with X K assembled from the products kept by earlier rounds. basis: K (V, n), whose
+    last m columns are Q_last.
+    """
+    X, w2 = stats.X, stats.doc_w2
+    xp = get_array_module(Q_last)
+    Qc = Q_last.astype(X.dtype, copy=False)
+
+    def partial(start: int, stop: int) -> tuple[Any]:
+        projected = row_slice(X, start, stop) @ Qc
+        kept[-1][start] = projected
+        left = xp.concatenate([part[start] for part in kept], axis=1)
+        return ((left.T @ (projected * w2[start:stop, None])).astype(xp.float64, copy=False),)
+
+    (total,) = run_pass(partial, blocks, n_threads=n_threads, stage="whitening", progress=progress)
+    K64, Q64 = basis.astype(xp.float64), Q_last.astype(xp.float64)
+    diagonal = K64.T @ (stats.word_w2[:, None] * Q64)
+    mean_term = xp.outer(K64.T @ stats.m1, stats.m1 @ Q64)
+    return (total - diagonal) / stats.n_docs - (alpha0 / (alpha0 + 1.0)) * mean_term
+
+
+def whitening_from_rayleigh(
+    basis: Any,
+    rayleigh: np.ndarray,
+    n_components: int,
+    rank_tol: float,
+    projections: dict[int, list[Any]] | None = None,
+) -> Whitening:
+    """Whitening from the (n, n) Rayleigh-Ritz matrix basis^T M2 basis."""
+    eigenvalues, vectors = np.linalg.eigh(0.5 * (rayleigh + rayleigh.T))
+    order = np.argsort(eigenvalues)[::-1]
+    eigenvalues, vectors = eigenvalues[order], vectors[:, order]
+    top = float(eigenvalues[0]) if eigenvalues.size else 0.0
+    numerical_rank = int(np.sum(eigenvalues > top * rank_tol)) if top > 0 else 0
+    if numerical_rank < n_components:
+        shown = ", ".join(f"{value:.3g}" for value in eigenvalues[: n_components + 1])
+        raise ValueError(
+            f"n_topics is larger than M2's numerical rank: {n_components} components requested but "
+            f"only {numerical_rank} eigenvalues of M2 exceed {rank_tol:g} x the largest "
+            f"(leading eigenvalues: {shown})"
+        )
+    kept = eigenvalues[:n_components]
+    G = vectors[:, :n_components] / np.sqrt(kept)
+    unwhiten = vectors[:, :n_components] * np.sqrt(kept)
+    return Whitening(basis=basis, G=G, unwhiten=unwhiten, eigenvalues=eigenvalues, projections=projections)

@@ -1,0 +1,40 @@
+"""CPU-side parts of bench/gpu_check.py (the GPU parts need a CUDA device)."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gpu.backend import gpu_available
+from gpu.synthetic import make_lda_corpus
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "gpu_check.py"
+
+
+@pytest.fixture(scope="module")
+def gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_exits_cleanly_without_a_gpu(gpu_check, capsys):
+    if gpu_available():
+        pytest.skip("a GPU is present; the no-GPU path is not taken")
+    assert gpu_check.main([]) == 0
+    assert "no CUDA device" in capsys.readouterr().out
+
+
+def test_parity_l1_matches_permuted_topics(gpu_check):
+    topics = np.random.default_rng(0).dirichlet(np.ones(50), size=4)
+    assert gpu_check.parity_l1(topics, topics[[2, 0, 3, 1]]) == 0.0
+    shifted = topics.copy()
+    shifted[0, :2] += [0.01, -0.01]
+    assert gpu_check.parity_l1(topics, shifted) == pytest.approx(0.02)
+
+
+def test_parity_report_on_the_cpu_backend(gpu_check):
+    counts = make_lda_corpus(1500, 200, 4, doc_length=50, seed=2).counts
+    worst, met, line = gpu_check.parity_report(counts, 4, "float64", gpu_backend="numpy")
+    assert worst == 0.0 and met and "met" in line
