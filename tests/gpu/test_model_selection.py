@@ -3,12 +3,9 @@ import json
 import numpy as np
 import pytest
 
-# model selection is built on the spectral engine's modules (gpu.estimator, gpu.tensor, ...)
-pytest.importorskip("gpu.estimator", reason="the spectral engine has not landed in this tree yet")
-
-from gpu.estimator import fit_spectral_lda  # noqa: E402
-from gpu.matching import mean_matched_l1  # noqa: E402
-from gpu.model_selection import (  # noqa: E402
+from gpu.estimator import fit_spectral_lda
+from gpu.matching import mean_matched_l1
+from gpu.model_selection import (
     SharedPasses,
     candidates_around,
     consistent_alpha0,
@@ -17,8 +14,8 @@ from gpu.model_selection import (  # noqa: E402
     projection_loss,
     select_model,
 )
-from gpu.quality import split_heldout  # noqa: E402
-from gpu.synthetic import make_lda_corpus  # noqa: E402
+from gpu.quality import split_heldout
+from gpu.synthetic import make_lda_corpus
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +140,12 @@ def test_estimator_rejects_bad_auto_values(corpus5):
         SpectralLDA("many", backend="numpy").fit(corpus5.counts)
     with pytest.raises(ValueError, match="alpha0"):
         SpectralLDA(5, alpha0="big", backend="numpy").fit(corpus5.counts)
+
+
+def test_set_params_reaches_the_refinement_switches():
+    from gpu.estimator import SpectralLDA
+
+    model = SpectralLDA(5).set_params(refine=False, k_range=(2, 9), n_iter=7)
+    params = model.get_params()
+    assert params["refine"] is False and params["k_range"] == (2, 9) and params["n_iter"] == 7
+    assert "refine" not in model.options
