@@ -5,8 +5,9 @@ scored by the same functions (gpu.quality) in one run.
 Text: the reStructuredText sources of the Python documentation from the Debian package
 python3-doc (``apt-get install -y python3-doc``), under /usr/share/doc/python3.*/html/_sources.
 Documents are consecutive paragraphs of one file merged until they hold >= 50 words.
-Tokenised with scikit-learn's CountVectorizer (English stop words, letters only, min_df 5,
-max_df 0.5, vocabulary capped), fitted on the training documents only. Split 80/20 (seeded).
+Tokenised with the service's own tokenizer (app.ingest, default TextOptions) when present,
+else scikit-learn's CountVectorizer; vocabulary from the training documents only (document
+frequency >= 5 and <= 50%, capped to the most frequent terms). Split 80/20 (seeded).
 
 Measures: NPMI of each topic's top 10 words from document co-occurrence in the held-out
 documents; held-out per-word log likelihood by document completion; topic diversity;
@@ -55,17 +56,51 @@ def load_documents(min_words: int = 50, max_docs: int | None = None) -> list[str
     return documents
 
 
-def vectorize(documents: list[str], train_rows: np.ndarray, heldout_rows: np.ndarray, max_words: int):
-    from sklearn.feature_extraction.text import CountVectorizer
+def ingest_tokenizer():
+    """(name, tokenize) with tokenize(train_texts, heldout_texts, max_words) ->
+    (train counts, held-out counts, vocabulary): app.ingest's tokenizer when it is present
+    (the service's own: NFKC, lowercase, letters/digits, English stop words, numbers
+    dropped), else scikit-learn's CountVectorizer. Vocabulary from the training documents
+    only: document frequency >= 5 and <= 50%, the ``max_words`` most frequent terms."""
+    try:
+        from app.ingest import TextOptions, vectorize_texts
+        from app.ingest.counting import count_chunk
+    except ImportError:
+        from sklearn.feature_extraction.text import CountVectorizer
 
-    vectorizer = CountVectorizer(
-        stop_words="english", token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z]+\b", min_df=5, max_df=0.5, max_features=max_words
+        def tokenize_sklearn(train_texts, heldout_texts, max_words):
+            vectorizer = CountVectorizer(stop_words="english", token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z]+\b",
+                                         min_df=5, max_df=0.5, max_features=max_words)
+            train = vectorizer.fit_transform(train_texts)
+            return train, vectorizer.transform(heldout_texts), list(vectorizer.get_feature_names_out())
+
+        return "scikit-learn CountVectorizer", tokenize_sklearn
+
+    def tokenize_ingest(train_texts, heldout_texts, max_words):
+        options = TextOptions()
+        chunk = count_chunk(list(train_texts), options)
+        df = np.asarray((chunk.counts > 0).sum(axis=0)).ravel()
+        frequency = np.asarray(chunk.counts.sum(axis=0)).ravel()
+        allowed = np.flatnonzero((df >= 5) & (df <= 0.5 * len(train_texts)))
+        terms = np.asarray(chunk.terms, dtype=object)
+        order = sorted(allowed.tolist(), key=lambda t: (-frequency[t], terms[t]))[:max_words]
+        vocabulary = sorted(terms[order].tolist())
+        return (vectorize_texts(list(train_texts), vocabulary, options),
+                vectorize_texts(list(heldout_texts), vocabulary, options), vocabulary)
+
+    return "app.ingest (TextOptions defaults)", tokenize_ingest
+
+
+def vectorize(documents: list[str], train_rows: np.ndarray, heldout_rows: np.ndarray, max_words: int):
+    """(train, held-out, vocabulary, tokenizer name); documents with < 5 tokens dropped."""
+    name, tokenize = ingest_tokenizer()
+    train, heldout, vocabulary = tokenize(
+        [documents[i] for i in train_rows], [documents[i] for i in heldout_rows], max_words
     )
-    train = vectorizer.fit_transform([documents[i] for i in train_rows]).tocsr().astype(np.int64)
-    heldout = vectorizer.transform([documents[i] for i in heldout_rows]).tocsr().astype(np.int64)
+    train, heldout = sp.csr_matrix(train).astype(np.int64), sp.csr_matrix(heldout).astype(np.int64)
     keep_train = np.asarray(train.sum(axis=1)).ravel() >= 5
     keep_heldout = np.asarray(heldout.sum(axis=1)).ravel() >= 5
-    return train[keep_train], heldout[keep_heldout], vectorizer.get_feature_names_out()
+    return train[keep_train], heldout[keep_heldout], vocabulary, name
 
 
 def rows_as_token_lists(counts: sp.csr_matrix) -> list[list[int]]:
@@ -170,8 +205,8 @@ def main() -> None:
 
     documents = load_documents(max_docs=args.max_docs)
     train_rows, heldout_rows = split_heldout(np.empty((len(documents), 0)), 0.2, seed=args.seed)
-    train, heldout, vocabulary = vectorize(documents, train_rows, heldout_rows, args.max_words)
-    print("corpus: python3-doc reST sources, tokenizer: scikit-learn CountVectorizer")
+    train, heldout, vocabulary, tokenizer = vectorize(documents, train_rows, heldout_rows, args.max_words)
+    print(f"corpus: python3-doc reST sources, tokenizer: {tokenizer}")
     print(f"documents: train {train.shape[0]}, held-out {heldout.shape[0]}; vocabulary {train.shape[1]}; "
           f"train tokens {int(train.sum())}")
 
