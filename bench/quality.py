@@ -23,14 +23,18 @@ from __future__ import annotations
 import argparse
 import glob
 import re
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-from gpu.estimator import SpectralLDA
-from gpu.quality import heldout_log_likelihood, npmi_coherence, split_heldout, topic_diversity
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gpu.estimator import SpectralLDA  # noqa: E402
+from gpu.quality import heldout_log_likelihood, npmi_coherence, split_heldout, topic_diversity  # noqa: E402
 
 SOURCES = "/usr/share/doc/python3*/html/_sources/**/*.txt"
 
