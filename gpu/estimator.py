@@ -384,7 +384,7 @@ class SpectralLDA:
 
     def fit(self, X: Any, y: Any = None) -> "SpectralLDA":
         """Learn topics from a (D, V) count matrix; returns self."""
-        if self.refine or self.n_topics == "auto" or self.alpha0 == "auto":
+        if self.refine or self.n_topics == "auto" or self.alpha0 == "auto" or self.options.get("n_extra_components"):
             return self._fit_selected(X)
         result = fit_spectral_lda(
             X,

@@ -516,7 +516,8 @@ def fit_selected(
     X: (D, V) counts. A fraction ``heldout_fraction`` of the documents is held out (seeded)
     to score candidates and to stop refinement; the topics are learned from the rest.
     Fixed k and alpha0 use :func:`gpu.estimator.fit_spectral_lda` with ``options``; "auto"
-    uses :func:`select_model` over shared passes. ``refine_options`` go to
+    and over-provisioning (``n_extra_components`` > 0, junk components dropped and
+    reported) use :func:`select_model` over shared passes. ``refine_options`` go to
     :func:`gpu.refine.refine_topics`.
     """
     import time
@@ -525,7 +526,9 @@ def fit_selected(
     from gpu.refine import refine_topics
 
     options = dict(options or {})
-    auto = n_topics == "auto" or alpha0 == "auto"
+    choose = n_topics == "auto" or alpha0 == "auto"
+    # over-provisioned fits also go through the shared passes, which drop junk components
+    auto = choose or int(options.get("n_extra_components", 0) or 0) > 0
     if n_topics != "auto" and (isinstance(n_topics, (bool, str)) or not isinstance(n_topics, (int, np.integer)) or n_topics < 1):
         raise ValueError(f"n_topics must be an integer >= 1 or 'auto', got {n_topics!r}")
     if alpha0 != "auto" and (isinstance(alpha0, (bool, str)) or not np.isfinite(alpha0) or alpha0 <= 0):
@@ -535,7 +538,7 @@ def fit_selected(
     concrete = choose_backend(X, backend)
     xp = array_module(concrete)
     counts = as_count_matrix(X, concrete, str(np.dtype(dtype)))
-    train_rows, held_rows = heldout_rows(int(counts.shape[0]), heldout_fraction if (auto or refine) else 0.0, seed)
+    train_rows, held_rows = heldout_rows(int(counts.shape[0]), heldout_fraction if (choose or refine) else 0.0, seed)
     train = counts[xp.asarray(train_rows)] if len(held_rows) else counts
     heldout = counts[xp.asarray(held_rows)] if len(held_rows) else None
     timings: dict[str, float] = {}

@@ -149,3 +149,14 @@ def test_set_params_reaches_the_refinement_switches():
     params = model.get_params()
     assert params["refine"] is False and params["k_range"] == (2, 9) and params["n_iter"] == 7
     assert "refine" not in model.options
+
+
+def test_estimator_over_provisioning_reports_dropped_components(corpus10):
+    from gpu.estimator import SpectralLDA
+
+    model = SpectralLDA(10, alpha0=2.0, backend="numpy", refine=False, n_extra_components=5).fit(corpus10.counts)
+    dropped = model.selection_["dropped_topics"]
+    assert model.topic_word_.shape == (10, 400) and len(dropped) == 5
+    assert "unrecoverable" in {d["reason"] for d in dropped}
+    assert model.diagnostics_["n_heldout_docs"] == 0  # nothing to choose or refine: all documents used
+    assert mean_matched_l1(corpus10.topic_word, model.topic_word_) < 0.25
