@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     retry_backoff_s: float = Field(default=5.0, ge=0)
     retry_backoff_max_s: float = Field(default=300.0, ge=0)
     progress_interval_s: float = Field(default=0.5, ge=0)
+    job_lease_s: float = Field(default=60.0, gt=0, description="A running job's lease; its worker renews it.")
+    job_requeue_after_s: float = Field(
+        default=600.0, gt=0, description="Queued this long untouched: the reconciler sends its task again.")
+    enable_test_hooks: bool = Field(default=False, description="Tests only: honour fit option 'test_hook'.")
 
     # Request and model limits.
     max_body_bytes: int = Field(default=512 * _MIB, ge=1)

@@ -17,6 +17,8 @@ from workers.jobs import run_job
 
 log = logging.getLogger(__name__)
 
+HARD_LIMIT_BACKSTOP_S = 10
+
 
 def create_worker_app(ctx: ServiceContext, handlers: dict | None = None) -> Celery:
     """A Celery app with the fit and ingest tasks bound to ``ctx``."""
@@ -35,7 +37,10 @@ def create_worker_app(ctx: ServiceContext, handlers: dict | None = None) -> Cele
     # then the task itself is retried with backoff (the lease keeps it from running twice).
     task_options = dict(bind=True, acks_late=True, ignore_result=True, autoretry_for=(OperationalError,),
                         retry_backoff=ctx.settings.retry_backoff_s or True,
-                        retry_backoff_max=ctx.settings.retry_backoff_max_s, max_retries=10)
+                        retry_backoff_max=ctx.settings.retry_backoff_max_s, max_retries=10,
+                        # The LeaseGuard enforces the hard limit (and names it in the job); this
+                        # is the pool's backstop for a prefork child that ignores it.
+                        time_limit=ctx.settings.job_hard_time_limit_s + HARD_LIMIT_BACKSTOP_S)
 
     @celery.task(name=FIT_TASK, **task_options)
     def fit_model(self, job_id: str) -> None:

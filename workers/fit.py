@@ -11,6 +11,7 @@ from app.db import transaction, utcnow
 from app.model_artifacts import write_model_artifact
 from app.storage import remove_path
 from app.tables import CorpusRow, JobRow, ModelRow
+from workers.test_hooks import OPTION, run_test_hook
 
 Progress = Callable[[str, int, int], None]
 EstimatorFactory = Callable[..., Any]
@@ -67,6 +68,8 @@ def run_fit(ctx: ServiceContext, job: JobRow, progress: Progress,
     clash = RESERVED_OPTIONS & options.keys()
     if clash:
         raise ValueError(f"options may not set {sorted(clash)}: they are top-level parameters")
+    if ctx.settings.enable_test_hooks and OPTION in options:
+        run_test_hook(dict(options.pop(OPTION)), progress)
     options.setdefault("backend", ctx.settings.fit_backend)
     seed = int(params.get("seed", 0))
     try:
@@ -106,6 +109,7 @@ def run_fit(ctx: ServiceContext, job: JobRow, progress: Progress,
                                     doc_topic=doc_topic, meta=result)
     try:
         with transaction(ctx.sessions) as session:
+            _check_still_leased(session, job)
             row = session.get(ModelRow, model.id)
             if row is None:
                 raise ValueError(f"model {model.id!r} was deleted while it was being fitted")
@@ -117,3 +121,13 @@ def run_fit(ctx: ServiceContext, job: JobRow, progress: Progress,
     except BaseException:
         remove_path(final)
         raise
+
+
+def _check_still_leased(session, job: JobRow) -> None:
+    """Raise LeaseLost unless ``job`` still runs under the lease it was started with (the
+    hard limit or the reconciler may have moved it on); locks the job row meanwhile."""
+    from workers.jobs import LeaseLost
+
+    current = session.get(JobRow, job.id, with_for_update=True, populate_existing=True)
+    if current is None or current.state != "running" or current.lease_owner != job.lease_owner:
+        raise LeaseLost(f"job {job.id} is no longer leased to {job.lease_owner}; its model is not recorded")

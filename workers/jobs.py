@@ -4,6 +4,11 @@ A task calls :func:`run_job` with a job id. The lease (owner + expiry + attempts
 with one conditional UPDATE, so a redelivered or duplicated task never runs a job twice:
 only a queued job, or a running one whose lease expired (its worker died), can be taken.
 
+The lease is short (``JOB_LEASE_S``) and renewed while the job runs by a
+:class:`workers.lease_guard.LeaseGuard`, which also enforces the hard time limit. A job
+is only marked succeeded after its artifacts are found on disk with their recorded
+checksum.
+
 Outcomes: success; ValueError (bad input) fails the job at once, never retried; a cancel
 request or the soft time limit stops it at the next progress report; any other exception
 is an infrastructure failure, retried with backoff until ``max_attempts``.
@@ -25,7 +30,6 @@ from app.tables import FINAL_JOB_STATES, JobRow
 
 log = logging.getLogger(__name__)
 
-LEASE_GRACE_S = 60
 
 
 class JobCancelled(Exception):
@@ -60,7 +64,8 @@ def acquire_lease(ctx: ServiceContext, job_id: str, worker_id: str) -> tuple[Job
             .where(JobRow.id == job_id, JobRow.cancel_requested.is_(False), JobRow.attempts < JobRow.max_attempts,
                    or_(JobRow.state == "queued", (JobRow.state == "running") & (JobRow.lease_expires_at < now)))
             .values(state="running", lease_owner=worker_id, attempts=JobRow.attempts + 1,
-                    lease_expires_at=now + timedelta(seconds=1), started_at=now, updated_at=now)
+                    lease_expires_at=now + timedelta(seconds=ctx.settings.job_lease_s), started_at=now,
+                    updated_at=now)
             .execution_options(synchronize_session=False)
         ).rowcount
         job = session.get(JobRow, job_id, populate_existing=True)
@@ -68,7 +73,6 @@ def acquire_lease(ctx: ServiceContext, job_id: str, worker_id: str) -> tuple[Job
             log.warning("job %s does not exist; dropping its task", job_id)
             return None, Outcome("skipped")
         if taken:
-            job.lease_expires_at = now + timedelta(seconds=job.hard_time_limit_s + LEASE_GRACE_S)
             job.error_code = job.error_message = None
             return job, None
         if job.state in FINAL_JOB_STATES:
@@ -77,10 +81,10 @@ def acquire_lease(ctx: ServiceContext, job_id: str, worker_id: str) -> tuple[Job
             finish_job(session, job, "cancelled", "cancelled", "cancelled before it started")
             return None, Outcome("cancelled")
         if job.state == "running" and job.lease_expires_at and job.lease_expires_at >= now:
-            # Redelivered while another worker holds it: look again after the lease ends.
-            return None, Outcome("busy", retry_in=(job.lease_expires_at - now).total_seconds() + 1)
-        finish_job(session, job, "failed", "attempts_exhausted",
-                   f"gave up after {job.attempts} attempt(s); last error: {job.error_message or 'worker lost'}")
+            # Redelivered while another worker holds the lease: do nothing. If that worker
+            # dies, its lease expires and the reconciler sends the job again.
+            return None, Outcome("busy")
+        finish_job(session, job, "failed", "attempts_exhausted", attempts_exhausted_message(job))
         return None, Outcome("failed")
 
 
@@ -149,16 +153,60 @@ def backoff_s(ctx: ServiceContext, attempt: int) -> float:
     return min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2 ** max(attempt - 1, 0))
 
 
+def attempts_exhausted_message(job: JobRow) -> str:
+    last = job.error_message or "its worker was lost"
+    return (f"gave up after {job.attempts} of {job.max_attempts} attempts (the attempt cap, JOB_MAX_ATTEMPTS); "
+            f"last: {last}")
+
+
+def verify_outputs(ctx: ServiceContext, job: JobRow) -> None:
+    """Raise unless the artifact the job made is on disk and matches its recorded checksum."""
+    from app.storage import verify_checksum
+    from app.tables import CorpusRow, ModelRow
+
+    with ctx.sessions() as session:
+        if job.kind == "fit":
+            row = session.get(ModelRow, job.model_id)
+            path = ctx.layout.model_dir(job.model_id)
+        elif job.kind == "ingest":
+            row = session.get(CorpusRow, job.params["corpus_id"])
+            path = ctx.layout.corpus_dir(job.params["corpus_id"])
+        else:
+            return
+    if row is None or not row.checksum:
+        raise ArtifactMissing(f"job {job.id}: its {job.kind} output has no recorded checksum")
+    try:
+        verify_checksum(path, row.checksum)
+    except ValueError as exc:  # not bad input: the write went wrong, so retry
+        raise ArtifactMissing(str(exc)) from exc
+
+
+class ArtifactMissing(RuntimeError):
+    """The job's artifact is missing or corrupt after its handler returned (retried)."""
+
+
 def run_job(ctx: ServiceContext, job_id: str, worker_id: str, handlers: dict[str, Handler], *,
-            clock: Callable[[], float] = time.monotonic) -> Outcome:
-    """Run job ``job_id`` with the handler for its kind and record the outcome."""
+            clock: Callable[[], float] = time.monotonic, guard_factory=None,
+            verify: Callable[[ServiceContext, JobRow], None] | None = None) -> Outcome:
+    """Run job ``job_id`` with the handler for its kind and record the outcome.
+
+    ``guard_factory(ctx, job_id, worker_id, hard_limit_s)`` makes the lease guard (default
+    :class:`workers.lease_guard.LeaseGuard`, which exits the process at the hard limit).
+    ``verify(ctx, job)`` checks the job's artifacts before it may be marked succeeded
+    (default :func:`verify_outputs`).
+    """
+    from workers.lease_guard import LeaseGuard
+
     job, outcome = acquire_lease(ctx, job_id, worker_id)
     if job is None:
         return outcome
     reporter = ProgressReporter(ctx, job, worker_id, clock=clock)
+    guard = (guard_factory or LeaseGuard)(ctx, job.id, worker_id, job.hard_time_limit_s)
     try:
-        handler = handlers[job.kind]
-        handler(ctx, job, reporter)
+        with guard:
+            handler = handlers[job.kind]
+            handler(ctx, job, reporter)
+            (verify or verify_outputs)(ctx, job)
     except LeaseLost as exc:
         log.warning("%s", exc)
         return Outcome("skipped")
@@ -223,15 +271,24 @@ def reap_expired_leases(ctx: ServiceContext, requeue: Callable[[JobRow], None]) 
     * waiting for a retry far longer than the longest backoff (the retry message was lost):
       sent again. A duplicate message is harmless: the lease lets only one run.
     """
+    from workers.lease_guard import hard_limit_message
+
+    settings = ctx.settings
     now = utcnow()
-    overdue = now - timedelta(seconds=ctx.settings.retry_backoff_max_s + 2 * ctx.settings.worker_stale_after_s)
+    # A queued job untouched this long may have lost its message (broker restarted empty);
+    # one waiting for a retry gets the longest backoff on top.
+    lost = now - timedelta(seconds=settings.job_requeue_after_s)
+    retry_lost = now - timedelta(seconds=settings.job_requeue_after_s + settings.retry_backoff_max_s)
     handled = 0
     to_requeue = []
     with transaction(ctx.sessions) as session:
         stale = session.scalars(
             select(JobRow).where(or_((JobRow.state == "running") & (JobRow.lease_expires_at < now),
                                      (JobRow.state == "queued") & (JobRow.error_code == "retrying")
-                                     & (JobRow.updated_at < overdue)))
+                                     & (JobRow.updated_at < retry_lost),
+                                     (JobRow.state == "queued") & or_(JobRow.error_code.is_(None),
+                                                                      JobRow.error_code != "retrying")
+                                     & (JobRow.updated_at < lost)))
             .with_for_update(skip_locked=True)).all()
         for job in stale:
             handled += 1
@@ -240,9 +297,12 @@ def reap_expired_leases(ctx: ServiceContext, requeue: Callable[[JobRow], None]) 
                 to_requeue.append(job)
             elif job.cancel_requested:
                 finish_job(session, job, "cancelled", "cancelled", "cancelled (its worker was lost)")
+            elif job.started_at is not None and _aware(job.started_at) + timedelta(
+                    seconds=job.hard_time_limit_s) <= now:
+                finish_job(session, job, "failed", "time_limit", hard_limit_message(job.hard_time_limit_s))
             elif job.attempts >= job.max_attempts:
-                finish_job(session, job, "failed", "worker_lost",
-                           f"its worker was lost on attempt {job.attempts} of {job.max_attempts}")
+                job.error_message = f"its worker was lost on attempt {job.attempts}"
+                finish_job(session, job, "failed", "attempts_exhausted", attempts_exhausted_message(job))
             else:
                 job.state, job.lease_owner, job.lease_expires_at = "queued", None, None
                 job.error_code, job.error_message = "retrying", f"worker lost on attempt {job.attempts}; retrying"
@@ -250,3 +310,10 @@ def reap_expired_leases(ctx: ServiceContext, requeue: Callable[[JobRow], None]) 
     for job in to_requeue:
         requeue(job)
     return handled
+
+
+def _aware(moment):
+    """Timestamps read back from SQLite are naive; they were stored in UTC."""
+    from datetime import timezone
+
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
