@@ -196,3 +196,62 @@ def test_soft_time_limit_stops_the_job(client, ctx_factory):
     assert run_job(ctx, job_id, "w", {"fit": slow}, clock=clock).state == "failed"
     job = _job(ctx, job_id)
     assert job.error_code == "time_limit" and "soft time limit of 5 s" in job.error_message
+
+
+def test_lease_guard_renews_the_lease_then_fails_the_job_at_its_hard_limit(ctx_factory):
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from workers.lease_guard import LeaseGuard
+
+    ctx = ctx_factory(job_lease_s=0.3)
+    with TestClient(create_app(context=ctx, migrate=False)) as own:
+        job_id = _queued_fit(own)
+    job, _ = acquire_lease(ctx, job_id, "w")
+    first_expiry = job.lease_expires_at
+    stopped = []
+    with LeaseGuard(ctx, job_id, "w", hard_limit_s=0.8, on_hard_limit=lambda: stopped.append(True)):
+        time.sleep(0.45)
+        assert _job(ctx, job_id).lease_expires_at > first_expiry  # renewed while it runs
+        time.sleep(0.8)
+    assert stopped == [True]
+    row = _job(ctx, job_id)
+    assert row.state == "failed" and row.error_code == "time_limit" and row.lease_owner is None
+    assert "hard time limit of 0.8 s" not in row.error_message  # the job's own limit is named
+    assert f"hard time limit of {row.hard_time_limit_s} s" in row.error_message
+
+
+def test_reaper_fails_a_job_whose_attempt_outlived_its_hard_limit(client, ctx):
+    job_id = _queued_fit(client)
+    acquire_lease(ctx, job_id, "killed-by-the-pool")
+    with transaction(ctx.sessions) as session:
+        row = session.get(JobRow, job_id)
+        row.started_at = utcnow() - timedelta(seconds=row.hard_time_limit_s + 1)
+        row.lease_expires_at = utcnow() - timedelta(seconds=1)
+    requeued = []
+    reap_expired_leases(ctx, lambda job: requeued.append(job.id))
+    row = _job(ctx, job_id)
+    assert requeued == [] and row.state == "failed" and row.error_code == "time_limit"
+    assert f"hard time limit of {row.hard_time_limit_s} s" in row.error_message
+
+
+def test_reaper_resends_a_queued_job_whose_message_the_broker_lost(client, ctx):
+    job_id = _queued_fit(client)
+    requeued = []
+    reap_expired_leases(ctx, lambda job: requeued.append(job.id))
+    assert requeued == []
+    with transaction(ctx.sessions) as session:
+        session.get(JobRow, job_id).updated_at = utcnow() - timedelta(seconds=ctx.settings.job_requeue_after_s + 1)
+    reap_expired_leases(ctx, lambda job: requeued.append(job.id))
+    reap_expired_leases(ctx, lambda job: requeued.append(job.id))
+    assert requeued == [job_id] and _job(ctx, job_id).state == "queued"
+
+
+def test_a_job_is_not_succeeded_without_its_checksummed_artifact(client, ctx):
+    job_id = _queued_fit(client)
+    outcome = jobs.run_job(ctx, job_id, "w", {"fit": lambda c, j, p: None})  # wrote nothing
+    row = _job(ctx, job_id)
+    assert outcome.state == "queued" and row.state == "queued" and row.error_code == "retrying"
+    assert "no recorded checksum" in row.error_message
