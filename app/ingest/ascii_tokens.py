@@ -122,11 +122,12 @@ def group_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(representatives), inverse
 
 
-def scan_ascii(translated: bytes) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+def scan_ascii(translated: bytes, min_length: int = 1) -> tuple[list[str], np.ndarray, np.ndarray] | None:
     """Distinct tokens of a translated ASCII blob (tokens: runs of bytes other than space
     and NUL; NUL separates documents) -> (distinct words (g,), word index of each token
     (n,), document number of each token (n,)), or None on a key collision.
 
+    Tokens shorter than ``min_length`` bytes are skipped (the caller would reject them).
     Tokens are grouped by key with NumPy; Python touches each distinct token once. A
     collision is detected by comparing the second key and the length of every token with
     its group's representative (then the caller takes the exact dictionary path).
@@ -137,7 +138,13 @@ def scan_ascii(translated: bytes) -> tuple[list[str], np.ndarray, np.ndarray] | 
     edges = np.flatnonzero(is_word[1:] != is_word[:-1])
     starts, ends = edges[0::2], edges[1::2]
     lengths = ends - starts
-    local_docs = np.searchsorted(np.flatnonzero(codes == 0), starts)
+    if min_length > 1:
+        long_enough = lengths >= min_length
+        starts, ends, lengths = starts[long_enough], ends[long_enough], lengths[long_enough]
+    breaks = np.flatnonzero(codes == 0)
+    tokens_before_break = np.searchsorted(starts, breaks)
+    per_document = np.diff(tokens_before_break, prepend=0, append=starts.size)
+    local_docs = np.repeat(np.arange(breaks.size + 1), per_document)
     first, second = token_keys(codes, starts, lengths)
     representative, inverse = group_keys(first)
     chosen = representative[inverse]

@@ -1,0 +1,50 @@
+"""The vectorized pieces of the chunk path against plain per-item Python."""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.ingest import chunks
+from app.ingest.ascii_tokens import group_keys
+from app.ingest.options import TextOptions
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 40), max_size=300), st.booleans())
+def test_group_keys_matches_unique(values, spread):
+    keys = np.array(values, dtype=np.uint64)
+    if spread:  # many distinct keys: several hashing rounds
+        keys = keys * np.uint64(0x9E3779B97F4A7C15) + np.arange(keys.size, dtype=np.uint64) // 3
+    representative, inverse = group_keys(keys)
+    assert representative.size == np.unique(keys).size
+    np.testing.assert_array_equal(keys[representative[inverse]], keys)
+    assert inverse.min(initial=0) >= 0 and (inverse.max(initial=-1) < representative.size)
+
+
+def test_group_keys_many_distinct_keys_all_placed():
+    keys = np.random.default_rng(0).integers(0, 2**63, size=50_000, dtype=np.uint64)
+    keys = np.concatenate([keys, keys[:1000]])
+    representative, inverse = group_keys(keys)
+    assert representative.size == np.unique(keys).size
+    np.testing.assert_array_equal(keys[representative[inverse]], keys)
+
+
+_LINE = st.text(alphabet=st.sampled_from(list(" \t\r\x0b\x0cab1.\x00é\u00a0\u3000")), max_size=8)
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(_LINE, min_size=1, max_size=12))
+def test_text_lines_empty_flags_and_counts_match_per_line(lines):
+    block = "".join(line + "\n" for line in lines).encode("utf-8")  # blocks end after a line feed
+    options = TextOptions(min_token_length=1)
+    result = chunks.run_text_lines(block, "f", 1, 0, 1 << 20, options)
+    assert result.n_docs == len(lines)
+    expected_empty = [not line or line.isspace() for line in lines]
+    assert result.empty.tolist() == expected_empty
+    per_line = [chunks.run_texts([line], options).chunk for line in lines]
+    counts = result.chunk.counts.toarray()
+    for row, single in enumerate(per_line):
+        got = {result.chunk.terms[j]: int(counts[row, j]) for j in np.flatnonzero(counts[row])}
+        dense = single.counts.toarray()[0]
+        assert got == {single.terms[j]: int(dense[j]) for j in np.flatnonzero(dense)}
