@@ -1,9 +1,9 @@
 """Streaming corpus construction: documents arrive one at a time, are grouped into chunks
-of about ``chunk_bytes`` of text, tokenized (in worker processes when ``n_workers > 1``)
-into per-chunk counts against a growing global vocabulary, spilled to disk, and finally
+of about ``chunk_bytes`` of text, tokenized (when ``n_workers > 1``, by ``n_workers - 1``
+worker processes and this one) into per-chunk counts against a growing global vocabulary, spilled to disk, and finally
 pruned by document frequency / vocabulary cap and re-indexed chunk by chunk.
 
-Memory holds at most ``n_workers + 2`` chunks of text, the global term table and document
+Memory holds at most ``2 * n_workers`` chunks of text, the global term table and document
 frequencies, and the final (pruned) count matrix — never the whole text.
 
 Policy for empty documents: a document that is empty or whitespace (``empty_text``), has
@@ -35,10 +35,17 @@ from app.ingest.readers import Fields, RawDocument
 
 Progress = Callable[[str, int, int], None]
 
+# Chunks given to each pool process at a time: one running and one queued, so it never
+# waits for this process (which counts a chunk itself only when the pool is that full).
+_POOL_DEPTH = 2
+
 @dataclass
 class _Spilled:
+    """A chunk's counts on disk: raw indptr, indices and data arrays back to back."""
+
     path: Path
     n_docs: int
+    arrays: tuple[tuple[np.dtype, int], ...]  # (dtype, length) of indptr, indices, data
 
 
 @dataclass
@@ -128,6 +135,11 @@ class CorpusBuilder:
         self.options, self.limits, self.work_dir = options, limits, Path(work_dir)
         self.chunk_bytes = chunk_bytes
         self.n_workers = 1 if multiprocessing.current_process().daemon else n_workers
+        # This process counts chunks too: n_workers - 1 pool processes, each given at most
+        # _POOL_DEPTH chunks at a time; results wait in order, at most _max_pending.
+        self._pool_size = max(self.n_workers - 1, 1)
+        self._pool_depth = self._pool_size * _POOL_DEPTH
+        self._max_pending = self.n_workers + 2
         self.progress = progress
         self._texts: list[str] = []
         self._text_ids: list[str] = []
@@ -193,6 +205,9 @@ class CorpusBuilder:
         self._submit(task)
 
     def _submit(self, task: _Task) -> None:
+        """Count a chunk: in this process when it works alone, else in the pool while the
+        pool has room and here otherwise, so the reading process takes a share of the
+        chunks instead of waiting (results are merged in input order)."""
         if self.n_workers == 1:
             self._pending.append((task, task.function(*task.args)))
         elif self._pool is None and self._held is None:
@@ -202,16 +217,27 @@ class CorpusBuilder:
                 context = _pool_context()
                 if context.get_start_method() == "fork":
                     word_patterns()  # build once here; forked workers inherit it
-                self._pool = ProcessPoolExecutor(self.n_workers, mp_context=context, initializer=_keep_freed_memory)
+                self._pool = ProcessPoolExecutor(self._pool_size, mp_context=context, initializer=_keep_freed_memory)
                 held, self._held = self._held, None
                 self._pending.append((held, self._pool.submit(held.function, *held.args)))
-            self._pending.append((task, self._pool.submit(task.function, *task.args)))
-        self._drain(keep=self.n_workers)
+            busy = sum(1 for _, item in self._pending if isinstance(item, Future) and not item.done())
+            if busy < self._pool_depth:
+                self._pending.append((task, self._pool.submit(task.function, *task.args)))
+            else:
+                self._pending.append((task, task.function(*task.args)))
+        self._drain(keep=self._max_pending)
 
     def _drain(self, keep: int) -> None:
-        while len(self._pending) > keep:
-            task, item = self._pending.popleft()
-            self._merge(task, item.result() if isinstance(item, Future) else item)
+        """Merge finished chunks at the head of the queue; wait for the oldest ones only
+        while more than ``keep`` are pending."""
+        while self._pending:
+            task, item = self._pending[0]
+            if isinstance(item, Future):
+                if len(self._pending) <= keep and not item.done():
+                    return
+                item = item.result()
+            self._pending.popleft()
+            self._merge(task, item)
 
     def _merge(self, task: _Task, result: ChunkResult) -> None:
         first_row = self.input_documents
@@ -226,7 +252,9 @@ class CorpusBuilder:
         self.input_documents += result.n_docs
         if self.input_documents > self.limits.max_documents:
             raise ValueError(f"{task.where}: more than max_documents={self.limits.max_documents} documents")
-        if task.doc_ids is None:  # ids read by the worker or generated: check them now
+        if task.line_ids is not None and self._seen_ids.isdisjoint(doc_ids):
+            self._seen_ids.update(doc_ids)  # distinct line numbers: only clashes could repeat
+        elif task.doc_ids is None:  # ids read by the worker or generated: check them now
             fresh = set(doc_ids)
             if len(fresh) != len(doc_ids):
                 repeated = next(doc_id for doc_id, n in collections.Counter(doc_ids).items() if n > 1)
@@ -246,10 +274,11 @@ class CorpusBuilder:
         global_counts = sp.csr_matrix((counts.data, indices, counts.indptr), shape=(counts.shape[0], len(self._table.terms)))
         self._table.add_frequencies(global_counts)
         path = self.work_dir / f"chunk-{len(self._spilled):06d}.npy"
+        arrays = (counts.indptr, indices, counts.data)
         with open(path, "wb") as sink:
-            for array in (counts.indptr, indices, counts.data):
-                np.save(sink, array)
-        self._spilled.append(_Spilled(path, counts.shape[0]))
+            for array in arrays:
+                array.tofile(sink)
+        self._spilled.append(_Spilled(path, counts.shape[0], tuple((a.dtype, a.size) for a in arrays)))
         self._n_with_tokens += int(np.count_nonzero(np.diff(counts.indptr)))
         if self.progress is not None:
             self.progress("tokenize", self.input_documents, max(self._documents_read, self.input_documents))
@@ -287,8 +316,6 @@ class CorpusBuilder:
 
 def _load_spilled(spilled: _Spilled) -> sp.csr_matrix:
     with open(spilled.path, "rb") as source:
-        indptr, indices, data = (np.load(source) for _ in range(3))
+        indptr, indices, data = (np.fromfile(source, dtype=dtype, count=size) for dtype, size in spilled.arrays)
     n_columns = int(indices.max()) + 1 if indices.size else 0
     return sp.csr_matrix((data, indices, indptr), shape=(spilled.n_docs, n_columns))
-
-
