@@ -152,5 +152,15 @@ def scan_ascii(translated: bytes, min_length: int = 1) -> tuple[list[str], np.nd
         return None
     if not representative.size:
         return [], inverse, local_docs
-    words = b" ".join([translated[a:b] for a, b in zip(starts[representative].tolist(), ends[representative].tolist())])
-    return words.decode("ascii").split(" "), inverse, local_docs
+    return _words_at(codes, starts[representative], lengths[representative]), inverse, local_docs
+
+
+def _words_at(codes: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> list[str]:
+    """The tokens codes[start:start+length] (g,) as str, gathered into one space-separated
+    buffer with NumPy and split at C speed."""
+    sizes = lengths + 1
+    out_starts = np.cumsum(sizes) - sizes
+    positions = np.arange(int(sizes.sum())) - np.repeat(out_starts - starts, sizes)
+    joined = np.take(codes, positions, mode="clip")
+    joined[out_starts + lengths] = 32
+    return joined[:-1].tobytes().decode("ascii").split(" ")
