@@ -48,3 +48,18 @@ def test_text_lines_empty_flags_and_counts_match_per_line(lines):
         got = {result.chunk.terms[j]: int(counts[row, j]) for j in np.flatnonzero(counts[row])}
         dense = single.counts.toarray()[0]
         assert got == {single.terms[j]: int(dense[j]) for j in np.flatnonzero(dense)}
+
+
+def test_chunk_counts_pickle_round_trip():
+    import pickle
+
+    from app.ingest.counting import count_chunk
+
+    for texts in (["alpha beta", "beta"], ["  "], []):
+        chunk = count_chunk(texts, TextOptions(min_token_length=1))
+        back = pickle.loads(pickle.dumps(chunk))
+        assert back.terms == chunk.terms
+        assert (back.counts != chunk.counts).nnz == 0 and back.counts.shape == chunk.counts.shape
+    odd = count_chunk(["x"], TextOptions(min_token_length=1))
+    odd.terms = ["a\nb", "c"]  # never produced by the tokenizer: still round-trips
+    assert pickle.loads(pickle.dumps(odd)).terms == ["a\nb", "c"]
