@@ -1,10 +1,11 @@
 """Streaming corpus construction: documents arrive one at a time, are grouped into chunks
-of about ``chunk_bytes`` of text, tokenized (when ``n_workers > 1``, by ``n_workers - 1``
-worker processes and this one) into per-chunk counts against a growing global vocabulary, spilled to disk, and finally
-pruned by document frequency / vocabulary cap and re-indexed chunk by chunk.
+of about ``chunk_bytes`` of text, tokenized (in ``n_workers`` worker processes when
+``n_workers > 1``, and here when they all have work queued) into per-chunk counts
+against a growing global vocabulary, spilled to disk, and finally pruned by document
+frequency / vocabulary cap and re-indexed chunk by chunk.
 
-Memory holds at most ``2 * n_workers`` chunks of text, the global term table and document
-frequencies, and the final (pruned) count matrix — never the whole text.
+Memory holds at most ``2 * n_workers + 1`` chunks of text, the global term table and
+document frequencies, and the final (pruned) count matrix — never the whole text.
 
 Policy for empty documents: a document that is empty or whitespace (``empty_text``), has
 no token left after tokenization and filtering (``no_tokens``), or loses all its terms to
@@ -36,7 +37,8 @@ from app.ingest.readers import Fields, RawDocument
 Progress = Callable[[str, int, int], None]
 
 # Chunks given to each pool process at a time: one running and one queued, so it never
-# waits for this process (which counts a chunk itself only when the pool is that full).
+# waits for this process (which counts a chunk itself only when the pool is that full:
+# this process also reads, merges and finishes, so it takes only the overflow).
 _POOL_DEPTH = 2
 
 @dataclass
@@ -135,11 +137,11 @@ class CorpusBuilder:
         self.options, self.limits, self.work_dir = options, limits, Path(work_dir)
         self.chunk_bytes = chunk_bytes
         self.n_workers = 1 if multiprocessing.current_process().daemon else n_workers
-        # This process counts chunks too: n_workers - 1 pool processes, each given at most
-        # _POOL_DEPTH chunks at a time; results wait in order, at most _max_pending.
-        self._pool_size = max(self.n_workers - 1, 1)
+        # n_workers pool processes, each given at most _POOL_DEPTH chunks at a time (this
+        # process counts the overflow); results wait in order, at most _max_pending.
+        self._pool_size = self.n_workers
         self._pool_depth = self._pool_size * _POOL_DEPTH
-        self._max_pending = self.n_workers + 2
+        self._max_pending = self._pool_size * _POOL_DEPTH + 2
         self.progress = progress
         self._texts: list[str] = []
         self._text_ids: list[str] = []

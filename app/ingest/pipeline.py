@@ -39,9 +39,9 @@ def ingest(sources: list[tuple[str, BinaryIO]], dest: Path, *, tmp_root: Path, f
     fmt: one of FORMATS, or None to detect each source from its name and first bytes.
     text_column / id_column: the text and id field of CSV/TSV rows and JSON objects
         (JSON objects default to ``id`` for the id).
-    chunk_bytes / n_workers: text per tokenization chunk and processes that tokenize, this
-        one included (one means in-process; more start n_workers - 1 worker processes;
-        daemonic processes such as Celery's prefork children always use one).
+    chunk_bytes / n_workers: text per tokenization chunk and worker processes (one means
+        in-process; with more, this process also counts chunks when all workers have work
+        queued; daemonic processes such as Celery's prefork children always use one).
     progress: progress(stage, done, total) for stages tokenize, finalize, write;
         exceptions it raises abort the ingestion.
 
