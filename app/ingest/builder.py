@@ -154,6 +154,11 @@ class CorpusBuilder:
         self._table = _TermTable()
         self._doc_ids: list[str] = []
         self._seen_ids: set[str] = set()
+        # Ids generated from line numbers are not hashed into _seen_ids while nothing else
+        # could clash with them (no other ids seen, disjoint line ranges): _known_ids adds
+        # them before any other check.
+        self._deferred_ids: list[list[str]] = []
+        self._line_ranges: dict[str, list[list[int]]] = {}
         self._empty_parts: list[np.ndarray] = []
         self._metadata: dict[int, dict] = {}
         self._n_with_tokens = 0
@@ -166,7 +171,7 @@ class CorpusBuilder:
         if self._documents_read >= self.limits.max_documents:
             raise ValueError(f"{document.where}: more than max_documents={self.limits.max_documents} documents")
         self._documents_read += 1
-        if document.doc_id in self._seen_ids:
+        if document.doc_id in self._known_ids():
             raise ValueError(f"{document.where}: duplicate document id {document.doc_id!r}")
         self._seen_ids.add(document.doc_id)
         if document.metadata:
@@ -254,14 +259,16 @@ class CorpusBuilder:
         self.input_documents += result.n_docs
         if self.input_documents > self.limits.max_documents:
             raise ValueError(f"{task.where}: more than max_documents={self.limits.max_documents} documents")
-        if task.line_ids is not None and self._seen_ids.isdisjoint(doc_ids):
+        if task.line_ids is not None and self._defer_line_ids(task.line_ids, doc_ids):
+            pass
+        elif task.line_ids is not None and self._known_ids().isdisjoint(doc_ids):
             self._seen_ids.update(doc_ids)  # distinct line numbers: only clashes could repeat
         elif task.doc_ids is None:  # ids read by the worker or generated: check them now
             fresh = set(doc_ids)
             if len(fresh) != len(doc_ids):
                 repeated = next(doc_id for doc_id, n in collections.Counter(doc_ids).items() if n > 1)
                 raise ValueError(f"{task.where}: duplicate document id {repeated!r}")
-            clash = fresh & self._seen_ids
+            clash = fresh & self._known_ids()
             if clash:
                 raise ValueError(f"{task.where}: duplicate document id {min(clash)!r}")
             self._seen_ids |= fresh
@@ -284,6 +291,31 @@ class CorpusBuilder:
         self._n_with_tokens += int(np.count_nonzero(np.diff(counts.indptr)))
         if self.progress is not None:
             self.progress("tokenize", self.input_documents, max(self._documents_read, self.input_documents))
+
+    def _defer_line_ids(self, line_ids: tuple[str, int], doc_ids: list[str]) -> bool:
+        """Record ids ``prefix + line number`` without hashing them when they cannot clash:
+        no other id seen yet, and lines disjoint from those recorded under the same prefix
+        (prefixes are empty or end with ``:``, so different prefixes never give equal ids)."""
+        prefix, first = line_ids
+        if self._seen_ids or not (prefix == "" or prefix.endswith(":")):
+            return False
+        stop = first + len(doc_ids)
+        ranges = self._line_ranges.setdefault(prefix, [])
+        if any(low < stop and first < high for low, high in ranges):
+            return False
+        if ranges and ranges[-1][1] == first:
+            ranges[-1][1] = stop
+        else:
+            ranges.append([first, stop])
+        self._deferred_ids.append(doc_ids)
+        return True
+
+    def _known_ids(self) -> set[str]:
+        """Every document id merged or added so far."""
+        for doc_ids in self._deferred_ids:
+            self._seen_ids.update(doc_ids)
+        self._deferred_ids.clear()
+        return self._seen_ids
 
     def close(self) -> None:
         """Stop worker processes (idempotent; also call after a failure)."""

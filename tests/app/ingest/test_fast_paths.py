@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -63,3 +64,20 @@ def test_chunk_counts_pickle_round_trip():
     odd = count_chunk(["x"], TextOptions(min_token_length=1))
     odd.terms = ["a\nb", "c"]  # never produced by the tokenizer: still round-trips
     assert pickle.loads(pickle.dumps(odd)).terms == ["a\nb", "c"]
+
+
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_line_number_ids_still_checked_for_duplicates(assert_fails, run_ingest, n_workers):
+    text = b"".join(b"word%d alpha beta\n" % i for i in range(40))
+    # Two sources with the same name give the same generated ids.
+    assert_fails([("a.txt", text), ("a.txt", text)], r"duplicate document id 'a\.txt:1'", fmt="text",
+                 chunk_bytes=64, n_workers=n_workers)
+    # Explicit ids after generated ones are checked against them.
+    clash = b'{"id": "a.txt:2", "text": "alpha"}\n'
+    assert_fails([("a.txt", text), ("b.jsonl", clash)], r"duplicate document id 'a\.txt:2'", chunk_bytes=64,
+                 n_workers=n_workers)
+    _, corpus = run_ingest([("a.txt", text), ("b.jsonl", b'{"id": "1", "text": "alpha"}\n')], chunk_bytes=64,
+                           n_workers=n_workers)
+    assert corpus.doc_ids[:3] == ["a.txt:1", "a.txt:2", "a.txt:3"] and corpus.doc_ids[-1] == "1"
+    _, corpus = run_ingest([("a.txt", text)], chunk_bytes=64, n_workers=n_workers)
+    assert corpus.doc_ids == [str(i) for i in range(1, 41)]
