@@ -283,7 +283,7 @@ class CorpusBuilder:
         global_counts = sp.csr_matrix((counts.data, indices, counts.indptr), shape=(counts.shape[0], len(self._table.terms)))
         self._table.add_frequencies(global_counts)
         path = self.work_dir / f"chunk-{len(self._spilled):06d}.npy"
-        arrays = (counts.indptr, indices, counts.data)
+        arrays = (_narrow(counts.indptr), indices, _narrow(counts.data))  # less to write and read back
         with open(path, "wb") as sink:
             for array in arrays:
                 array.tofile(sink)
@@ -348,8 +348,19 @@ class CorpusBuilder:
         )
 
 
+def _narrow(values: np.ndarray) -> np.ndarray:
+    """Non-negative integers (n,) in the smallest of uint8, uint16, int32 that holds them
+    (else as they are)."""
+    top = int(values.max()) if values.size else 0
+    for dtype in (np.uint8, np.uint16, np.int32):
+        if top <= np.iinfo(dtype).max:
+            return values.astype(dtype, copy=False)
+    return values
+
+
 def _load_spilled(spilled: _Spilled) -> sp.csr_matrix:
     with open(spilled.path, "rb") as source:
         indptr, indices, data = (np.fromfile(source, dtype=dtype, count=size) for dtype, size in spilled.arrays)
+    indptr, data = indptr.astype(indices.dtype), data.astype(np.int32)  # as counted (see _narrow)
     n_columns = int(indices.max()) + 1 if indices.size else 0
     return sp.csr_matrix((data, indices, indptr), shape=(spilled.n_docs, n_columns))
