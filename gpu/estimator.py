@@ -315,7 +315,15 @@ class SpectralLDA:
 
     ``__init__`` only stores its arguments; ``fit`` validates them. Learned attributes:
     topic_word_ (k, V), alpha_ (k,), m2_eigenvalues_, tensor_eigenvalues_, n_dropped_docs_,
-    timings_, diagnostics_, n_features_in_.
+    timings_, diagnostics_, n_features_in_, n_topics_, alpha0_, selection_, refinement_.
+
+    ``n_topics="auto"`` / ``alpha0="auto"`` choose them from the data, and ``refine=True``
+    (the default) refines the spectral topics by variational EM; both hold out a seeded
+    ``heldout_fraction`` of the documents and learn from the rest
+    (:func:`gpu.model_selection.fit_selected`). ``k_range`` bounds k for "auto";
+    ``refine_options`` go to :func:`gpu.refine.refine_topics`. With ``n_extra_components``
+    the over-provisioned components that look like junk are dropped and listed in
+    ``selection_["dropped_topics"]``.
     """
 
     def __init__(
@@ -326,10 +334,18 @@ class SpectralLDA:
         backend: str = "auto",
         dtype: str = "float64",
         progress: Progress = None,
+        refine: bool = True,
+        heldout_fraction: float = 0.1,
+        k_range: tuple[int, int] = (2, 100),
+        refine_options: dict[str, Any] | None = None,
         **options: Any,
     ) -> None:
         self.n_topics = n_topics
         self.alpha0 = alpha0
+        self.refine = refine
+        self.heldout_fraction = heldout_fraction
+        self.k_range = k_range
+        self.refine_options = refine_options
         self.seed = seed
         self.backend = backend
         self.dtype = dtype
@@ -343,7 +359,10 @@ class SpectralLDA:
     def set_params(self, **params: Any) -> "SpectralLDA":
         """Change constructor arguments or options (validated at the next fit); returns self."""
         for name, value in params.items():
-            if name in ("n_topics", "alpha0", "seed", "backend", "dtype", "progress"):
+            if name in (
+                "n_topics", "alpha0", "seed", "backend", "dtype", "progress",
+                "refine", "heldout_fraction", "k_range", "refine_options",
+            ):
                 setattr(self, name, value)
             else:
                 self.options[name] = value
@@ -358,11 +377,17 @@ class SpectralLDA:
             "backend": self.backend,
             "dtype": self.dtype,
             "progress": self.progress,
+            "refine": self.refine,
+            "heldout_fraction": self.heldout_fraction,
+            "k_range": self.k_range,
+            "refine_options": self.refine_options,
             **self.options,
         }
 
     def fit(self, X: Any, y: Any = None) -> "SpectralLDA":
         """Learn topics from a (D, V) count matrix; returns self."""
+        if self.refine or self.n_topics == "auto" or self.alpha0 == "auto" or self.options.get("n_extra_components"):
+            return self._fit_selected(X)
         result = fit_spectral_lda(
             X,
             self.n_topics,
@@ -381,6 +406,31 @@ class SpectralLDA:
         self.timings_ = result.timings
         self.diagnostics_ = result.diagnostics
         self.n_features_in_ = result.n_features_in
+        self.n_topics_, self.alpha0_ = int(self.n_topics), float(self.alpha0)
+        self.selection_, self.refinement_ = {}, None
+        return self
+
+    def _fit_selected(self, X: Any) -> "SpectralLDA":
+        from gpu.model_selection import fit_selected
+
+        outcome = fit_selected(
+            X, self.n_topics, self.alpha0, seed=self.seed, backend=self.backend, dtype=self.dtype,
+            progress=self.progress, refine=bool(self.refine), heldout_fraction=self.heldout_fraction,
+            k_range=self.k_range, refine_options=self.refine_options, options=self.options,
+        )
+        self.topic_word_ = outcome.topic_word
+        self.alpha_ = outcome.alpha
+        self.m2_eigenvalues_ = outcome.m2_eigenvalues
+        self.tensor_eigenvalues_ = outcome.tensor_eigenvalues
+        self.n_dropped_docs_ = outcome.n_dropped_docs
+        self.timings_ = outcome.timings
+        self.n_topics_, self.alpha0_ = outcome.n_topics, outcome.alpha0
+        self.selection_, self.refinement_ = outcome.selection, outcome.refinement
+        self.diagnostics_ = {
+            "n_topics": outcome.n_topics, "alpha0": outcome.alpha0, "n_heldout_docs": outcome.n_heldout_docs,
+            "selection": outcome.selection, "refinement": outcome.refinement,
+        }
+        self.n_features_in_ = int(X.shape[1])
         return self
 
     def transform(self, X: Any, **inference_options: Any) -> Any:

@@ -149,7 +149,7 @@ def test_n_topics_larger_than_m2_rank():
 
 
 def test_estimator_stores_parameters_and_learns_attributes(corpus, fitted):
-    model = SpectralLDA(5, alpha0=1.0, seed=3, backend="numpy", n_iter=40)
+    model = SpectralLDA(5, alpha0=1.0, seed=3, backend="numpy", n_iter=40, refine=False)  # the spectral fit alone
     assert model.get_params()["n_iter"] == 40 and not hasattr(model, "topic_word_")
     assert model.fit(corpus.counts) is model
     np.testing.assert_allclose(model.topic_word_, fitted.topic_word, atol=1e-6)

@@ -1,0 +1,246 @@
+"""Topic quality on real English text: spectral LDA (with and without refinement) against
+tomotopy (Gibbs), scikit-learn (batch variational) and gensim (online variational), all
+scored by the same functions (gpu.quality) in one run.
+
+Text: the reStructuredText sources of the Python documentation from the Debian package
+python3-doc (``apt-get install -y python3-doc``), under /usr/share/doc/python3.*/html/_sources.
+Documents are consecutive paragraphs of one file merged until they hold >= 50 words.
+Tokenised with the service's own tokenizer (app.ingest, default TextOptions) when present,
+else scikit-learn's CountVectorizer; vocabulary from the training documents only (document
+frequency >= 5 and <= 50%, capped to the most frequent terms). Split 80/20 (seeded).
+
+Measures: NPMI of each topic's top 10 words from document co-occurrence in the held-out
+documents; held-out per-word log likelihood by document completion; topic diversity;
+wall-clock fit time. Timings on a shared machine are noisy.
+
+    python bench/quality.py [--topics 20 50] [--max-docs 12000] [--tomotopy-iters 500] [--synthetic]
+
+``--synthetic`` first checks n_topics="auto" / alpha0="auto" on LDA corpora with known
+k in {5, 20, 50} (targets: k within +-10%, alpha0 within a factor 1.5).
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gpu.estimator import SpectralLDA  # noqa: E402
+from gpu.quality import heldout_log_likelihood, npmi_coherence, split_heldout, topic_diversity  # noqa: E402
+
+SOURCES = "/usr/share/doc/python3*/html/_sources/**/*.txt"
+
+
+def load_documents(min_words: int = 50, max_docs: int | None = None) -> list[str]:
+    """Merge consecutive paragraphs of each documentation source file into >= min_words docs."""
+    # several /usr/share/doc entries are symlinks to the same tree: read each file once
+    files = sorted({str(Path(p).resolve()) for p in glob.glob(SOURCES, recursive=True)})
+    if not files:
+        raise SystemExit("no text found: install it with `apt-get install -y python3-doc`")
+    documents: list[str] = []
+    for path in files:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        buffer: list[str] = []
+        for paragraph in re.split(r"\n\s*\n", text):
+            buffer.append(paragraph)
+            if sum(len(p.split()) for p in buffer) >= min_words:
+                documents.append("\n".join(buffer))
+                buffer = []
+    if max_docs is not None and len(documents) > max_docs:
+        keep = np.sort(np.random.default_rng(0).choice(len(documents), max_docs, replace=False))
+        documents = [documents[i] for i in keep]
+    return documents
+
+
+def ingest_tokenizer():
+    """(name, tokenize) with tokenize(train_texts, heldout_texts, max_words) ->
+    (train counts, held-out counts, vocabulary): app.ingest's tokenizer when it is present
+    (the service's own: NFKC, lowercase, letters/digits, English stop words, numbers
+    dropped), else scikit-learn's CountVectorizer. Vocabulary from the training documents
+    only: document frequency >= 5 and <= 50%, the ``max_words`` most frequent terms."""
+    try:
+        from app.ingest import TextOptions, vectorize_texts
+        from app.ingest.counting import count_chunk
+    except ImportError:
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        def tokenize_sklearn(train_texts, heldout_texts, max_words):
+            vectorizer = CountVectorizer(stop_words="english", token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z]+\b",
+                                         min_df=5, max_df=0.5, max_features=max_words)
+            train = vectorizer.fit_transform(train_texts)
+            return train, vectorizer.transform(heldout_texts), list(vectorizer.get_feature_names_out())
+
+        return "scikit-learn CountVectorizer", tokenize_sklearn
+
+    def tokenize_ingest(train_texts, heldout_texts, max_words):
+        options = TextOptions()
+        chunk = count_chunk(list(train_texts), options)
+        df = np.asarray((chunk.counts > 0).sum(axis=0)).ravel()
+        frequency = np.asarray(chunk.counts.sum(axis=0)).ravel()
+        allowed = np.flatnonzero((df >= 5) & (df <= 0.5 * len(train_texts)))
+        terms = np.asarray(chunk.terms, dtype=object)
+        order = sorted(allowed.tolist(), key=lambda t: (-frequency[t], terms[t]))[:max_words]
+        vocabulary = sorted(terms[order].tolist())
+        return (vectorize_texts(list(train_texts), vocabulary, options),
+                vectorize_texts(list(heldout_texts), vocabulary, options), vocabulary)
+
+    return "app.ingest (TextOptions defaults)", tokenize_ingest
+
+
+def vectorize(documents: list[str], train_rows: np.ndarray, heldout_rows: np.ndarray, max_words: int):
+    """(train, held-out, vocabulary, tokenizer name); documents with < 5 tokens dropped."""
+    name, tokenize = ingest_tokenizer()
+    train, heldout, vocabulary = tokenize(
+        [documents[i] for i in train_rows], [documents[i] for i in heldout_rows], max_words
+    )
+    train, heldout = sp.csr_matrix(train).astype(np.int64), sp.csr_matrix(heldout).astype(np.int64)
+    keep_train = np.asarray(train.sum(axis=1)).ravel() >= 5
+    keep_heldout = np.asarray(heldout.sum(axis=1)).ravel() >= 5
+    return train[keep_train], heldout[keep_heldout], vocabulary, name
+
+
+def rows_as_token_lists(counts: sp.csr_matrix) -> list[list[int]]:
+    out = []
+    for d in range(counts.shape[0]):
+        start, stop = counts.indptr[d], counts.indptr[d + 1]
+        out.append(np.repeat(counts.indices[start:stop], counts.data[start:stop]).tolist())
+    return out
+
+
+CVB0_OPTIONS = {"method": "cvb0", "fit_alpha": "minka", "max_sweeps": 150, "patience": 3}
+
+
+def fit_spectral(train, k, seed, refine, refine_options=None):
+    model = SpectralLDA(k, alpha0=1.0, seed=seed, backend="numpy", refine=refine, refine_options=refine_options)
+    started = time.perf_counter()
+    model.fit(train)
+    seconds = time.perf_counter() - started
+    note = ""
+    if refine:
+        r = model.refinement_
+        note = f"{(refine_options or {}).get('method', 'variational')} sweeps={r['sweeps']} ({r['stopped']})"
+    return model.topic_word_, model.alpha_, seconds, note
+
+
+def fit_tomotopy(train, k, seed, iterations, vocabulary):
+    import tomotopy as tp
+
+    model = tp.LDAModel(k=k, alpha=0.1, eta=0.01, seed=seed)
+    for tokens in rows_as_token_lists(train):
+        if tokens:
+            model.add_doc([vocabulary[w] for w in tokens])
+    started = time.perf_counter()
+    model.train(iterations, workers=2)
+    seconds = time.perf_counter() - started
+    index = {word: i for i, word in enumerate(vocabulary)}
+    columns = np.array([index[w] for w in model.used_vocabs])
+    topic_word = np.full((k, len(vocabulary)), 1e-12)
+    for topic in range(k):
+        topic_word[topic, columns] = model.get_topic_word_dist(topic)
+    topic_word /= topic_word.sum(axis=1, keepdims=True)
+    return topic_word, np.asarray(model.alpha, dtype=np.float64), seconds, f"iterations={iterations}"
+
+
+def fit_sklearn(train, k, seed, iterations):
+    from sklearn.decomposition import LatentDirichletAllocation
+
+    model = LatentDirichletAllocation(n_components=k, learning_method="batch", max_iter=iterations, random_state=seed)
+    started = time.perf_counter()
+    model.fit(train)
+    seconds = time.perf_counter() - started
+    topic_word = model.components_ / model.components_.sum(axis=1, keepdims=True)
+    return topic_word, np.full(k, model.doc_topic_prior_), seconds, f"max_iter={iterations}"
+
+
+def fit_gensim(train, k, seed, passes):
+    from gensim.models import LdaModel
+
+    corpus = [list(zip(row.indices.tolist(), row.data.tolist())) for row in train]
+    started = time.perf_counter()
+    model = LdaModel(corpus=corpus, num_topics=k, id2word={i: str(i) for i in range(train.shape[1])},
+                     passes=passes, random_state=seed, iterations=50)
+    seconds = time.perf_counter() - started
+    topic_word = model.get_topics().astype(np.float64)
+    topic_word /= topic_word.sum(axis=1, keepdims=True)
+    return topic_word, np.asarray(model.alpha, dtype=np.float64), seconds, f"passes={passes}"
+
+
+def synthetic_selection(seed: int) -> None:
+    """n_topics="auto" and alpha0="auto" on LDA corpora with known k (5, 20, 50)."""
+    from gpu.matching import mean_matched_l1
+    from gpu.synthetic import make_lda_corpus
+
+    for k, n_docs, n_words, alpha0 in [(5, 5000, 1000, 0.5), (20, 10000, 2000, 2.0), (50, 20000, 3000, 1.0)]:
+        corpus = make_lda_corpus(n_docs, n_words, k, alpha0=alpha0, doc_length=100, seed=seed + k)
+        model = SpectralLDA("auto", alpha0="auto", seed=seed, backend="numpy", refine=False, k_range=(2, 2 * k))
+        started = time.perf_counter()
+        model.fit(corpus.counts)
+        seconds = time.perf_counter() - started
+        k_ok = abs(model.n_topics_ - k) <= 0.1 * k
+        a_ok = alpha0 / 1.5 <= model.alpha0_ <= alpha0 * 1.5
+        print(f"synthetic k={k:3d} alpha0={alpha0:.2f}: auto k={model.n_topics_} ({'ok' if k_ok else 'MISS'}, target +-10%), "
+              f"auto alpha0={model.alpha0_:.3f} ({'ok' if a_ok else 'MISS'}, target within x1.5), "
+              f"gap ratio {model.selection_['gap_ratio']:.2f}, k rule {model.selection_['k_rule']}, "
+              f"topic L1 {mean_matched_l1(corpus.topic_word, model.topic_word_):.3f}, fit_s={seconds:.2f}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--topics", type=int, nargs="+", default=[20, 50])
+    parser.add_argument("--max-docs", type=int, default=None)
+    parser.add_argument("--max-words", type=int, default=5000)
+    parser.add_argument("--tomotopy-iters", type=int, default=500)
+    parser.add_argument("--sklearn-iters", type=int, default=20)
+    parser.add_argument("--gensim-passes", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip", nargs="*", default=[], help="systems to leave out: tomotopy sklearn gensim")
+    parser.add_argument("--synthetic", action="store_true", help="also check k / alpha0 'auto' on synthetic corpora")
+    args = parser.parse_args()
+    if args.synthetic:
+        synthetic_selection(args.seed)
+
+    documents = load_documents(max_docs=args.max_docs)
+    train_rows, heldout_rows = split_heldout(np.empty((len(documents), 0)), 0.2, seed=args.seed)
+    train, heldout, vocabulary, tokenizer = vectorize(documents, train_rows, heldout_rows, args.max_words)
+    print(f"corpus: python3-doc reST sources, tokenizer: {tokenizer}")
+    print(f"documents: train {train.shape[0]}, held-out {heldout.shape[0]}; vocabulary {train.shape[1]}; "
+          f"train tokens {int(train.sum())}")
+
+    for k in args.topics:
+        systems = {
+            "spectral": lambda: fit_spectral(train, k, args.seed, refine=False),
+            "spectral+refine": lambda: fit_spectral(train, k, args.seed, refine=True),
+            "spectral+cvb0": lambda: fit_spectral(train, k, args.seed, refine=True, refine_options=CVB0_OPTIONS),
+        }
+        if "tomotopy" not in args.skip:
+            systems["tomotopy"] = lambda: fit_tomotopy(train, k, args.seed, args.tomotopy_iters, vocabulary)
+        if "sklearn" not in args.skip:
+            systems["sklearn"] = lambda: fit_sklearn(train, k, args.seed, args.sklearn_iters)
+        if "gensim" not in args.skip:
+            systems["gensim"] = lambda: fit_gensim(train, k, args.seed, args.gensim_passes)
+        rows = {}
+        for name, fit in systems.items():
+            topic_word, alpha, seconds, note = fit()
+            npmi = npmi_coherence(topic_word, heldout)[1]
+            loglik = heldout_log_likelihood(topic_word, alpha, heldout, seed=args.seed)
+            rows[name] = (npmi, loglik, topic_diversity(topic_word), seconds, note)
+            print(f"k={k:3d} {name:16s} npmi={npmi:+.4f} heldout_loglik={loglik:.4f} "
+                  f"diversity={rows[name][2]:.3f} fit_s={seconds:8.2f} {note}", flush=True)
+        if "tomotopy" in rows:
+            t_npmi, t_ll, _, t_s, _ = rows["tomotopy"]
+            for name in ("spectral", "spectral+refine", "spectral+cvb0"):
+                npmi, ll, _, seconds, _ = rows[name]
+                print(f"k={k:3d} {name:16s} vs tomotopy: npmi {npmi - t_npmi:+.4f}, heldout_loglik {ll - t_ll:+.4f} "
+                      f"nats/word, time ratio {seconds / t_s:.3f} (target <= 0.2, npmi/loglik gaps >= 0)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,325 @@
+"""Document-topic inference with topics fixed: batched mean-field variational inference.
+
+For a document with counts c (length V), topics beta (k x V) and Dirichlet prior alpha (k,),
+the variational posterior q(theta) = Dirichlet(gamma) satisfies the fixed point
+
+    E_dk  = exp(digamma(gamma_dk) - digamma(sum_j gamma_dj))
+    gamma = alpha + E_d * (beta @ (c / (E_d @ beta)))          (elementwise in k)
+
+(the word-topic responsibilities phi are never formed). A batch of documents is updated
+at once: the normaliser E_d @ beta is evaluated only at the nonzeros of the sparse count
+matrix (a gather of nnz x k), and the sums over words are one sparse-times-dense product.
+The same code runs on NumPy/SciPy and on CuPy/cupyx, chosen from the input.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from gpu.backend import get_array_module
+
+# A batch holds about this many gathered elements (nonzeros times topics) per temporary.
+DEFAULT_GATHER_BUDGET = 1 << 22
+SIMPLEX_TOLERANCE = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-6}  # times sqrt(V)
+
+
+def digamma(xp: Any, values: Any) -> Any:
+    """Elementwise digamma on the array module ``xp`` (scipy.special or cupyx.scipy.special)."""
+    if xp is np:
+        from scipy.special import digamma as scipy_digamma
+
+        return scipy_digamma(values)
+    special = importlib.import_module("cupyx.scipy.special")
+    return special.digamma(values)
+
+
+def _sparse_module_for(xp: Any) -> Any:
+    return sp if xp is np else importlib.import_module("cupyx.scipy.sparse")
+
+
+@dataclass(frozen=True)
+class InferenceInputs:
+    """Validated inputs on one array module.
+
+    counts:     (D, V) CSR matrix, float dtype, nonnegative.
+    topic_word: (k, V) dense, rows on the simplex.
+    alpha:      (k,) dense, positive.
+    """
+
+    counts: Any
+    topic_word: Any
+    alpha: Any
+    xp: Any
+
+
+def validate_inference_inputs(X: Any, topic_word: Any, alpha: Any, *, name: str = "X") -> InferenceInputs:
+    """Check shapes, signs and normalisation; convert to CSR with the topics' float dtype.
+
+    Raises ValueError naming the argument (and document index / topic index) at fault.
+    """
+    xp = get_array_module(topic_word)
+    if get_array_module(X) is not xp and not (xp is np and isinstance(X, np.ndarray)):
+        raise ValueError(f"{name} and topic_word must live on the same device (NumPy or CuPy)")
+    sparse = _sparse_module_for(xp)
+    topic_word = xp.asarray(topic_word)
+    if topic_word.ndim != 2:
+        raise ValueError(f"topic_word must be 2-D (n_topics, n_words), got shape {tuple(topic_word.shape)}")
+    dtype = topic_word.dtype if topic_word.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    topic_word = topic_word.astype(dtype, copy=False)
+    n_topics, n_words = (int(s) for s in topic_word.shape)
+    if n_topics == 0 or n_words == 0:
+        raise ValueError(f"topic_word must be non-empty, got shape {(n_topics, n_words)}")
+    if not bool(xp.isfinite(topic_word).all()):
+        raise ValueError("topic_word contains NaN or infinite entries")
+    if bool((topic_word < 0).any()):
+        topic = int(xp.nonzero((topic_word < 0).any(axis=1))[0][0])
+        raise ValueError(f"topic_word has negative entries (first in topic {topic})")
+    row_error = xp.abs(topic_word.sum(axis=1) - 1.0)
+    tolerance = SIMPLEX_TOLERANCE[np.dtype(dtype)] * max(1.0, n_words ** 0.5)
+    if bool((row_error > tolerance).any()):
+        topic = int(xp.argmax(row_error))
+        raise ValueError(
+            f"topic_word rows must sum to 1: topic {topic} sums to {float(topic_word[topic].sum())!r}"
+        )
+
+    alpha = xp.asarray(alpha, dtype=dtype).reshape(-1) if np.ndim(alpha) else xp.full(n_topics, float(alpha), dtype=dtype)
+    if alpha.shape[0] != n_topics:
+        raise ValueError(f"alpha has {alpha.shape[0]} entries but topic_word has {n_topics} topics")
+    if not bool(xp.isfinite(alpha).all()) or bool((alpha <= 0).any()):
+        topic = int(xp.argmin(xp.where(xp.isfinite(alpha), alpha, -1.0)))
+        raise ValueError(f"alpha must be finite and > 0: alpha[{topic}] = {float(alpha[topic])!r}")
+
+    if sparse.issparse(X):
+        counts = X.tocsr()
+    elif xp is np and isinstance(X, np.ndarray):
+        if X.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (n_docs, n_words), got shape {X.shape}")
+        counts = sp.csr_matrix(X)
+    else:
+        raise ValueError(f"{name} must be a sparse (n_docs, n_words) count matrix, got {type(X).__name__}")
+    if counts.shape[1] != n_words:
+        raise ValueError(f"{name} has {counts.shape[1]} columns (words) but topic_word has {n_words}")
+    counts = counts.astype(dtype) if counts.dtype != dtype else counts.copy()
+    if counts.nnz:
+        data = counts.data
+        bad = ~xp.isfinite(data) | (data < 0)
+        if bool(bad.any()):
+            position = int(xp.nonzero(bad)[0][0])
+            doc = int(xp.searchsorted(counts.indptr, position, side="right")) - 1
+            raise ValueError(f"{name} has a negative or non-finite count in document {doc}")
+    return InferenceInputs(counts=counts, topic_word=topic_word, alpha=alpha, xp=xp)
+
+
+def row_of_nonzeros(xp: Any, counts: Any) -> Any:
+    """(nnz,) row index of every stored entry of a CSR matrix, in storage order."""
+    if xp is np:
+        return np.repeat(np.arange(counts.shape[0], dtype=counts.indptr.dtype), np.diff(counts.indptr))
+    positions = xp.arange(counts.nnz, dtype=counts.indptr.dtype)
+    return xp.searchsorted(counts.indptr, positions, side="right") - 1
+
+
+def batch_bounds(
+    indptr: np.ndarray, n_topics: int, batch_size: int | None, min_batches: int = 1
+) -> list[tuple[int, int]]:
+    """Row ranges [start, stop) of the batches; sized by ``batch_size`` or by the gather
+    budget, and (without ``batch_size``) at least ``min_batches`` of them when there are
+    enough nonzeros, so that threads have work to share."""
+    n_docs = len(indptr) - 1
+    if n_docs == 0:
+        return []
+    if batch_size is not None:
+        return [(s, min(s + batch_size, n_docs)) for s in range(0, n_docs, batch_size)]
+    budget = max(DEFAULT_GATHER_BUDGET // max(n_topics, 1), 1)
+    if min_batches > 1:
+        budget = min(budget, max(int(indptr[-1]) // min_batches + 1, 4096))
+    bounds, start = [], 0
+    while start < n_docs:
+        stop = int(np.searchsorted(indptr, indptr[start] + budget, side="right")) - 1
+        stop = min(max(stop, start + 1), n_docs)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+def default_threads() -> int:
+    """Threads for host batches: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def map_batches(
+    work: Callable[[int, int], Any], bounds: list[tuple[int, int]], n_threads: int, pool: Executor | None = None
+) -> list[Any]:
+    """[work(start, stop) for each batch], on ``n_threads`` threads (NumPy's gathers and
+    SciPy's sparse products release the GIL), in ``pool`` when given (callers looping over
+    many passes keep one pool). Exceptions propagate."""
+    if n_threads <= 1 or len(bounds) <= 1:
+        return [work(start, stop) for start, stop in bounds]
+    if pool is not None:
+        return list(pool.map(lambda bound: work(*bound), bounds))
+    with ThreadPoolExecutor(max_workers=n_threads) as own_pool:
+        return list(own_pool.map(lambda bound: work(*bound), bounds))
+
+
+def expected_topic_weights(xp: Any, gamma: Any) -> Any:
+    """(n, k) exp(E_q[log theta]) for Dirichlet(gamma) rows."""
+    return xp.exp(digamma(xp, gamma) - digamma(xp, gamma.sum(axis=1, keepdims=True)))
+
+
+def scaled_counts(xp: Any, counts: Any, rows: Any, weights: Any, topic_word_t: Any) -> Any:
+    """CSR with entries c_dw / (weights_d @ topic_word[:, w]), same sparsity as ``counts``.
+
+    counts: (n, V) CSR; rows: (nnz,) row of each entry; weights: (n, k);
+    topic_word_t: (V, k). Words of zero probability under every topic get a floor
+    normaliser (they then contribute nothing, since their topic column is zero).
+    """
+    norm = xp.einsum("ij,ij->i", xp.take(weights, rows, axis=0), xp.take(topic_word_t, counts.indices, axis=0))
+    floor = float(np.sqrt(np.finfo(norm.dtype).tiny))
+    scaled = counts.copy()
+    scaled.data = counts.data / xp.maximum(norm, floor)
+    return scaled
+
+
+def variational_batch(
+    inputs: InferenceInputs,
+    counts: Any,
+    *,
+    gamma: Any = None,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+    check_every: int = 1,
+) -> tuple[Any, int, Any]:
+    """Run the fixed point on one batch of documents.
+
+    counts: (n, V) CSR batch. gamma: optional (n, k) warm start.
+    Returns (gamma (n, k), iterations run, weights (n, k) = exp(E[log theta]) of that gamma).
+    A document is done when no entry of its posterior mean moved more than ``tol`` since the
+    previous check; done documents leave the working set (checked every ``check_every``
+    iterations, since each check synchronises a GPU).
+    """
+    xp = inputs.xp
+    alpha, topic_word = inputs.alpha, inputs.topic_word
+    topic_word_t = topic_word.T.copy()
+    n_topics = alpha.shape[0]
+    if gamma is None:
+        lengths = xp.asarray(counts.sum(axis=1)).reshape(-1)
+        gamma = alpha[None, :] + (lengths / n_topics)[:, None]
+    gamma = gamma.copy()
+    weights = expected_topic_weights(xp, gamma)
+    active = None  # row indices still iterating; None means all rows
+    work_counts, work_gamma, work_weights = counts, gamma, weights
+    rows = row_of_nonzeros(xp, work_counts)
+    mean = work_gamma / work_gamma.sum(axis=1, keepdims=True)
+    iterations = 0
+    for iterations in range(1, max_iter + 1):
+        scaled = scaled_counts(xp, work_counts, rows, work_weights, topic_word_t)
+        work_gamma = alpha[None, :] + work_weights * xp.asarray(scaled @ topic_word_t)
+        work_weights = expected_topic_weights(xp, work_gamma)
+        if iterations % check_every and iterations != max_iter:
+            continue
+        new_mean = work_gamma / work_gamma.sum(axis=1, keepdims=True)
+        moving = xp.abs(new_mean - mean).max(axis=1) >= tol if work_gamma.shape[0] else xp.zeros(0, dtype=bool)
+        if active is None:
+            gamma, weights = work_gamma, work_weights
+        else:
+            gamma[active] = work_gamma
+            weights[active] = work_weights
+        n_moving = int(moving.sum())
+        if n_moving == 0:
+            break
+        if n_moving < moving.shape[0]:
+            keep = xp.nonzero(moving)[0]
+            active = keep if active is None else active[keep]
+            work_counts = work_counts[keep]
+            work_gamma, work_weights, new_mean = work_gamma[keep], work_weights[keep], new_mean[keep]
+            rows = row_of_nonzeros(xp, work_counts)
+        mean = new_mean
+    return gamma, iterations, weights
+
+
+def infer_gamma(
+    inputs: InferenceInputs,
+    *,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+    batch_size: int | None = None,
+    gamma_init: Any = None,
+    n_threads: int | None = None,
+    pool: Executor | None = None,
+) -> tuple[Any, int]:
+    """(D, k) variational Dirichlet parameters for all documents, and the most iterations any batch ran.
+
+    Host batches run on ``n_threads`` threads (None: all usable cores); GPU batches in turn.
+    """
+    xp = inputs.xp
+    counts = inputs.counts
+    n_docs, n_topics = counts.shape[0], inputs.alpha.shape[0]
+    gamma = xp.empty((n_docs, n_topics), dtype=inputs.topic_word.dtype)
+    check_every = 1 if xp is np else 5
+    indptr = counts.indptr if xp is np else counts.indptr.get()
+    threads = 1 if xp is not np else (n_threads or default_threads())
+
+    def work(start: int, stop: int) -> int:
+        warm = None if gamma_init is None else gamma_init[start:stop]
+        batch_gamma, iterations, _ = variational_batch(
+            inputs, counts[start:stop], gamma=warm, max_iter=max_iter, tol=tol, check_every=check_every
+        )
+        gamma[start:stop] = batch_gamma
+        return iterations
+
+    bounds = batch_bounds(indptr, n_topics, batch_size, min_batches=2 * threads if threads > 1 else 1)
+    return gamma, max(map_batches(work, bounds, threads, pool), default=0)
+
+
+def _check_iteration_parameters(max_iter: int, tol: float, batch_size: int | None) -> None:
+    if not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+    if not np.isfinite(tol) or tol <= 0:
+        raise ValueError(f"tol must be > 0, got {tol!r}")
+    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+        raise ValueError(f"batch_size must be None or an integer >= 1, got {batch_size!r}")
+
+
+def infer_doc_topic(
+    X: Any,
+    topic_word: Any,
+    alpha: Any,
+    *,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+    batch_size: int | None = None,
+    return_iterations: bool = False,
+) -> Any:
+    """Document-topic mixtures with the topics held fixed.
+
+    Parameters
+    ----------
+    X : (D, V) sparse CSR count matrix (SciPy or cupyx; a dense NumPy array is accepted).
+    topic_word : (k, V) topic-word distributions, rows on the simplex (same device as X).
+    alpha : (k,) Dirichlet prior, all entries > 0 (a scalar means a symmetric prior).
+    max_iter : most fixed-point iterations per batch.
+    tol : stop a batch when no posterior-mean entry moves more than this.
+    batch_size : documents per batch; None sizes batches by a memory budget.
+    return_iterations : also return the most iterations any batch ran.
+
+    Returns
+    -------
+    doc_topic : (D, k) posterior-mean mixtures gamma / gamma.sum(1); rows sum to 1. Empty
+        documents get the prior mean alpha / alpha.sum().
+    iterations : int, only with ``return_iterations``.
+    """
+    _check_iteration_parameters(max_iter, tol, batch_size)
+    inputs = validate_inference_inputs(X, topic_word, alpha)
+    gamma, iterations = infer_gamma(inputs, max_iter=max_iter, tol=tol, batch_size=batch_size)
+    doc_topic = gamma / gamma.sum(axis=1, keepdims=True)
+    if return_iterations:
+        return doc_topic, iterations
+    return doc_topic

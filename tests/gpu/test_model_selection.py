@@ -1,0 +1,162 @@
+import json
+
+import numpy as np
+import pytest
+
+from gpu.estimator import fit_spectral_lda
+from gpu.matching import mean_matched_l1
+from gpu.model_selection import (
+    SharedPasses,
+    candidates_around,
+    consistent_alpha0,
+    drop_junk_topics,
+    gap_choice,
+    projection_loss,
+    select_model,
+)
+from gpu.quality import split_heldout
+from gpu.synthetic import make_lda_corpus
+
+
+@pytest.fixture(scope="module")
+def corpus5():
+    return make_lda_corpus(2500, 300, 5, alpha0=0.5, doc_length=80, seed=5)
+
+
+@pytest.fixture(scope="module")
+def corpus10():
+    return make_lda_corpus(4000, 400, 10, alpha0=2.0, doc_length=80, seed=10)
+
+
+def test_gap_choice_finds_the_largest_ratio_and_ignores_noise_near_zero():
+    values = np.array([10.0, 8.0, 6.0, 5.0, 0.5, 0.4, 0.35, 0.3, 0.2])
+    k, ratios = gap_choice(values, 1, 7)
+    assert k == 4
+    assert ratios[3] == pytest.approx(10.0)
+    # without the floor the noise ratio 1e-6 / 1e-9 = 1000 would beat the real gap (800)
+    assert gap_choice(np.array([1.0, 0.9, 0.8, 1e-6, 1e-9]), 1, 3)[0] == 3
+    with pytest.raises(ValueError, match="eigenvalues"):
+        gap_choice(values, 1, 9)
+
+
+def test_candidates_and_alpha0_crossing():
+    assert candidates_around(20, 2, 40) == [16, 18, 19, 20, 21, 22, 25]
+    assert candidates_around(2, 2, 3) == [2, 3]
+    assert candidates_around(5, 2, 40) == [4, 5, 6]
+    grid = [0.1, 1.0, 10.0]
+    # ratio 2 at 1 and 0.5 at 10: crossing at sqrt(10) in log-linear interpolation
+    assert consistent_alpha0(grid, [1.01, 2.0, 0.5]) == pytest.approx(10 ** 0.5)
+    assert consistent_alpha0(grid, [2.0, 1.5, 1.2]) is None
+
+
+def test_drop_junk_topics_reports_each_reason():
+    rng = np.random.default_rng(0)
+    topics = rng.dirichlet(np.ones(50), size=5)
+    topics[3] = 0.97 * topics[0] + 0.03 * topics[1]  # near-duplicate of topic 0
+    alpha = np.array([1.0, 0.8, 0.6, 0.5, 0.001])
+    loss = np.array([0.05, 0.05, 0.6, 0.05, 0.05])
+    keep, dropped = drop_junk_topics(topics, alpha, n_keep=1, projection_loss=loss)
+    assert keep.tolist() == [0]
+    reasons = {d["index"]: d["reason"] for d in dropped}
+    assert reasons == {1: "surplus", 2: "unrecoverable", 3: "duplicate", 4: "tiny_alpha"}
+    assert [d for d in dropped if d["index"] == 3][0]["duplicate_of"] == 0
+    raw = np.array([[0.5, 0.5, 0.0], [1.0, -1.0, 0.5], [0.3, 0.3, 0.0]])
+    projected = np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0], [0.5, 0.5, 0.0]])
+    # moved share 1.5 / 2.5 beats |0.5 - 1|; the third row moved 0.4 / 0.6 of its mass
+    np.testing.assert_allclose(projection_loss(raw, projected), [0.0, 1.5 / 2.5, 0.4 / 0.6])
+
+
+def test_shared_passes_agree_with_the_engine_fit(corpus5):
+    passes = SharedPasses(corpus5.counts, 20, backend="numpy", alpha0_range=0.5)
+    passes.prepare(15, 0.5)
+    shared = passes.fit(5, 0.5)
+    engine = fit_spectral_lda(corpus5.counts, 5, 0.5, backend="numpy")
+    assert mean_matched_l1(engine.topic_word, shared.topic_word) < 0.05
+    assert mean_matched_l1(corpus5.topic_word, shared.topic_word) < 0.1
+    np.testing.assert_allclose(np.sort(shared.alpha), np.sort(engine.alpha), rtol=0.1)
+    # the spectrum on the wide basis shows the k = 5 gap for any alpha0
+    for a0 in (0.1, 0.5, 3.0):
+        assert gap_choice(passes.spectrum(a0), 2, 15)[0] == 5
+
+
+@pytest.mark.parametrize("name", ["corpus5", "corpus10"])
+def test_auto_recovers_k_and_alpha0(name, request):
+    corpus = request.getfixturevalue(name)
+    k_true, alpha0_true = corpus.topic_word.shape[0], corpus.alpha.sum()
+    train, heldout = split_heldout(corpus.counts, 0.1, seed=0)
+    selection = select_model(
+        corpus.counts[train], "auto", "auto", heldout=corpus.counts[heldout], k_range=(2, 2 * k_true), backend="numpy"
+    )
+    assert abs(selection.n_topics - k_true) <= int(0.1 * k_true)
+    assert alpha0_true / 1.5 < selection.alpha0 < alpha0_true * 1.5, (selection.alpha0, alpha0_true)
+    evidence = selection.evidence
+    json.dumps(evidence)
+    assert evidence["gap_k"] == k_true and evidence["k_rule"] == "spectral_gap"
+    assert evidence["alpha0_rule"] == "consistency"
+    assert {c["n_topics"] for c in evidence["k_candidates"]} >= {k_true}
+    assert all(c["heldout_loglik"] < 0 for c in evidence["k_candidates"])
+    assert mean_matched_l1(corpus.topic_word, selection.fit.topic_word) < 0.25
+
+
+def test_over_provisioning_drops_unrecoverable_components(corpus10):
+    selection = select_model(corpus10.counts, 10, 2.0, n_extra_components=5, backend="numpy")
+    dropped = selection.evidence["dropped_topics"]
+    assert selection.n_topics == 10 and len(dropped) == 5
+    assert "unrecoverable" in {d["reason"] for d in dropped}
+    assert mean_matched_l1(corpus10.topic_word, selection.fit.topic_word) < 0.25
+
+
+def test_fixed_k_and_bad_range(corpus5):
+    selection = select_model(corpus5.counts, 5, 0.5, backend="numpy")
+    assert selection.n_topics == 5 and selection.alpha0 == 0.5
+    assert "gap_k" not in selection.evidence
+    with pytest.raises(ValueError, match="k_range"):
+        select_model(corpus5.counts, "auto", 0.5, k_range=(5, 2), backend="numpy")
+
+
+def test_estimator_refines_by_default_and_chooses_auto(corpus5):
+    from gpu.estimator import SpectralLDA
+
+    plain = SpectralLDA(5, alpha0=0.5, backend="numpy", refine=False).fit(corpus5.counts)
+    refined = SpectralLDA(5, alpha0=0.5, backend="numpy").fit(corpus5.counts)
+    assert plain.refinement_ is None and refined.refinement_["sweeps"] >= 1
+    assert refined.diagnostics_["n_heldout_docs"] == 250
+    assert mean_matched_l1(corpus5.topic_word, refined.topic_word_) < mean_matched_l1(corpus5.topic_word, plain.topic_word_)
+    assert np.all(np.diff(refined.alpha_) <= 0)  # sorted by alpha, as the engine does
+    doc_topic = refined.transform(corpus5.counts[:7])
+    np.testing.assert_allclose(doc_topic.sum(axis=1), 1.0)
+
+    auto = SpectralLDA("auto", alpha0="auto", backend="numpy", k_range=(2, 12), refine=False).fit(corpus5.counts)
+    assert auto.n_topics_ == 5 and auto.topic_word_.shape == (5, 300)
+    assert 0.5 / 1.5 < auto.alpha0_ < 0.5 * 1.5
+    json.dumps(auto.selection_)
+    assert auto.selection_["k_rule"] == "spectral_gap"
+
+
+def test_estimator_rejects_bad_auto_values(corpus5):
+    from gpu.estimator import SpectralLDA
+
+    with pytest.raises(ValueError, match="n_topics"):
+        SpectralLDA("many", backend="numpy").fit(corpus5.counts)
+    with pytest.raises(ValueError, match="alpha0"):
+        SpectralLDA(5, alpha0="big", backend="numpy").fit(corpus5.counts)
+
+
+def test_set_params_reaches_the_refinement_switches():
+    from gpu.estimator import SpectralLDA
+
+    model = SpectralLDA(5).set_params(refine=False, k_range=(2, 9), n_iter=7)
+    params = model.get_params()
+    assert params["refine"] is False and params["k_range"] == (2, 9) and params["n_iter"] == 7
+    assert "refine" not in model.options
+
+
+def test_estimator_over_provisioning_reports_dropped_components(corpus10):
+    from gpu.estimator import SpectralLDA
+
+    model = SpectralLDA(10, alpha0=2.0, backend="numpy", refine=False, n_extra_components=5).fit(corpus10.counts)
+    dropped = model.selection_["dropped_topics"]
+    assert model.topic_word_.shape == (10, 400) and len(dropped) == 5
+    assert "unrecoverable" in {d["reason"] for d in dropped}
+    assert model.diagnostics_["n_heldout_docs"] == 0  # nothing to choose or refine: all documents used
+    assert mean_matched_l1(corpus10.topic_word, model.topic_word_) < 0.25

@@ -1,0 +1,234 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.special import digamma
+
+from gpu.inference import infer_doc_topic
+from gpu.matching import mean_matched_l1
+from gpu.quality import split_heldout, word_log_likelihood
+from gpu.refine import inverse_digamma, refine_topics, update_alpha
+from gpu.synthetic import make_lda_corpus
+
+
+def perturbed_start(corpus, seed=0, mix=0.5):
+    rng = np.random.default_rng(seed)
+    k, n_words = corpus.topic_word.shape
+    noise = rng.dirichlet(np.ones(n_words), size=k)
+    return (1 - mix) * corpus.topic_word + mix * noise
+
+
+def training_loglik(counts, topic_word, alpha):
+    doc_topic = infer_doc_topic(counts, topic_word, alpha, max_iter=200, tol=1e-6)
+    total, tokens = word_log_likelihood(counts.astype(np.float64), doc_topic, topic_word)
+    return total / tokens
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return make_lda_corpus(600, 150, 5, alpha0=1.0, doc_length=60, seed=11)
+
+
+def test_one_sweep_matches_dense_brute_force_em():
+    rng = np.random.default_rng(0)
+    k, n_words = 3, 10
+    topic_word = rng.dirichlet(np.ones(n_words), size=k)
+    alpha = np.array([0.3, 0.5, 0.8])
+    dense = rng.poisson(1.5, size=(6, n_words))
+    smoothing = 0.01
+    expected = np.zeros((k, n_words))
+    for row in dense:
+        words = np.nonzero(row)[0]
+        gamma = alpha + row.sum() / k
+        for _ in range(5000):
+            log_phi = np.log(topic_word[:, words].T) + digamma(gamma) - digamma(gamma.sum())
+            phi = np.exp(log_phi - log_phi.max(axis=1, keepdims=True))
+            phi /= phi.sum(axis=1, keepdims=True)
+            gamma = alpha + (row[words, None] * phi).sum(axis=0)
+        expected[:, words] += (row[words, None] * phi).T
+    expected += smoothing
+    expected /= expected.sum(axis=1, keepdims=True)
+    result = refine_topics(
+        sp.csr_matrix(dense), topic_word, alpha, max_sweeps=1, fit_alpha=False,
+        topic_smoothing=smoothing, inner_iter=5000, inner_tol=1e-14, dtype="float64", method="variational",
+    )
+    np.testing.assert_allclose(result.topic_word, expected, atol=1e-9)
+    np.testing.assert_allclose(result.alpha, alpha)
+
+
+def test_refinement_never_lowers_training_likelihood(corpus):
+    start = perturbed_start(corpus)
+    alpha = np.full(5, 0.2)
+    result = refine_topics(corpus.counts, start, alpha, max_sweeps=6, tol=0.0, fit_alpha="minka", method="variational")
+    assert result.sweeps == 6
+    assert np.all(np.diff(result.train_history) >= -1e-9), result.train_history
+    before = training_loglik(corpus.counts, start, alpha)
+    after = training_loglik(corpus.counts, result.topic_word, result.alpha)
+    assert after > before
+    np.testing.assert_allclose(result.topic_word.sum(axis=1), 1.0)
+    assert (result.topic_word > 0).all()
+
+
+def test_perturbed_start_moves_towards_truth_and_alpha_towards_truth(corpus):
+    train, heldout = split_heldout(corpus.counts, 0.2, seed=0)
+    start = perturbed_start(corpus, seed=1)
+    alpha = np.full(5, 1.0)
+    result = refine_topics(corpus.counts[train], start, alpha, heldout=corpus.counts[heldout], max_sweeps=20,
+                           method="variational")
+    before = mean_matched_l1(corpus.topic_word, start)
+    after = mean_matched_l1(corpus.topic_word, result.topic_word)
+    assert after < 0.6 * before, (before, after)
+    assert abs(result.alpha.sum() - corpus.alpha.sum()) < abs(alpha.sum() - corpus.alpha.sum())
+    # the returned state is the best held-out one seen
+    assert len(result.heldout_history) == result.sweeps + 1
+    assert result.heldout_history[0] < max(result.heldout_history)
+    assert result.stopped in {"converged", "heldout_worse", "max_sweeps"}
+    assert result.doc_topic.shape == (len(train), 5)
+
+
+def test_progress_callback_and_its_exceptions(corpus):
+    calls = []
+    refine_topics(corpus.counts[:50], corpus.topic_word, corpus.alpha, max_sweeps=3, tol=0.0,
+                  progress=lambda *a: calls.append(a))
+    assert calls == [("refinement", i, 3) for i in range(4)]
+
+    def explode(stage, done, total):
+        if done == 2:
+            raise RuntimeError("cancelled")
+
+    with pytest.raises(RuntimeError, match="cancelled"):
+        refine_topics(corpus.counts[:50], corpus.topic_word, corpus.alpha, max_sweeps=5, tol=0.0, progress=explode)
+
+
+def test_zero_sweeps_returns_the_start(corpus):
+    result = refine_topics(corpus.counts[:20], corpus.topic_word, corpus.alpha, max_sweeps=0)
+    assert result.sweeps == 0 and result.train_history == []
+    np.testing.assert_allclose(result.topic_word, corpus.topic_word, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(result.alpha, corpus.alpha)
+
+
+def test_inverse_digamma_and_alpha_fixed_point():
+    x = np.array([-10.0, -3.0, -0.5, 0.0, 2.0, 6.0])
+    np.testing.assert_allclose(digamma(inverse_digamma(x)), x, atol=1e-10)
+    truth = np.array([0.1, 0.4, 2.0])
+    mean_log_theta = digamma(truth) - digamma(truth.sum())
+    np.testing.assert_allclose(update_alpha(np.ones(3), mean_log_theta, iterations=2000), truth, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [({"max_sweeps": -1}, "max_sweeps"), ({"topic_smoothing": 0.0}, "topic_smoothing"),
+     ({"inner_iter": 0}, "inner_iter"), ({"tol": -1.0}, "tol")],
+)
+def test_bad_parameters(corpus, kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        refine_topics(corpus.counts, corpus.topic_word, corpus.alpha, **kwargs)
+
+
+def test_heldout_alpha_rule_and_bad_rule(corpus):
+    train, heldout = split_heldout(corpus.counts, 0.2, seed=1)
+    tiny_alpha = np.full(5, 0.01)  # far too small: the held-out rule should scale it up
+    result = refine_topics(corpus.counts[train], corpus.topic_word, tiny_alpha, heldout=corpus.counts[heldout],
+                           max_sweeps=4, tol=0.0, fit_alpha="heldout", method="variational")
+    assert result.alpha.sum() > 2 * tiny_alpha.sum()
+    np.testing.assert_allclose(result.alpha / result.alpha.sum(), 0.2)  # shape kept
+    with pytest.raises(ValueError, match="fit_alpha"):
+        refine_topics(corpus.counts, corpus.topic_word, corpus.alpha, fit_alpha="sometimes")
+    with pytest.raises(ValueError, match="held-out"):
+        refine_topics(corpus.counts, corpus.topic_word, corpus.alpha, fit_alpha="heldout")
+
+
+def test_cupy_refinement_matches_numpy_when_a_gpu_is_present(corpus):
+    from gpu.backend import gpu_available
+
+    if not gpu_available():
+        pytest.skip("no CUDA device: the CuPy path runs on the GPU machine only")
+    import cupyx.scipy.sparse as cupy_sparse
+
+    start = perturbed_start(corpus)
+    host = refine_topics(corpus.counts, start, corpus.alpha, max_sweeps=3, tol=0.0, dtype="float64", fit_alpha=False)
+    device = refine_topics(cupy_sparse.csr_matrix(corpus.counts.astype(np.float64)), start, corpus.alpha,
+                           max_sweeps=3, tol=0.0, dtype="float64", fit_alpha=False)
+    np.testing.assert_allclose(device.topic_word, host.topic_word, atol=1e-6)
+
+
+def brute_force_cvb0_sweep(dense, phi, alpha, eta):
+    """One parallel CVB0 update, entry by entry with explicit loops."""
+    n_docs, n_words = dense.shape
+    entries = [(d, w) for d in range(n_docs) for w in range(n_words) if dense[d, w] > 0]
+    k = phi.shape[1]
+    doc_counts = np.zeros((n_docs, k))
+    word_counts = np.zeros((n_words, k))
+    for j, (d, w) in enumerate(entries):
+        doc_counts[d] += dense[d, w] * phi[j]
+        word_counts[w] += dense[d, w] * phi[j]
+    totals = word_counts.sum(axis=0)
+    new = np.zeros_like(phi)
+    for j, (d, w) in enumerate(entries):
+        for t in range(k):
+            new[j, t] = ((word_counts[w, t] - phi[j, t] + eta) / (totals[t] - phi[j, t] + n_words * eta)
+                         * (doc_counts[d, t] - phi[j, t] + alpha[t]))
+        new[j] /= new[j].sum()
+    return new
+
+
+def test_cvb0_sweep_matches_entrywise_brute_force():
+    from gpu.refine import _Cvb0State
+
+    rng = np.random.default_rng(3)
+    dense = rng.poisson(1.2, size=(5, 8)).astype(np.float64)
+    counts = sp.csr_matrix(dense)
+    k = 3
+    state = _Cvb0State(counts, np, np.float64)
+    state.phi = rng.dirichlet(np.ones(k), size=counts.nnz)
+    alpha = np.array([0.2, 0.5, 0.9])
+    expected = brute_force_cvb0_sweep(dense, state.phi.copy(), alpha, 0.05)
+    state.sweep(alpha, 0.05)
+    np.testing.assert_allclose(state.phi, expected, rtol=1e-10)
+
+
+def test_cvb0_refinement_moves_towards_truth_and_raises_likelihood(corpus):
+    train, heldout = split_heldout(corpus.counts, 0.2, seed=0)
+    start = perturbed_start(corpus, seed=1)
+    alpha = np.full(5, 0.2)
+    result = refine_topics(corpus.counts[train], start, alpha, heldout=corpus.counts[heldout], max_sweeps=60,
+                           check_every=5, method="cvb0")
+    assert result.method == "cvb0"
+    before = mean_matched_l1(corpus.topic_word, start)
+    after = mean_matched_l1(corpus.topic_word, result.topic_word)
+    assert after < 0.6 * before, (before, after)
+    assert max(result.heldout_history) > result.heldout_history[0]
+    assert training_loglik(corpus.counts[train], result.topic_word, result.alpha) > training_loglik(
+        corpus.counts[train], start, alpha)
+    assert result.doc_topic.shape == (len(train), 5)
+    np.testing.assert_allclose(result.doc_topic.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_cvb0_without_heldout_and_minka_alpha(corpus):
+    result = refine_topics(corpus.counts, perturbed_start(corpus), np.full(5, 1.0), max_sweeps=30, check_every=5,
+                           fit_alpha="minka", tol=0.0, method="cvb0")
+    assert result.method == "cvb0" and result.sweeps == 30 and len(result.train_history) == 6
+    # the documents were drawn with alpha0 = 1: Minka's estimate moves there from 5
+    assert abs(result.alpha.sum() - corpus.alpha.sum()) < 0.5 * abs(5.0 - corpus.alpha.sum())
+
+
+def test_cvb0_falls_back_to_variational_beyond_the_memory_budget(corpus):
+    result = refine_topics(corpus.counts[:40], corpus.topic_word, corpus.alpha, max_sweeps=1, memory_budget=1000,
+                           method="cvb0")
+    assert result.method == "variational"
+    with pytest.raises(ValueError, match="method"):
+        refine_topics(corpus.counts, corpus.topic_word, corpus.alpha, method="gibbs")
+
+
+def test_cvb0_chunks_on_threads_match_one_chunk(corpus):
+    from gpu.refine import _Cvb0State
+
+    counts = corpus.counts.astype(np.float64)
+    one = _Cvb0State(counts, np, np.float64, n_threads=1)
+    many = _Cvb0State(counts, np, np.float64, n_threads=3)
+    assert len(one.chunks) == 1 and len(many.chunks) > 2
+    theta = np.full((counts.shape[0], 5), 0.2)
+    for state in (one, many):
+        state.start(theta, perturbed_start(corpus))
+        state.sweep(np.full(5, 0.3), 0.01)
+        state.sweep(np.full(5, 0.3), 0.01)
+    np.testing.assert_allclose(many.phi, one.phi, rtol=1e-9)
