@@ -118,6 +118,17 @@ class _Task:
     line_ids: tuple[str, int] | None = None  # (id prefix, first line): ids are line numbers
 
 
+def _run_here(task: _Task) -> Future:
+    """Count a chunk in this process; an error waits in the future, to be raised when the
+    chunk's turn to merge comes (so earlier chunks' errors still come first)."""
+    done: Future = Future()
+    try:
+        done.set_result(task.function(*task.args))
+    except Exception as error:
+        done.set_exception(error)
+    return done
+
+
 class CorpusBuilder:
     """Accumulates documents into a corpus; see the module docstring for the policy.
 
@@ -231,7 +242,7 @@ class CorpusBuilder:
             if busy < self._pool_depth:
                 self._pending.append((task, self._pool.submit(task.function, *task.args)))
             else:
-                self._pending.append((task, task.function(*task.args)))
+                self._pending.append((task, _run_here(task)))
         self._drain(keep=self._max_pending)
 
     def _drain(self, keep: int) -> None:

@@ -81,3 +81,10 @@ def test_line_number_ids_still_checked_for_duplicates(assert_fails, run_ingest, 
     assert corpus.doc_ids[:3] == ["a.txt:1", "a.txt:2", "a.txt:3"] and corpus.doc_ids[-1] == "1"
     _, corpus = run_ingest([("a.txt", text)], chunk_bytes=64, n_workers=n_workers)
     assert corpus.doc_ids == [str(i) for i in range(1, 41)]
+
+
+def test_first_bad_line_is_reported_whichever_process_counts_it(assert_fails):
+    lines = [b"alpha beta gamma %d" % i for i in range(400)]
+    for row in range(150, 170, 2):  # bad lines in consecutive chunks, some counted here, some in the pool
+        lines[row] = b"bad \xff byte %d" % row
+    assert_fails([("d.txt", b"\n".join(lines))], r"d\.txt line 151: invalid UTF-8", chunk_bytes=64, n_workers=2)
