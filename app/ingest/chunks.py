@@ -108,9 +108,8 @@ def run_text_lines(block: bytes, where: str, first_line: int, first_offset: int,
         tokenizer.add_ascii(body, b"\n", rows)
         return ChunkResult(tokenizer.counts(), n_lines, empty)
     codes = np.frombuffer(body, dtype=np.uint8)
-    is_other = np.zeros(n_lines, dtype=bool)
-    is_other[np.searchsorted(bounds, np.flatnonzero(codes >= 128)) - 1] = True
-    other_rows = np.flatnonzero(is_other)
+    # Non-ASCII bytes per line, from their positions (a block may hold millions of them).
+    other_rows = np.flatnonzero(np.diff(np.searchsorted(np.flatnonzero(codes >= 128), bounds)))
     line_starts, line_stops = (bounds[other_rows] + 1).tolist(), bounds[other_rows + 1].tolist()
     ascii_part = bytearray(body)
     for start, stop in zip(line_starts, line_stops):
