@@ -88,3 +88,13 @@ def test_first_bad_line_is_reported_whichever_process_counts_it(assert_fails):
     for row in range(150, 170, 2):  # bad lines in consecutive chunks, some counted here, some in the pool
         lines[row] = b"bad \xff byte %d" % row
     assert_fails([("d.txt", b"\n".join(lines))], r"d\.txt line 151: invalid UTF-8", chunk_bytes=64, n_workers=2)
+
+
+def test_zip_member_with_empty_name_is_refused(assert_fails):
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(zipfile.ZipInfo(""), "alpha beta")
+    assert_fails([("d.zip", buffer.getvalue())], r"d\.zip: a member has an empty name")
