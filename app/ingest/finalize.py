@@ -64,10 +64,11 @@ def prune_vocabulary(terms: list[str], df: np.ndarray, tf: np.ndarray, n_documen
         kept = np.sort(kept[order[: options.max_vocab]])
     else:
         pruned["max_vocab"] = 0
-    vocabulary = sorted(terms[i] for i in kept)
-    column = {term: position for position, term in enumerate(vocabulary)}
+    kept_terms = [terms[i] for i in kept.tolist()]  # distinct terms
+    order = sorted(range(len(kept_terms)), key=kept_terms.__getitem__)
+    vocabulary = [kept_terms[i] for i in order]
     to_new = np.full(n_terms, -1, dtype=np.int64)
-    to_new[kept] = [column[terms[i]] for i in kept]
+    to_new[kept[np.array(order, dtype=np.int64)]] = np.arange(len(order))
     return to_new, vocabulary, pruned
 
 
