@@ -98,3 +98,32 @@ def test_zip_member_with_empty_name_is_refused(assert_fails):
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr(zipfile.ZipInfo(""), "alpha beta")
     assert_fails([("d.zip", buffer.getvalue())], r"d\.zip: a member has an empty name")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.booleans(), st.booleans()), max_size=60), st.integers(0, 3))
+def test_dropped_counting_matches_row_by_row(rows, offset):
+    import collections
+
+    from app.ingest import finalize
+
+    empty_rows = np.array([i for i, (is_empty, _, _) in enumerate(rows) if is_empty], dtype=np.int64)
+    had_terms = np.array([had for _, had, _ in rows], dtype=bool)
+    empty_text = np.array([False] * offset + [blank for _, _, blank in rows], dtype=bool)
+    doc_ids = [f"d{i}" for i in range(offset + len(rows))]
+    expected, expected_examples = collections.Counter(), collections.defaultdict(list)
+    for row in empty_rows.tolist():
+        document = offset + row
+        reason = finalize.ALL_PRUNED if had_terms[row] else (finalize.EMPTY_TEXT if empty_text[document] else finalize.NO_TOKENS)
+        expected[reason] += 1
+        if len(expected_examples[reason]) < 3:
+            expected_examples[reason].append(doc_ids[document])
+    dropped, examples = collections.Counter(), collections.defaultdict(list)
+    original = finalize._MAX_DROPPED_EXAMPLES
+    finalize._MAX_DROPPED_EXAMPLES = 3
+    try:
+        finalize._count_dropped(empty_rows, offset, had_terms, empty_text, doc_ids, dropped, examples)
+    finally:
+        finalize._MAX_DROPPED_EXAMPLES = original
+    assert dropped == expected
+    assert list(examples.items()) == list(expected_examples.items())
