@@ -299,3 +299,18 @@ def test_incremental_refinement_moves_towards_truth_and_rejects_bad_chunks(corpu
     assert result.train_history[-1] > result.train_history[0]
     with pytest.raises(ValueError, match="n_chunks"):
         refine_topics(corpus.counts, start, np.full(5, 0.2), n_chunks=0)
+
+
+def test_heldout_scorer_is_independent_of_earlier_calls_and_agrees_with_the_shared_measure(corpus):
+    from gpu.quality import heldout_log_likelihood, split_document_tokens
+    from gpu.refine import _HeldoutScorer
+
+    heldout = corpus.counts[:120].astype(np.float64)
+    scorer = _HeldoutScorer(split_document_tokens(heldout, seed=4), np, np.float64)
+    far = perturbed_start(corpus, seed=5, mix=0.9)
+    fresh, _ = _HeldoutScorer(split_document_tokens(heldout, seed=4), np, np.float64)(corpus.topic_word, corpus.alpha)
+    scorer(far, corpus.alpha * 0.1)
+    again, _ = scorer(corpus.topic_word, corpus.alpha)
+    assert again == pytest.approx(fresh, abs=1e-12)
+    shared = heldout_log_likelihood(corpus.topic_word, corpus.alpha, heldout, seed=4)
+    assert abs(fresh - shared) < 0.01
