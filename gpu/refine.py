@@ -406,7 +406,7 @@ def refine_topics(
     topic_smoothing : pseudo-count added to every expected word-topic count (keeps topics > 0).
     fit_alpha : how alpha changes: "minka" (or True) re-estimates it each sweep by Minka's
         fixed point on the variational posteriors (which tends to shrink it); "heldout"
-        keeps its shape and, on early sweeps and every third after, rescales it by 1/2 or 2
+        keeps its shape and, on the first two sweeps and every fourth after (variational), rescales it by 1/2 or 2
         when that raises the held-out likelihood; False keeps it; "auto" is "heldout" with
         held-out documents and "minka" without.
     inner_iter, inner_tol : E-step fixed-point iterations per sweep (warm-started) and tolerance.
@@ -560,7 +560,7 @@ def _refine_variational(
 
         if scorer is not None:
             score, heldout_gamma = scorer(current_topics, current_alpha)
-            if alpha_rule == "heldout" and (sweeps <= 3 or sweeps % 3 == 0):
+            if alpha_rule == "heldout" and (sweeps <= 2 or sweeps % 4 == 0):
                 for scale in (0.5, 2.0):
                     trial, trial_gamma = scorer(current_topics, current_alpha * scale)
                     if trial > score:
