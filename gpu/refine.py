@@ -416,14 +416,16 @@ def refine_topics(
     n_threads : threads for host E-step batches (None: all usable cores).
     method : "variational" (batched variational EM, the default) or "cvb0" (zero-order
         collapsed variational Bayes: cheaper sweeps, more of them; keeps nnz x k
-        responsibilities, so beyond ``memory_budget`` bytes it falls back to "variational").
+        responsibilities, so beyond ``memory_budget`` bytes it falls back to "variational"; the
+        budget also caps variational ``n_chunks``).
         On python3-doc text (bench/quality.py) CVB0 reached a better held-out likelihood at
         k=20 and a worse one at k=50, in 3-5x the time.
     check_every : sweeps between held-out checks (default 1 for variational, 10 for cvb0).
     n_chunks : variational only: after a first batch sweep, each sweep visits the documents in
         this many chunks of about equal nonzeros and re-estimates the topics after each chunk
         (incremental EM: the chunk's previous share of the expected counts is replaced), so a
-        pass over the corpus makes n_chunks M-steps. 1 is plain batch EM.
+        pass over the corpus makes n_chunks M-steps. 1 is plain batch EM. Each chunk keeps a
+        (k, V) float64 share of the statistics, so fewer chunks are used beyond ``memory_budget``.
     Defaults of max_sweeps, tol, topic_smoothing, check_every, inner_iter, patience and n_chunks
     depend on ``method`` (:data:`METHOD_DEFAULTS`).
 
@@ -469,7 +471,7 @@ def refine_topics(
             X, topic_word, alpha, heldout=heldout, max_sweeps=max_sweeps, tol=tol, seed=seed, progress=progress,
             topic_smoothing=topic_smoothing, alpha_rule=alpha_rule, inner_iter=inner_iter, inner_tol=inner_tol,
             batch_size=batch_size, patience=patience, dtype=dtype, n_threads=n_threads, pool=pool,
-            n_chunks=n_chunks,
+            n_chunks=n_chunks, memory_budget=memory_budget,
         )
 
 
@@ -489,6 +491,7 @@ def _refine_variational(
     X: Any, topic_word: Any, alpha: Any, *, heldout: Any, max_sweeps: int, tol: float, seed: int,
     progress: Progress | None, topic_smoothing: float, alpha_rule: str | None, inner_iter: int, inner_tol: float,
     batch_size: int | None, patience: int, dtype: str, n_threads: int, pool: Any, n_chunks: int = 1,
+    memory_budget: int = 2 << 30,
 ) -> RefineResult:
     """Batched variational EM refinement (see :func:`refine_topics`)."""
     xp = get_array_module(X)
@@ -511,6 +514,8 @@ def _refine_variational(
     best = (heldout_history[0] if heldout_history else -np.inf, current_topics, current_alpha, gamma_all.copy())
     train_history: list[float] = []
     indptr = inputs.counts.indptr if xp is np else inputs.counts.indptr.get()
+    # each chunk keeps its (k, V) float64 share of the expected counts: stay within the budget
+    n_chunks = max(1, min(n_chunks, memory_budget // max(8 * current_topics.size, 1)))
     chunks = incremental_chunks(indptr, n_chunks)
     chunk_counts = {d0: inputs.counts[d0:d1] for d0, d1 in chunks}
     chunk_stats: dict[int, tuple[Any, Any]] = {}

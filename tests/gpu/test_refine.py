@@ -314,3 +314,14 @@ def test_heldout_scorer_is_independent_of_earlier_calls_and_agrees_with_the_shar
     assert again == pytest.approx(fresh, abs=1e-12)
     shared = heldout_log_likelihood(corpus.topic_word, corpus.alpha, heldout, seed=4)
     assert abs(fresh - shared) < 0.01
+
+
+def test_incremental_chunks_are_capped_by_the_memory_budget(corpus):
+    """Beyond the budget for per-chunk (k, V) statistics the refinement is plain batch EM."""
+    start = perturbed_start(corpus, seed=6)
+    kwargs = dict(max_sweeps=3, tol=0.0, fit_alpha=False, dtype="float64", method="variational")
+    batch = refine_topics(corpus.counts, start, np.full(5, 0.2), n_chunks=1, **kwargs)
+    capped = refine_topics(corpus.counts, start, np.full(5, 0.2), n_chunks=4, memory_budget=8 * start.size, **kwargs)
+    chunked = refine_topics(corpus.counts, start, np.full(5, 0.2), n_chunks=4, **kwargs)
+    np.testing.assert_allclose(capped.topic_word, batch.topic_word, atol=1e-12)
+    assert np.abs(chunked.topic_word - batch.topic_word).max() > 1e-6
