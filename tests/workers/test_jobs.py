@@ -255,3 +255,22 @@ def test_a_job_is_not_succeeded_without_its_checksummed_artifact(client, ctx):
     row = _job(ctx, job_id)
     assert outcome.state == "queued" and row.state == "queued" and row.error_code == "retrying"
     assert "no recorded checksum" in row.error_message
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_the_fit_test_hook_works_only_when_the_worker_enables_test_hooks(ctx_factory, enabled):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from tests.app.helpers import run_now
+
+    ctx = ctx_factory(enable_test_hooks=enabled)
+    with TestClient(create_app(context=ctx, migrate=False)) as own:
+        accepted = submit_fit(own, upload(own)["id"], options={"test_hook": {"sleep_s": 0.05}})
+        outcome = run_now(ctx, accepted["job"]["id"])
+        job = own.get(f"/v1/jobs/{accepted['job']['id']}").json()
+    if enabled:
+        assert outcome.state == "succeeded" and "test_hook" in job["stage_timings"]
+    else:  # passed on to the estimator, which refuses it as bad input
+        assert outcome.state == "failed" and job["error_code"] == "invalid_input"
+        assert "test_hook" in job["error_message"]
