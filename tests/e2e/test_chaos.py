@@ -261,3 +261,19 @@ def test_a_job_over_its_hard_limit_fails_with_the_limit_named(stack_factory, poo
         else:
             wait_for(lambda: worker.poll() is not None, 15, "the solo worker to exit")  # its supervisor restarts it
         stack.assert_clean(client, set())
+
+
+def test_redis_restarted_empty_under_a_running_worker_loses_nothing(stack_factory, private_redis):
+    stack = stack_factory()
+    stack.start_worker()
+    with _api(stack) as client:
+        running = _fit(client, {"sleep_s": 3})
+        _running_pid(stack, running["job"]["id"])
+        waiting = _fit(client, None)  # queued behind it, its message in Redis
+        private_redis.kill()
+        private_redis.start()
+        jobs = [poll_job(_get(client), accepted["job"]["id"], timeout=45) for accepted in (running, waiting)]
+        assert [job["state"] for job in jobs] == ["succeeded", "succeeded"], jobs
+        assert [job["attempts"] for job in jobs] == [1, 1]
+        assert stack.workers[-1].poll() is None
+        stack.assert_clean(client, {running["model_id"], waiting["model_id"]})
