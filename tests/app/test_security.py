@@ -141,3 +141,13 @@ def test_cli_reads_the_key_from_the_environment(monkeypatch):
     monkeypatch.setenv("SPECTRAL_TOPICS_API_KEY", "st_from_env")
     assert _parser().parse_args(["job", "x"]).api_key == "st_from_env"
     assert _parser().parse_args(["job", "x", "--api-key", "st_flag"]).api_key == "st_flag"
+
+
+def test_cli_says_when_the_api_is_open(capsys):
+    from app.cli import _check_bind
+    from app.settings import Settings
+
+    assert _check_bind(Settings(require_api_keys=False), "127.0.0.1") is True
+    assert "OPEN" in capsys.readouterr().err
+    assert _check_bind(Settings(require_api_keys=True), "0.0.0.0") is True
+    assert capsys.readouterr().err == ""
