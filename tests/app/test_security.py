@@ -151,3 +151,17 @@ def test_cli_says_when_the_api_is_open(capsys):
     assert "OPEN" in capsys.readouterr().err
     assert _check_bind(Settings(require_api_keys=True), "0.0.0.0") is True
     assert capsys.readouterr().err == ""
+
+
+def test_migration_0002_upgrades_and_downgrades(tmp_path):
+    from app.migrations import downgrade_database, upgrade_database
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    upgrade_database(engine, "0001")
+    assert "api_keys" not in sa.inspect(engine).get_table_names()
+    upgrade_database(engine)
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("api_keys")}
+    assert columns == {"id", "tenant_id", "salt", "secret_hash", "created_at", "revoked_at"}
+    downgrade_database(engine, "0001")
+    assert "api_keys" not in sa.inspect(engine).get_table_names()
+    engine.dispose()
