@@ -14,6 +14,10 @@ documents; held-out per-word log likelihood by document completion; topic divers
 wall-clock fit time. Timings on a shared machine are noisy.
 
     python bench/quality.py [--topics 20 50] [--max-docs 12000] [--tomotopy-iters 500] [--synthetic]
+                            [--refine-options '{"n_chunks": 1}'] [--alpha0 1.0] [--skip sklearn gensim]
+
+``--refine-options`` (JSON) go to gpu.refine.refine_topics for the "spectral+refine" row (the
+default SpectralLDA path) to measure variants side by side with the peers.
 
 ``--synthetic`` first checks n_topics="auto" / alpha0="auto" on LDA corpora with known
 k in {5, 20, 50} (targets: k within +-10%, alpha0 within a factor 1.5).
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import re
 import sys
 import time
@@ -118,8 +123,8 @@ def rows_as_token_lists(counts: sp.csr_matrix) -> list[list[int]]:
 CVB0_OPTIONS = {"method": "cvb0", "fit_alpha": "minka", "max_sweeps": 150, "patience": 3}
 
 
-def fit_spectral(train, k, seed, refine, refine_options=None):
-    model = SpectralLDA(k, alpha0=1.0, seed=seed, backend="numpy", refine=refine, refine_options=refine_options)
+def fit_spectral(train, k, seed, refine, refine_options=None, alpha0=1.0):
+    model = SpectralLDA(k, alpha0=alpha0, seed=seed, backend="numpy", refine=refine, refine_options=refine_options)
     started = time.perf_counter()
     model.fit(train)
     seconds = time.perf_counter() - started
@@ -203,7 +208,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip", nargs="*", default=[], help="systems to leave out: tomotopy sklearn gensim")
     parser.add_argument("--synthetic", action="store_true", help="also check k / alpha0 'auto' on synthetic corpora")
+    parser.add_argument("--alpha0", type=float, default=1.0, help="SpectralLDA alpha0 for the spectral rows")
+    parser.add_argument("--refine-options", type=json.loads, default=None,
+                        help='JSON options for gpu.refine.refine_topics in the "spectral+refine" row')
     args = parser.parse_args()
+    refine_options = args.refine_options
     if args.synthetic:
         synthetic_selection(args.seed)
 
@@ -216,9 +225,11 @@ def main() -> None:
 
     for k in args.topics:
         systems = {
-            "spectral": lambda: fit_spectral(train, k, args.seed, refine=False),
-            "spectral+refine": lambda: fit_spectral(train, k, args.seed, refine=True),
-            "spectral+cvb0": lambda: fit_spectral(train, k, args.seed, refine=True, refine_options=CVB0_OPTIONS),
+            "spectral": lambda: fit_spectral(train, k, args.seed, refine=False, alpha0=args.alpha0),
+            "spectral+refine": lambda: fit_spectral(train, k, args.seed, refine=True, refine_options=refine_options,
+                                                    alpha0=args.alpha0),
+            "spectral+cvb0": lambda: fit_spectral(train, k, args.seed, refine=True, refine_options=CVB0_OPTIONS,
+                                                  alpha0=args.alpha0),
         }
         if "tomotopy" not in args.skip:
             systems["tomotopy"] = lambda: fit_tomotopy(train, k, args.seed, args.tomotopy_iters, vocabulary)

@@ -115,6 +115,8 @@ def iter_zip(source: BinaryIO, where: str, limits: IngestLimits, spool_dir: Path
 
 def _check_zip_info(info: zipfile.ZipInfo, where: str, limits: IngestLimits) -> None:
     name = info.filename
+    if not name:  # ZipInfo.is_dir() would fail on it
+        raise ValueError(f"{where}: a member has an empty name")
     if info.flag_bits & 0x1:
         raise ValueError(f"{where}: member {name!r} is encrypted")
     mode = info.external_attr >> 16

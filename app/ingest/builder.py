@@ -1,10 +1,11 @@
 """Streaming corpus construction: documents arrive one at a time, are grouped into chunks
-of about ``chunk_bytes`` of text, tokenized (in worker processes when ``n_workers > 1``)
-into per-chunk counts against a growing global vocabulary, spilled to disk, and finally
-pruned by document frequency / vocabulary cap and re-indexed chunk by chunk.
+of about ``chunk_bytes`` of text, tokenized (in ``n_workers`` worker processes when
+``n_workers > 1``, and here when they all have work queued) into per-chunk counts
+against a growing global vocabulary, spilled to disk, and finally pruned by document
+frequency / vocabulary cap and re-indexed chunk by chunk.
 
-Memory holds at most ``n_workers + 2`` chunks of text, the global term table and document
-frequencies, and the final (pruned) count matrix — never the whole text.
+Memory holds at most ``2 * n_workers + 1`` chunks of text, the global term table and
+document frequencies, and the final (pruned) count matrix — never the whole text.
 
 Policy for empty documents: a document that is empty or whitespace (``empty_text``), has
 no token left after tokenization and filtering (``no_tokens``), or loses all its terms to
@@ -35,10 +36,18 @@ from app.ingest.readers import Fields, RawDocument
 
 Progress = Callable[[str, int, int], None]
 
+# Chunks given to each pool process at a time: one running and one queued, so it never
+# waits for this process (which counts a chunk itself only when the pool is that full:
+# this process also reads, merges and finishes, so it takes only the overflow).
+_POOL_DEPTH = 2
+
 @dataclass
 class _Spilled:
+    """A chunk's counts on disk: raw indptr, indices and data arrays back to back."""
+
     path: Path
     n_docs: int
+    arrays: tuple[tuple[np.dtype, int], ...]  # (dtype, length) of indptr, indices, data
 
 
 @dataclass
@@ -109,6 +118,17 @@ class _Task:
     line_ids: tuple[str, int] | None = None  # (id prefix, first line): ids are line numbers
 
 
+def _run_here(task: _Task) -> Future:
+    """Count a chunk in this process; an error waits in the future, to be raised when the
+    chunk's turn to merge comes (so earlier chunks' errors still come first)."""
+    done: Future = Future()
+    try:
+        done.set_result(task.function(*task.args))
+    except Exception as error:
+        done.set_exception(error)
+    return done
+
+
 class CorpusBuilder:
     """Accumulates documents into a corpus; see the module docstring for the policy.
 
@@ -128,6 +148,11 @@ class CorpusBuilder:
         self.options, self.limits, self.work_dir = options, limits, Path(work_dir)
         self.chunk_bytes = chunk_bytes
         self.n_workers = 1 if multiprocessing.current_process().daemon else n_workers
+        # n_workers pool processes, each given at most _POOL_DEPTH chunks at a time (this
+        # process counts the overflow); results wait in order, at most _max_pending.
+        self._pool_size = self.n_workers
+        self._pool_depth = self._pool_size * _POOL_DEPTH
+        self._max_pending = self._pool_size * _POOL_DEPTH + 2
         self.progress = progress
         self._texts: list[str] = []
         self._text_ids: list[str] = []
@@ -140,6 +165,11 @@ class CorpusBuilder:
         self._table = _TermTable()
         self._doc_ids: list[str] = []
         self._seen_ids: set[str] = set()
+        # Ids generated from line numbers are not hashed into _seen_ids while nothing else
+        # could clash with them (no other ids seen, disjoint line ranges): _known_ids adds
+        # them before any other check.
+        self._deferred_ids: list[list[str]] = []
+        self._line_ranges: dict[str, list[list[int]]] = {}
         self._empty_parts: list[np.ndarray] = []
         self._metadata: dict[int, dict] = {}
         self._n_with_tokens = 0
@@ -152,7 +182,7 @@ class CorpusBuilder:
         if self._documents_read >= self.limits.max_documents:
             raise ValueError(f"{document.where}: more than max_documents={self.limits.max_documents} documents")
         self._documents_read += 1
-        if document.doc_id in self._seen_ids:
+        if document.doc_id in self._known_ids():
             raise ValueError(f"{document.where}: duplicate document id {document.doc_id!r}")
         self._seen_ids.add(document.doc_id)
         if document.metadata:
@@ -193,6 +223,9 @@ class CorpusBuilder:
         self._submit(task)
 
     def _submit(self, task: _Task) -> None:
+        """Count a chunk: in this process when it works alone, else in the pool while the
+        pool has room and here otherwise, so the reading process takes a share of the
+        chunks instead of waiting (results are merged in input order)."""
         if self.n_workers == 1:
             self._pending.append((task, task.function(*task.args)))
         elif self._pool is None and self._held is None:
@@ -202,16 +235,27 @@ class CorpusBuilder:
                 context = _pool_context()
                 if context.get_start_method() == "fork":
                     word_patterns()  # build once here; forked workers inherit it
-                self._pool = ProcessPoolExecutor(self.n_workers, mp_context=context, initializer=_keep_freed_memory)
+                self._pool = ProcessPoolExecutor(self._pool_size, mp_context=context, initializer=_keep_freed_memory)
                 held, self._held = self._held, None
                 self._pending.append((held, self._pool.submit(held.function, *held.args)))
-            self._pending.append((task, self._pool.submit(task.function, *task.args)))
-        self._drain(keep=self.n_workers)
+            busy = sum(1 for _, item in self._pending if isinstance(item, Future) and not item.done())
+            if busy < self._pool_depth:
+                self._pending.append((task, self._pool.submit(task.function, *task.args)))
+            else:
+                self._pending.append((task, _run_here(task)))
+        self._drain(keep=self._max_pending)
 
     def _drain(self, keep: int) -> None:
-        while len(self._pending) > keep:
-            task, item = self._pending.popleft()
-            self._merge(task, item.result() if isinstance(item, Future) else item)
+        """Merge finished chunks at the head of the queue; wait for the oldest ones only
+        while more than ``keep`` are pending."""
+        while self._pending:
+            task, item = self._pending[0]
+            if isinstance(item, Future):
+                if len(self._pending) <= keep and not item.done():
+                    return
+                item = item.result()
+            self._pending.popleft()
+            self._merge(task, item)
 
     def _merge(self, task: _Task, result: ChunkResult) -> None:
         first_row = self.input_documents
@@ -226,12 +270,16 @@ class CorpusBuilder:
         self.input_documents += result.n_docs
         if self.input_documents > self.limits.max_documents:
             raise ValueError(f"{task.where}: more than max_documents={self.limits.max_documents} documents")
-        if task.doc_ids is None:  # ids read by the worker or generated: check them now
+        if task.line_ids is not None and self._defer_line_ids(task.line_ids, doc_ids):
+            pass
+        elif task.line_ids is not None and self._known_ids().isdisjoint(doc_ids):
+            self._seen_ids.update(doc_ids)  # distinct line numbers: only clashes could repeat
+        elif task.doc_ids is None:  # ids read by the worker or generated: check them now
             fresh = set(doc_ids)
             if len(fresh) != len(doc_ids):
                 repeated = next(doc_id for doc_id, n in collections.Counter(doc_ids).items() if n > 1)
                 raise ValueError(f"{task.where}: duplicate document id {repeated!r}")
-            clash = fresh & self._seen_ids
+            clash = fresh & self._known_ids()
             if clash:
                 raise ValueError(f"{task.where}: duplicate document id {min(clash)!r}")
             self._seen_ids |= fresh
@@ -246,13 +294,39 @@ class CorpusBuilder:
         global_counts = sp.csr_matrix((counts.data, indices, counts.indptr), shape=(counts.shape[0], len(self._table.terms)))
         self._table.add_frequencies(global_counts)
         path = self.work_dir / f"chunk-{len(self._spilled):06d}.npy"
+        arrays = (_narrow(counts.indptr), indices, _narrow(counts.data))  # less to write and read back
         with open(path, "wb") as sink:
-            for array in (counts.indptr, indices, counts.data):
-                np.save(sink, array)
-        self._spilled.append(_Spilled(path, counts.shape[0]))
+            for array in arrays:
+                array.tofile(sink)
+        self._spilled.append(_Spilled(path, counts.shape[0], tuple((a.dtype, a.size) for a in arrays)))
         self._n_with_tokens += int(np.count_nonzero(np.diff(counts.indptr)))
         if self.progress is not None:
             self.progress("tokenize", self.input_documents, max(self._documents_read, self.input_documents))
+
+    def _defer_line_ids(self, line_ids: tuple[str, int], doc_ids: list[str]) -> bool:
+        """Record ids ``prefix + line number`` without hashing them when they cannot clash:
+        no other id seen yet, and lines disjoint from those recorded under the same prefix
+        (prefixes are empty or end with ``:``, so different prefixes never give equal ids)."""
+        prefix, first = line_ids
+        if self._seen_ids or not (prefix == "" or prefix.endswith(":")):
+            return False
+        stop = first + len(doc_ids)
+        ranges = self._line_ranges.setdefault(prefix, [])
+        if any(low < stop and first < high for low, high in ranges):
+            return False
+        if ranges and ranges[-1][1] == first:
+            ranges[-1][1] = stop
+        else:
+            ranges.append([first, stop])
+        self._deferred_ids.append(doc_ids)
+        return True
+
+    def _known_ids(self) -> set[str]:
+        """Every document id merged or added so far."""
+        for doc_ids in self._deferred_ids:
+            self._seen_ids.update(doc_ids)
+        self._deferred_ids.clear()
+        return self._seen_ids
 
     def close(self) -> None:
         """Stop worker processes (idempotent; also call after a failure)."""
@@ -285,10 +359,19 @@ class CorpusBuilder:
         )
 
 
+def _narrow(values: np.ndarray) -> np.ndarray:
+    """Non-negative integers (n,) in the smallest of uint8, uint16, int32 that holds them
+    (else as they are)."""
+    top = int(values.max()) if values.size else 0
+    for dtype in (np.uint8, np.uint16, np.int32):
+        if top <= np.iinfo(dtype).max:
+            return values.astype(dtype, copy=False)
+    return values
+
+
 def _load_spilled(spilled: _Spilled) -> sp.csr_matrix:
     with open(spilled.path, "rb") as source:
-        indptr, indices, data = (np.load(source) for _ in range(3))
+        indptr, indices, data = (np.fromfile(source, dtype=dtype, count=size) for dtype, size in spilled.arrays)
+    indptr, data = indptr.astype(indices.dtype), data.astype(np.int32)  # as counted (see _narrow)
     n_columns = int(indices.max()) + 1 if indices.size else 0
     return sp.csr_matrix((data, indices, indptr), shape=(spilled.n_docs, n_columns))
-
-

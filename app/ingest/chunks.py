@@ -59,41 +59,73 @@ def _block_lines(block: bytes) -> bytes:
     return block[:-1] if block.endswith(b"\n") else block
 
 
+def _line_bounds(body: bytes) -> np.ndarray:
+    """Line feed positions framed by -1 and len(body) -> int64 (n_lines + 1,): line i is
+    body[bounds[i] + 1 : bounds[i + 1]]."""
+    line_ends = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
+    bounds = np.empty(line_ends.size + 2, dtype=np.int64)
+    bounds[0], bounds[-1] = -1, len(body)
+    bounds[1:-1] = line_ends
+    return bounds
+
+
+# bytes.isspace() is true for a non-empty run of these (line feeds excluded: lines hold none).
+_BLANK_BYTES = np.zeros(256, dtype=bool)
+_BLANK_BYTES[list(b" \t\r\x0b\x0c")] = True
+
+
+def _blank_lines(body: bytes, bounds: np.ndarray) -> np.ndarray:
+    """Which lines of ``body`` (see :func:`_line_bounds`) are empty or ASCII whitespace
+    (bytes.isspace) -> bool (n_lines,). Only lines that are empty or start with a blank
+    byte can be blank, so only those are looked at one by one."""
+    starts, stops = bounds[:-1] + 1, bounds[1:]
+    codes = np.frombuffer(body, dtype=np.uint8)
+    first = codes[np.minimum(starts, max(len(body) - 1, 0))] if len(body) else np.zeros(starts.size, np.uint8)
+    maybe = np.flatnonzero((starts == stops) | _BLANK_BYTES[first])
+    blank = np.zeros(starts.size, dtype=bool)
+    for row, start, stop in zip(maybe.tolist(), starts[maybe].tolist(), stops[maybe].tolist()):
+        blank[row] = _is_blank_bytes(body[start:stop])
+    return blank
+
+
 def run_text_lines(block: bytes, where: str, first_line: int, first_offset: int, max_line_bytes: int,
                    options: TextOptions) -> ChunkResult:
     """Plain text block, one document per line (``\\r\\n`` or ``\\n``).
 
-    ASCII lines are tokenized as bytes, all at once with line feeds as separators; other
-    lines are decoded (strict UTF-8, errors name the line) and go the Unicode way.
+    The whole block is tokenized as ASCII bytes at once, line feeds separating documents,
+    with lines holding non-ASCII bytes blanked out; those lines are decoded (strict UTF-8,
+    errors name the line) and go the Unicode way.
     """
     body = _block_lines(block)
-    lines = body.split(b"\n")
-    _check_line_lengths(lines, where, first_line, max_line_bytes)
-    tokenizer = ChunkTokenizer(options, len(lines))
+    bounds = _line_bounds(body)
+    n_lines = bounds.size - 1
+    if int(np.diff(bounds).max()) - 1 > max_line_bytes:
+        _check_line_lengths(body.split(b"\n"), where, first_line, max_line_bytes)
+    tokenizer = ChunkTokenizer(options, n_lines)
+    empty = _blank_lines(body, bounds)
+    rows = np.arange(n_lines)
     if body.isascii():
-        empty = np.fromiter(map(_is_blank_bytes, lines), dtype=bool, count=len(lines))
-        del lines
-        tokenizer.add_ascii(body, b"\n", np.arange(len(empty)))
-        return ChunkResult(tokenizer.counts(), len(empty), empty)
-    is_ascii = np.fromiter(map(bytes.isascii, lines), dtype=bool, count=len(lines))
-    empty = np.zeros(len(lines), dtype=bool)
-    ascii_rows, other_rows = np.flatnonzero(is_ascii), np.flatnonzero(~is_ascii)
-    if ascii_rows.size:
-        ascii_lines = [lines[i] for i in ascii_rows]
-        empty[ascii_rows] = np.fromiter(map(_is_blank_bytes, ascii_lines), dtype=bool, count=ascii_rows.size)
-        tokenizer.add_ascii(b"\n".join(ascii_lines), b"\n", ascii_rows)
-        del ascii_lines
+        tokenizer.add_ascii(body, b"\n", rows)
+        return ChunkResult(tokenizer.counts(), n_lines, empty)
+    codes = np.frombuffer(body, dtype=np.uint8)
+    # Non-ASCII bytes per line, from their positions (a block may hold millions of them).
+    other_rows = np.flatnonzero(np.diff(np.searchsorted(np.flatnonzero(codes >= 128), bounds)))
+    line_starts, line_stops = (bounds[other_rows] + 1).tolist(), bounds[other_rows + 1].tolist()
+    ascii_part = bytearray(body)
+    for start, stop in zip(line_starts, line_stops):
+        ascii_part[start:stop] = b" " * (stop - start)
+    tokenizer.add_ascii(bytes(ascii_part), b"\n", rows)
+    del ascii_part
     texts = []
-    for row in other_rows:
-        raw = lines[row]
+    for row, start, stop in zip(other_rows.tolist(), line_starts, line_stops):
         try:
-            texts.append(raw.decode("utf-8"))
+            texts.append(body[start:stop].decode("utf-8"))
         except UnicodeDecodeError as error:
-            offset = first_offset + sum(len(line) + 1 for line in lines[:row]) + error.start
-            raise ValueError(f"{where} line {first_line + int(row)}: invalid UTF-8 at byte {offset} ({error.reason})") from None
+            offset = first_offset + start + error.start
+            raise ValueError(f"{where} line {first_line + row}: invalid UTF-8 at byte {offset} ({error.reason})") from None
     empty[other_rows] = np.fromiter(map(_is_blank, texts), dtype=bool, count=len(texts))
     tokenizer.add_texts(texts, other_rows)
-    return ChunkResult(tokenizer.counts(), len(lines), empty)
+    return ChunkResult(tokenizer.counts(), n_lines, empty)
 
 
 def _is_blank_bytes(line: bytes) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import chain, repeat
+from itertools import chain, compress, repeat
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,13 +28,15 @@ _BREAK_ID = -2
 class _TermIds(dict):
     """token -> local term id, assigning ids on first sight; rejected tokens map to -1.
 
-    Looking known tokens up through ``dict.__getitem__`` keeps the per-token loop in C;
-    Python runs only once per distinct token (``__missing__``).
+    Looking known tokens up through ``dict.get`` keeps the per-token loop in C; unseen
+    tokens are filtered and assigned in bulk (:meth:`lookup`, :meth:`ids_of`), or one at
+    a time through ``__missing__`` on the exact fallback path.
     """
 
-    def __init__(self, keep: Callable[[str], bool]):
+    def __init__(self, keep: Callable[[str], bool], keep_mask: Callable[[list[str]], np.ndarray]):
         super().__init__()
         self._keep = keep
+        self._keep_mask = keep_mask
         self.terms: list[str] = []
 
     def ids_of(self, words: list[str], keep_mask: Callable[[list[str]], np.ndarray]) -> np.ndarray:
@@ -46,10 +48,22 @@ class _TermIds(dict):
             kept = keep_mask(new_words)
             new_ids = np.full(fresh.size, -1, dtype=np.int64)
             new_ids[kept] = len(self.terms) + np.arange(int(kept.sum()))
-            self.terms.extend(word for word, keep in zip(new_words, kept.tolist()) if keep)
+            self.terms.extend(compress(new_words, kept.tolist()))
             self.update(zip(new_words, new_ids.tolist()))
             known[fresh] = new_ids
         return known
+
+    def lookup(self, tokens: list[str]) -> np.ndarray:
+        """Ids of ``tokens`` (n,) in order (repeats allowed), new distinct ones assigned in
+        bulk -> int64 (n,)."""
+        ids = np.fromiter(map(self.get, tokens, repeat(-3)), dtype=np.int64, count=len(tokens))
+        fresh = np.flatnonzero(ids == -3)
+        if fresh.size:
+            fresh_tokens = [tokens[i] for i in fresh.tolist()]
+            distinct = list(dict.fromkeys(fresh_tokens))
+            self.ids_of(distinct, self._keep_mask)
+            ids[fresh] = np.fromiter(map(self.__getitem__, fresh_tokens), dtype=np.int64, count=fresh.size)
+        return ids
 
     def __missing__(self, token: str) -> int:
         if self._keep(token):
@@ -85,6 +99,21 @@ class ChunkCounts:
     counts: sp.csr_matrix
     terms: list[str]
 
+    def __getstate__(self) -> dict:
+        """Pickle (worker -> reading process) the terms as one newline-joined string:
+        one buffer to copy instead of tens of thousands of small objects."""
+        joined = "\n".join(self.terms)
+        if joined.count("\n") != max(len(self.terms) - 1, 0):  # words hold no line feeds; be safe
+            return {"counts": self.counts, "terms": self.terms}
+        return {"counts": self.counts, "joined_terms": joined, "n_terms": len(self.terms)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.counts = state["counts"]
+        if "terms" in state:
+            self.terms = state["terms"]
+        else:
+            self.terms = state["joined_terms"].split("\n") if state["n_terms"] else []
+
 
 class ChunkTokenizer:
     """Counts documents of one chunk into a shared local term table.
@@ -97,7 +126,7 @@ class ChunkTokenizer:
         self.options = options
         self.analyzer = Analyzer(options)
         self.n_docs = n_docs
-        self.term_ids = _TermIds(self.analyzer.keep)
+        self.term_ids = _TermIds(self.analyzer.keep, self.analyzer.keep_mask)
         self._ascii_ids = _AsciiTermIds(self.term_ids)
         self._parts: list[tuple[np.ndarray, np.ndarray]] = []
 
@@ -106,7 +135,8 @@ class ChunkTokenizer:
         rows (n,): their row numbers in the chunk."""
         translated = blob.translate(ascii_table(self.options.lowercase, separator))
         del blob
-        found = scan_ascii(translated)
+        # Short tokens can be skipped early unless they must break bigrams.
+        found = scan_ascii(translated, 1 if self.options.bigrams else self.options.min_token_length)
         if found is None:  # key collision (never seen in practice): exact dictionary path
             tokens = translated.replace(ASCII_BREAK, b" \x00 ").split()
             ids = np.fromiter(map(self._ascii_ids.__getitem__, tokens), dtype=np.int64, count=len(tokens))
@@ -122,13 +152,13 @@ class ChunkTokenizer:
         if self.options.lowercase:
             tokens = find_words(f" {DOC_BREAK} ".join(map(prepare, texts)))
             self.term_ids[DOC_BREAK] = _BREAK_ID
-            ids = np.fromiter(map(self.term_ids.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+            ids = self.term_ids.lookup(tokens)
             del self.term_ids[DOC_BREAK]
             self._add_part(ids, rows[np.cumsum(ids == _BREAK_ID)])
             return
         token_lists = [find_words(prepare(text)) for text in texts]
         lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
-        ids = np.fromiter(map(self.term_ids.__getitem__, chain.from_iterable(token_lists)), dtype=np.int64, count=int(lengths.sum()))
+        ids = self.term_ids.lookup(list(chain.from_iterable(token_lists)))
         self._add_part(ids, np.repeat(rows, lengths))
 
     def _add_part(self, ids: np.ndarray, docs: np.ndarray) -> None:

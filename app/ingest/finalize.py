@@ -64,10 +64,11 @@ def prune_vocabulary(terms: list[str], df: np.ndarray, tf: np.ndarray, n_documen
         kept = np.sort(kept[order[: options.max_vocab]])
     else:
         pruned["max_vocab"] = 0
-    vocabulary = sorted(terms[i] for i in kept)
-    column = {term: position for position, term in enumerate(vocabulary)}
+    kept_terms = [terms[i] for i in kept.tolist()]  # distinct terms
+    order = sorted(range(len(kept_terms)), key=kept_terms.__getitem__)
+    vocabulary = [kept_terms[i] for i in order]
     to_new = np.full(n_terms, -1, dtype=np.int64)
-    to_new[kept] = [column[terms[i]] for i in kept]
+    to_new[kept[np.array(order, dtype=np.int64)]] = np.arange(len(order))
     return to_new, vocabulary, pruned
 
 
@@ -85,12 +86,7 @@ def assemble(chunks, n_chunks: int, to_new: np.ndarray, vocabulary: list[str], d
         remapped = remap_columns(chunk, columns, len(vocabulary))
         lengths = np.diff(remapped.indptr)
         had_terms = np.diff(chunk.indptr) > 0
-        for row in np.flatnonzero(lengths == 0):
-            document = row_offset + int(row)
-            reason = ALL_PRUNED if had_terms[row] else (EMPTY_TEXT if empty_text[document] else NO_TOKENS)
-            dropped[reason] += 1
-            if len(examples[reason]) < _MAX_DROPPED_EXAMPLES:
-                examples[reason].append(doc_ids[document])
+        _count_dropped(np.flatnonzero(lengths == 0), row_offset, had_terms, empty_text, doc_ids, dropped, examples)
         keep = np.flatnonzero(lengths > 0)
         kept_rows.append(row_offset + keep)
         sub = remapped[keep]
@@ -136,6 +132,28 @@ def assemble(chunks, n_chunks: int, to_new: np.ndarray, vocabulary: list[str], d
     }
     return BuiltCorpus(counts=counts, vocabulary=vocabulary, doc_ids=list(map(doc_ids.__getitem__, rows.tolist())),
                        metadata=kept_metadata, stats=stats)
+
+
+_REASONS = (EMPTY_TEXT, NO_TOKENS, ALL_PRUNED)
+
+
+def _count_dropped(rows: np.ndarray, row_offset: int, had_terms: np.ndarray, empty_text: np.ndarray,
+                   doc_ids: list[str], dropped: collections.Counter, examples: dict[str, list[str]]) -> None:
+    """Count the dropped ``rows`` (r,) of a chunk by reason and keep the first few ids of
+    each (reasons enter ``examples`` in the order they first occur)."""
+    if not rows.size:
+        return
+    documents = row_offset + rows
+    codes = np.where(had_terms[rows], 2, np.where(empty_text[documents], 0, 1))
+    present = [(int(np.argmax(codes == code)), code) for code in range(len(_REASONS)) if np.any(codes == code)]
+    for _, code in sorted(present):
+        reason = _REASONS[code]
+        picked = documents[codes == code]
+        dropped[reason] += int(picked.size)
+        shown = examples[reason]
+        room = _MAX_DROPPED_EXAMPLES - len(shown)
+        if room > 0:
+            shown.extend(doc_ids[document] for document in picked[:room].tolist())
 
 
 def metadata_lines(metadata: dict[int, dict]) -> str:

@@ -40,7 +40,8 @@ def ingest(sources: list[tuple[str, BinaryIO]], dest: Path, *, tmp_root: Path, f
     text_column / id_column: the text and id field of CSV/TSV rows and JSON objects
         (JSON objects default to ``id`` for the id).
     chunk_bytes / n_workers: text per tokenization chunk and worker processes (one means
-        in-process; daemonic processes such as Celery's prefork children always use one).
+        in-process; with more, this process also counts chunks when all workers have work
+        queued; daemonic processes such as Celery's prefork children always use one).
     progress: progress(stage, done, total) for stages tokenize, finalize, write;
         exceptions it raises abort the ingestion.
 

@@ -232,3 +232,96 @@ def test_cvb0_chunks_on_threads_match_one_chunk(corpus):
         state.sweep(np.full(5, 0.3), 0.01)
         state.sweep(np.full(5, 0.3), 0.01)
     np.testing.assert_allclose(many.phi, one.phi, rtol=1e-9)
+
+
+def test_incremental_chunks_partition_the_documents_by_nonzeros():
+    from gpu.refine import incremental_chunks
+
+    indptr = np.cumsum(np.r_[0, np.arange(1, 41)])  # 40 documents with 1..40 nonzeros
+    chunks = incremental_chunks(indptr, 4)
+    assert chunks[0][0] == 0 and chunks[-1][1] == 40
+    assert all(a < b for a, b in chunks) and all(chunks[i][1] == chunks[i + 1][0] for i in range(len(chunks) - 1))
+    shares = [indptr[b] - indptr[a] for a, b in chunks]
+    assert len(chunks) == 4 and max(shares) - min(shares) <= 40
+    assert incremental_chunks(indptr, 1) == [(0, 40)]
+    assert incremental_chunks(np.array([0]), 4) == [(0, 0)]
+    assert incremental_chunks(np.array([0, 3]), 4) == [(0, 1)]
+
+
+def test_incremental_sweeps_match_brute_force_incremental_em():
+    """Two sweeps with 2 chunks: a batch sweep, then per-chunk replacement of the statistics."""
+    rng = np.random.default_rng(3)
+    k, n_words = 3, 12
+    topic_word = rng.dirichlet(np.ones(n_words), size=k)
+    alpha = np.array([0.3, 0.5, 0.8])
+    dense = rng.poisson(1.5, size=(8, n_words))
+    dense[:, 0] += 1
+    smoothing = 0.05
+
+    def doc_stats(row, topics):
+        words = np.nonzero(row)[0]
+        gamma = alpha + row.sum() / k
+        for _ in range(3000):
+            log_phi = np.log(topics[:, words].T) + digamma(gamma) - digamma(gamma.sum())
+            phi = np.exp(log_phi - log_phi.max(axis=1, keepdims=True))
+            phi /= phi.sum(axis=1, keepdims=True)
+            gamma = alpha + (row[words, None] * phi).sum(axis=0)
+        out = np.zeros((k, n_words))
+        out[:, words] = (row[words, None] * phi).T
+        return out
+
+    def normalise(total):
+        smoothed = total + smoothing
+        return smoothed / smoothed.sum(axis=1, keepdims=True)
+
+    from gpu.refine import incremental_chunks
+
+    chunks = incremental_chunks(np.r_[0, np.cumsum((dense > 0).sum(axis=1))], 2)
+    assert len(chunks) == 2
+    shares = [sum(doc_stats(dense[d], topic_word) for d in range(a, b)) for a, b in chunks]
+    topics = normalise(sum(shares))
+    for i, (a, b) in enumerate(chunks):
+        shares[i] = sum(doc_stats(dense[d], topics) for d in range(a, b))
+        topics = normalise(sum(shares))
+    result = refine_topics(
+        sp.csr_matrix(dense), topic_word, alpha, max_sweeps=2, tol=0.0, fit_alpha=False, topic_smoothing=smoothing,
+        inner_iter=3000, inner_tol=1e-14, dtype="float64", method="variational", n_chunks=2,
+    )
+    assert result.sweeps == 2
+    np.testing.assert_allclose(result.topic_word, topics, atol=1e-8)
+
+
+def test_incremental_refinement_moves_towards_truth_and_rejects_bad_chunks(corpus):
+    start = perturbed_start(corpus, seed=2)
+    result = refine_topics(corpus.counts, start, np.full(5, 0.2), max_sweeps=5, tol=0.0, method="variational",
+                           n_chunks=4, fit_alpha=False)
+    assert mean_matched_l1(corpus.topic_word, result.topic_word) < 0.6 * mean_matched_l1(corpus.topic_word, start)
+    assert result.train_history[-1] > result.train_history[0]
+    with pytest.raises(ValueError, match="n_chunks"):
+        refine_topics(corpus.counts, start, np.full(5, 0.2), n_chunks=0)
+
+
+def test_heldout_scorer_is_independent_of_earlier_calls_and_agrees_with_the_shared_measure(corpus):
+    from gpu.quality import heldout_log_likelihood, split_document_tokens
+    from gpu.refine import _HeldoutScorer
+
+    heldout = corpus.counts[:120].astype(np.float64)
+    scorer = _HeldoutScorer(split_document_tokens(heldout, seed=4), np, np.float64)
+    far = perturbed_start(corpus, seed=5, mix=0.9)
+    fresh, _ = _HeldoutScorer(split_document_tokens(heldout, seed=4), np, np.float64)(corpus.topic_word, corpus.alpha)
+    scorer(far, corpus.alpha * 0.1)
+    again, _ = scorer(corpus.topic_word, corpus.alpha)
+    assert again == pytest.approx(fresh, abs=1e-12)
+    shared = heldout_log_likelihood(corpus.topic_word, corpus.alpha, heldout, seed=4)
+    assert abs(fresh - shared) < 0.01
+
+
+def test_incremental_chunks_are_capped_by_the_memory_budget(corpus):
+    """Beyond the budget for per-chunk (k, V) statistics the refinement is plain batch EM."""
+    start = perturbed_start(corpus, seed=6)
+    kwargs = dict(max_sweeps=3, tol=0.0, fit_alpha=False, dtype="float64", method="variational")
+    batch = refine_topics(corpus.counts, start, np.full(5, 0.2), n_chunks=1, **kwargs)
+    capped = refine_topics(corpus.counts, start, np.full(5, 0.2), n_chunks=4, memory_budget=8 * start.size, **kwargs)
+    chunked = refine_topics(corpus.counts, start, np.full(5, 0.2), n_chunks=4, **kwargs)
+    np.testing.assert_allclose(capped.topic_word, batch.topic_word, atol=1e-12)
+    assert np.abs(chunked.topic_word - batch.topic_word).max() > 1e-6

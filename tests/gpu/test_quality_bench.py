@@ -1,0 +1,34 @@
+"""CPU-side helpers of bench/quality.py on a tiny synthetic corpus (the real-text run is a bench)."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gpu.synthetic import make_lda_corpus
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "quality.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("quality_bench", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fit_spectral_passes_refine_options_through(bench):
+    corpus = make_lda_corpus(400, 120, 4, alpha0=1.0, doc_length=60, seed=2)
+    counts = corpus.counts.tocsr()
+    topic_word, alpha, seconds, note = bench.fit_spectral(counts, 4, 0, refine=True, refine_options={"max_sweeps": 2, "n_chunks": 2})
+    assert topic_word.shape == (4, 120) and alpha.shape == (4,) and seconds > 0
+    np.testing.assert_allclose(topic_word.sum(axis=1), 1.0)
+    assert note.startswith("variational sweeps=") and int(note.split("=")[1].split()[0]) <= 2
+
+
+def test_rows_as_token_lists_repeats_each_word_by_its_count(bench):
+    import scipy.sparse as sp
+
+    counts = sp.csr_matrix(np.array([[2, 0, 1], [0, 0, 0], [0, 3, 0]]))
+    assert bench.rows_as_token_lists(counts) == [[0, 0, 2], [], [1, 1, 1]]
