@@ -1,6 +1,7 @@
 """Dependencies shared by the routes (Annotated, FastAPI style)."""
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Session
 from app.context import ServiceContext
 from app.errors import ApiError
 from app.schemas import ErrorPublic
-from app.security import verify_token
+from app.security import is_loopback, verify_token
 
 
 def get_context(request: Request) -> ServiceContext:
@@ -30,15 +31,29 @@ def _unauthorized(message: str, error: str) -> ApiError:
     return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": challenge})
 
 
+def _arrived_on_loopback(request: Request) -> bool:
+    """False when the connection reached a non-loopback local address: an open API started
+    some other way than the CLI (e.g. uvicorn --host 0.0.0.0) still refuses keyless calls.
+    Servers that give no IP address (unix sockets, the test client) count as local."""
+    server = request.scope.get("server")
+    host = server[0] if server else None
+    try:
+        ipaddress.ip_address(host or "")
+    except ValueError:
+        return True
+    return is_loopback(host)
+
+
 def get_tenant(request: Request, ctx: Context) -> str:
     """The caller's tenant, from ``Authorization: Bearer <key>``.
 
     A key that is sent must be valid and unrevoked (else 401), whatever the mode. Without a
-    key: 401 when REQUIRE_API_KEYS is set, else the open (loopback-only) default tenant.
+    key: 401 when REQUIRE_API_KEYS is set or the request came in on a non-loopback address,
+    else the open default tenant.
     """
     header = request.headers.get("authorization")
     if header is None:
-        if ctx.settings.require_api_keys:
+        if ctx.settings.require_api_keys or not _arrived_on_loopback(request):
             raise _unauthorized("an API key is required: send 'Authorization: Bearer <key>'", "")
         return ctx.settings.default_tenant
     scheme, _, token = header.partition(" ")

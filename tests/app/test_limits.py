@@ -175,3 +175,22 @@ def test_open_mode_uses_the_default_tenant_but_checks_keys_that_are_sent(ctx_fac
         assert client.get(f"/v1/corpora/{keyless}", headers=keyed).status_code == 404  # another tenant
         wrong = client.get("/v1/corpora", headers={"Authorization": "Bearer st_wrong"})
         assert wrong.status_code == 401 and "www-authenticate" in wrong.headers
+
+
+@pytest.mark.parametrize("server, open_", [(("127.0.0.1", 8000), True), (("::1", 8000), True),
+                                           (("10.1.2.3", 8000), False), (("0.0.0.0", 8000), False),
+                                           (None, True), (("testserver", 80), True)])
+def test_open_mode_refuses_keyless_calls_that_arrive_on_a_public_address(ctx_factory, server, open_):
+    from fastapi import Request
+
+    from app.api.deps import get_tenant
+    from app.errors import ApiError
+
+    ctx = ctx_factory()
+    request = Request({"type": "http", "method": "GET", "path": "/v1/jobs", "headers": [], "server": server})
+    if open_:
+        assert get_tenant(request, ctx) == ctx.settings.default_tenant
+    else:
+        with pytest.raises(ApiError) as refused:
+            get_tenant(request, ctx)
+        assert refused.value.status_code == 401 and "WWW-Authenticate" in refused.value.headers
