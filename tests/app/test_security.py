@@ -6,6 +6,9 @@ import hmac
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 import sqlalchemy as sa
 
 from app.cli import main
@@ -165,3 +168,24 @@ def test_migration_0002_upgrades_and_downgrades(tmp_path):
     downgrade_database(engine, "0001")
     assert "api_keys" not in sa.inspect(engine).get_table_names()
     engine.dispose()
+
+_SECRET_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_parse_token_never_raises_and_accepts_only_the_exact_shape(text):
+    parsed = parse_token(text)
+    if parsed is not None:
+        key_id, secret = parsed
+        assert text == f"st_{key_id}_{secret}" and len(key_id) == 16 and len(secret) == 43
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(st.text("0123456789abcdef", min_size=16, max_size=16), st.text(_SECRET_ALPHABET, min_size=43, max_size=43),
+       st.text(max_size=3))
+def test_parse_token_round_trips_and_rejects_any_suffix(key_id, secret, suffix):
+    assert parse_token(f"st_{key_id}_{secret}") == (key_id, secret)
+    if suffix:
+        assert parse_token(f"st_{key_id}_{secret}{suffix}") is None
+        assert parse_token(f"{suffix}st_{key_id}_{secret}") is None
