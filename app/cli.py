@@ -4,6 +4,7 @@
     spectral-topics api    [--host --port]     API only (runs migrations); for containers
     spectral-topics worker [--queues --pool --concurrency]
     spectral-topics migrate
+    spectral-topics keys create --tenant T | keys list [--tenant T] | keys revoke KEY_ID
     spectral-topics submit FILE --topics K [--wait]  (client of a running API, --url)
     spectral-topics topics MODEL | infer MODEL FILE | export MODEL [-o FILE] | job JOB
 """
@@ -41,8 +42,22 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("migrate", help="bring the database schema up to date")
     p.add_argument("--data-dir", help="overrides DATA_DIR")
 
+    keys = sub.add_parser("keys", help="create, list and revoke API keys (directly in the database)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    p = keys_sub.add_parser("create", help="create a key for a tenant; prints the key once")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--data-dir", help="overrides DATA_DIR")
+    p = keys_sub.add_parser("list", help="list keys (ids, tenants, dates; never secrets)")
+    p.add_argument("--tenant")
+    p.add_argument("--data-dir", help="overrides DATA_DIR")
+    p = keys_sub.add_parser("revoke", help="revoke a key by its id")
+    p.add_argument("key_id")
+    p.add_argument("--data-dir", help="overrides DATA_DIR")
+
     def client_args(p):
         p.add_argument("--url", default=os.environ.get("SPECTRAL_TOPICS_URL", DEFAULT_URL), help="API base URL")
+        p.add_argument("--api-key", default=os.environ.get("SPECTRAL_TOPICS_API_KEY"),
+                       help="API key sent as a bearer token (default SPECTRAL_TOPICS_API_KEY)")
 
     p = sub.add_parser("submit", help="upload a corpus file and fit a model")
     p.add_argument("file", type=Path)
@@ -94,6 +109,54 @@ def _migrate(settings) -> None:
         ctx.close()
 
 
+def _check_bind(settings, host: str) -> bool:
+    """False (after saying why) if the API must not start on ``host`` with these settings."""
+    from app.security import check_bind
+
+    try:
+        warning = check_bind(host, settings.require_api_keys)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return False
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    return True
+
+
+def _keys(args) -> int:
+    from app.context import build_context
+    from app.db import transaction
+    from app.security import create_api_key, list_api_keys, revoke_api_key
+
+    settings = _settings(args)
+    _migrate(settings)
+    ctx = build_context(settings)
+    try:
+        with transaction(ctx.sessions) as session:
+            if args.keys_command == "create":
+                key = create_api_key(session, args.tenant)
+            elif args.keys_command == "revoke":
+                row = revoke_api_key(session, args.key_id)
+                revoked = (row.id, row.tenant_id, row.revoked_at)
+            else:
+                rows = [(r.id, r.tenant_id, r.created_at, r.revoked_at) for r in list_api_keys(session, args.tenant)]
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        ctx.close()
+    if args.keys_command == "create":
+        print(f"key {key.key_id} for tenant {key.tenant_id}; the key below is shown only once:", file=sys.stderr)
+        print(key.token)
+    elif args.keys_command == "revoke":
+        print(f"revoked {revoked[0]} (tenant {revoked[1]}) at {revoked[2].isoformat()}")
+    else:
+        print(f"{'key_id':<16}  {'tenant':<20}  {'created_at':<32}  revoked_at")
+        for key_id, tenant, created, revoked_at in rows:
+            print(f"{key_id:<16}  {tenant:<20}  {created.isoformat():<32}  {revoked_at.isoformat() if revoked_at else '-'}")
+    return 0
+
+
 def _run_api(settings, host: str, port: int) -> None:
     import uvicorn
 
@@ -105,6 +168,8 @@ def _run_api(settings, host: str, port: int) -> None:
 def _serve(args) -> int:
     """API in this process, a worker in a child process; both stop together."""
     settings = _settings(args)
+    if not _check_bind(settings, args.host):
+        return 2
     _migrate(settings)
     env = dict(os.environ, DATA_DIR=str(settings.data_dir.resolve()))
     worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env)
@@ -145,7 +210,7 @@ def _client_command(args) -> int:
 
     from app.client import ApiClient, ClientError, print_json, read_texts, topics_table
 
-    client = ApiClient(args.url)
+    client = ApiClient(args.url, api_key=args.api_key)
     try:
         if args.command == "submit":
             options = json.loads(args.text_options) if args.text_options else None
@@ -194,8 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(args)
     if args.command == "api":
-        _run_api(_settings(args), args.host, args.port)
+        settings = _settings(args)
+        if not _check_bind(settings, args.host):
+            return 2
+        _run_api(settings, args.host, args.port)
         return 0
+    if args.command == "keys":
+        return _keys(args)
     if args.command == "worker":
         return _worker(args)
     if args.command == "migrate":

@@ -31,8 +31,10 @@ def _check(response: httpx.Response) -> Any:
 
 
 class ApiClient:
-    def __init__(self, url: str, *, timeout: float = 60.0, transport: httpx.BaseTransport | None = None):
-        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, transport=transport)
+    def __init__(self, url: str, *, timeout: float = 60.0, transport: httpx.BaseTransport | None = None,
+                 api_key: str | None = None):
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, transport=transport, headers=headers)
 
     def close(self) -> None:
         self.http.close()

@@ -20,7 +20,8 @@ from app.context import ServiceContext
 from app.db import transaction
 from app.errors import ApiError
 from app.queries import get_owned
-from app.ingest import FORMATS, IngestLimits, TextOptions, delete_corpus, ingest
+from app.ingest import FORMATS, TextOptions, delete_corpus, ingest
+from app.limits import ingest_limits
 from app.storage import remove_path
 from app.tables import FINAL_JOB_STATES, CorpusRow, JobRow, ModelRow
 
@@ -104,7 +105,7 @@ def ingest_staged(ctx: ServiceContext, upload_id: str, corpus_id: str, tenant_id
             sources = [(name, stack.enter_context(open(folder / f"{i}", "rb"))) for i, name in enumerate(files)]
             info = ingest(
                 sources, dest, tmp_root=ctx.layout.tmp, fmt=manifest.format, options=manifest.options,
-                limits=IngestLimits(), text_column=manifest.text_column, id_column=manifest.id_column,
+                limits=ingest_limits(ctx.settings), text_column=manifest.text_column, id_column=manifest.id_column,
                 progress=progress,
             )
     except ValueError:

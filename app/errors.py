@@ -14,9 +14,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 
-_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 409: "conflict",
+_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 409: "conflict",
           413: "body_too_large", 415: "unsupported_media_type", 422: "validation_error",
-          503: "unavailable"}
+          429: "too_many_requests", 503: "unavailable"}
 
 
 class ApiError(StarletteHTTPException):

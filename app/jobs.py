@@ -18,6 +18,7 @@ from app.context import ServiceContext
 from app.db import transaction, utcnow
 from app.errors import ApiError
 from app.ids import new_id
+from app.limits import check_job_admission
 from app.queries import get_owned
 from app.tables import FINAL_JOB_STATES, JobRow, ModelRow
 
@@ -61,6 +62,7 @@ def submit(ctx: ServiceContext, job: JobRow, task_name: str, extra_rows: list = 
             return existing
     try:
         with transaction(ctx.sessions) as session:
+            check_job_admission(session, ctx.settings, job.tenant_id)
             session.add(job)
             session.flush()  # the job row first: the model row refers to it by id
             session.add_all(extra_rows)

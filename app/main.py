@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api import corpora, health, jobs, models
+from app.api.deps import error_responses
 from app.body_limit import BodySizeLimitMiddleware
 from app.context import ServiceContext, build_context
 from app.errors import install_error_handlers
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True,
     app.state.context = ctx
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    for module in (corpora, models, jobs, health):
-        app.include_router(module.router)
+    for module in (corpora, models, jobs):
+        app.include_router(module.router, responses=error_responses(401))
+    app.include_router(health.router)
     return app

@@ -24,7 +24,12 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite under DATA_DIR.")
     broker_url: str | None = Field(default=None, description="Celery broker; default filesystem:// under DATA_DIR.")
     redis_url: str | None = Field(default=None, description="Used as the broker when BROKER_URL is unset.")
-    default_tenant: str = "local"
+    default_tenant: str = Field(default="local", description="The tenant of keyless requests in open mode.")
+
+    # Authentication. Open (no keys) is allowed only on a loopback bind; see app.security.
+    require_api_keys: bool = Field(default=False, description=(
+        "REQUIRE_API_KEYS: every /v1 request needs 'Authorization: Bearer <key>'. When false the API "
+        "runs open (keyless requests act as DEFAULT_TENANT) and refuses to bind a non-loopback host."))
 
     # Queues: fit jobs go to the GPU queue, ingestion to the CPU queue.
     gpu_queue: str = "gpu"
@@ -54,6 +59,16 @@ class Settings(BaseSettings):
     min_topics: int = Field(default=2, ge=1)
     max_topics: int = Field(default=1000, ge=1)
     max_infer_documents: int = Field(default=10_000, ge=1)
+    # Ingestion limits (wired into app.ingest.IngestLimits) and admission limits for jobs.
+    max_documents_per_corpus: int = Field(default=5_000_000, ge=1)
+    max_document_bytes: int = Field(default=10 * _MIB, ge=1)
+    max_archive_members: int = Field(default=100_000, ge=1)
+    max_archive_member_bytes: int = Field(default=512 * _MIB, ge=1)
+    max_decompressed_bytes: int = Field(default=4096 * _MIB, ge=1)
+    max_upload_total_bytes: int = Field(default=2048 * _MIB, ge=1)
+    max_active_jobs_per_tenant: int = Field(default=100, ge=1, description="Queued+running jobs; more -> 429.")
+    max_queued_jobs: int = Field(default=10_000, ge=1, description="Queued jobs of all tenants; more -> 503.")
+    retry_after_s: int = Field(default=30, ge=1, description="Retry-After sent with 429 and 503 admission refusals.")
     fit_backend: str = Field(default="auto", description="auto | numpy | cupy for fit jobs.")
 
     @field_validator("job_hard_time_limit_s")

@@ -98,7 +98,7 @@ def _unwrap_envelope(path: Path) -> dict | None:
 
 @router.post("", status_code=201, response_model=CorpusPublic, description=_UPLOAD_DOC, openapi_extra=_UPLOAD_BODY,
              responses={202: {"model": CorpusAccepted, "description": "Ingestion queued"},
-                        **error_responses(413, 422, 503)},
+                        **error_responses(413, 422, 429, 503)},
              summary="Upload a corpus")
 async def upload(request: Request, response: Response, ctx: Context, tenant: Tenant,
                  format: str | None = Query(None, description="Input format; detected when omitted."),

@@ -1,6 +1,7 @@
 """Dependencies shared by the routes (Annotated, FastAPI style)."""
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -8,7 +9,9 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from app.context import ServiceContext
+from app.errors import ApiError
 from app.schemas import ErrorPublic
+from app.security import is_loopback, verify_token
 
 
 def get_context(request: Request) -> ServiceContext:
@@ -23,9 +26,44 @@ def get_session(ctx: Context) -> Iterator[Session]:
         yield session
 
 
-def get_tenant(ctx: Context) -> str:
-    """The caller's tenant. One local tenant for now; authentication will decide it later."""
-    return ctx.settings.default_tenant
+def _unauthorized(message: str, error: str) -> ApiError:
+    challenge = f'Bearer realm="spectral-topics", error="{error}"' if error else 'Bearer realm="spectral-topics"'
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": challenge})
+
+
+def _arrived_on_loopback(request: Request) -> bool:
+    """False when the connection reached a non-loopback local address: an open API started
+    some other way than the CLI (e.g. uvicorn --host 0.0.0.0) still refuses keyless calls.
+    Servers that give no IP address (unix sockets, the test client) count as local."""
+    server = request.scope.get("server")
+    host = server[0] if server else None
+    try:
+        ipaddress.ip_address(host or "")
+    except ValueError:
+        return True
+    return is_loopback(host)
+
+
+def get_tenant(request: Request, ctx: Context) -> str:
+    """The caller's tenant, from ``Authorization: Bearer <key>``.
+
+    A key that is sent must be valid and unrevoked (else 401), whatever the mode. Without a
+    key: 401 when REQUIRE_API_KEYS is set or the request came in on a non-loopback address,
+    else the open default tenant.
+    """
+    header = request.headers.get("authorization")
+    if header is None:
+        if ctx.settings.require_api_keys or not _arrived_on_loopback(request):
+            raise _unauthorized("an API key is required: send 'Authorization: Bearer <key>'", "")
+        return ctx.settings.default_tenant
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("the Authorization header must be 'Bearer <key>'", "invalid_request")
+    with ctx.sessions() as session:
+        tenant = verify_token(session, token.strip())
+    if tenant is None:
+        raise _unauthorized("the API key is invalid or revoked", "invalid_token")
+    return tenant
 
 
 MAX_OFFSET = 2**31 - 1  # paging offsets are bound to SQL integers
@@ -34,8 +72,9 @@ SessionDep = Annotated[Session, Depends(get_session)]
 Tenant = Annotated[str, Depends(get_tenant)]
 
 _DESCRIPTIONS = {
+    401: "Missing, invalid or revoked API key", 429: "Too many active jobs for this tenant (see Retry-After)",
     404: "Unknown id", 409: "Conflict with the resource's state", 413: "Request body too large",
-    422: "Invalid input: the message says what and where", 503: "A dependency is unreachable",
+    422: "Invalid input: the message says what and where", 503: "A dependency is unreachable or the job queue is full",
 }
 
 

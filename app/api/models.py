@@ -18,7 +18,7 @@ from app.tables import ModelRow
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
-@router.post("", status_code=202, response_model=ModelAccepted, responses=error_responses(404, 422, 503),
+@router.post("", status_code=202, response_model=ModelAccepted, responses=error_responses(404, 422, 429, 503),
              summary="Fit a topic model on a corpus (a job to poll)")
 def create(request: ModelCreate, ctx: Context, tenant: Tenant,
            idempotency_key: Annotated[str | None, Header(max_length=255, description=(
