@@ -178,6 +178,9 @@ def run(base: str, server: subprocess.Popen, rates: list[float], args) -> None:
     print(f"model {model_id}: D=500 V=300 k=5, fitted in {sum(job['stage_timings'].values()):.2f} s")
 
     infer_body = {"texts": synthetic_texts(5, 300, 5, seed=9)}
+    for _ in range(20):  # warm up: the model's first load and the first connections are not measured
+        client.get(f"/v1/models/{model_id}/topics").raise_for_status()
+        client.post(f"/v1/models/{model_id}/infer", json=infer_body).raise_for_status()
     results = {}
     for name, send in (("GET topics", lambda c: c.get(f"/v1/models/{model_id}/topics")),
                        ("POST infer", lambda c: c.post(f"/v1/models/{model_id}/infer", json=infer_body))):
