@@ -26,32 +26,3 @@ def test_no_request_from_the_schema_breaks_the_api(tmp_path):
             case.call_and_validate(excluded_checks=[positive_data_acceptance])
 
         check()
-
-
-def test_chained_requests_from_the_schema_never_break_the_api(tmp_path):
-    """Stateful fuzzing: schemathesis infers links between operations (a created corpus'
-    id feeds the corpus, vocabulary, model and delete operations) and runs random
-    sequences of calls; none may answer 5xx or outside the documented responses."""
-    app = create_app(embedded_settings(tmp_path / "data"))
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-    base = schema.as_state_machine()
-    assert base.bundles, "no links between operations were inferred: nothing stateful to run"
-
-    class ChainedCalls(base):
-        def validate_response(self, response, case, additional_checks=None, **kwargs):
-            case.validate_response(
-                response,
-                additional_checks=additional_checks,
-                excluded_checks=[positive_data_acceptance],
-                transport_kwargs=kwargs or None,
-            )
-
-    ChainedCalls.run(
-        settings=settings(
-            max_examples=40,
-            stateful_step_count=8,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-            database=None,
-        )
-    )
