@@ -341,13 +341,9 @@ def _refine_cvb0(
                 stopped = "converged"
                 break
             continue
-        score, heldout_gamma = scorer(topics, current_alpha)
-        if alpha_rule == "heldout":
-            for scale in (0.5, 2.0):
-                trial, trial_gamma = scorer(topics, current_alpha * scale)
-                if trial > score:
-                    score, current_alpha, heldout_gamma = trial, current_alpha * scale, trial_gamma
-                    break
+        score, current_alpha, heldout_gamma = _score_heldout(
+            scorer, topics, current_alpha, try_rescaled_alpha=alpha_rule == "heldout"
+        )
         heldout_history.append(score)
         stalled = stalled + 1 if score < best[0] + tol else 0
         if score > best[0]:
@@ -564,13 +560,12 @@ def _refine_variational(
             progress("refinement", sweeps, max_sweeps)
 
         if scorer is not None:
-            score, heldout_gamma = scorer(current_topics, current_alpha)
-            if alpha_rule == "heldout" and (sweeps <= 2 or sweeps % 4 == 0):
-                for scale in (0.5, 2.0):
-                    trial, trial_gamma = scorer(current_topics, current_alpha * scale)
-                    if trial > score:
-                        score, current_alpha, heldout_gamma = trial, current_alpha * scale, trial_gamma
-                        break
+            score, current_alpha, heldout_gamma = _score_heldout(
+                scorer,
+                current_topics,
+                current_alpha,
+                try_rescaled_alpha=alpha_rule == "heldout" and (sweeps <= 2 or sweeps % 4 == 0),
+            )
             heldout_history.append(score)
             stalled = stalled + 1 if score < best[0] + tol else 0
             if score > best[0]:
@@ -596,3 +591,15 @@ def _refine_variational(
         doc_topic=np.asarray(to_host(doc_topic)),
         stopped=stopped,
     )
+
+
+def _score_heldout(scorer, topics, alpha, *, try_rescaled_alpha: bool):
+    """Held-out score of ``topics`` with ``alpha``; optionally also try alpha halved and
+    doubled and keep the first that scores better. Returns (score, alpha, heldout_gamma)."""
+    score, gamma = scorer(topics, alpha)
+    if try_rescaled_alpha:
+        for scale in (0.5, 2.0):
+            trial, trial_gamma = scorer(topics, alpha * scale)
+            if trial > score:
+                return trial, alpha * scale, trial_gamma
+    return score, alpha, gamma
