@@ -1,22 +1,15 @@
 """CPU-side parts of bench/gpu_check.py (the GPU parts need a CUDA device)."""
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from gpu.backend import gpu_available
 from gpu.synthetic import make_lda_corpus
-
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "gpu_check.py"
+from tests.bench_scripts import load_bench_script
 
 
 @pytest.fixture(scope="module")
 def gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("gpu_check")
 
 
 def test_exits_cleanly_without_a_gpu(gpu_check, capsys):

@@ -1,21 +1,14 @@
 """CPU-side helpers of bench/quality.py on a tiny synthetic corpus (the real-text run is a bench)."""
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from gpu.synthetic import make_lda_corpus
-
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "quality.py"
+from tests.bench_scripts import load_bench_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("quality_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("quality")
 
 
 def test_fit_spectral_passes_refine_options_through(bench):
