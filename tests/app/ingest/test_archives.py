@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from app.ingest import IngestLimits
+from tests.app.ingest._archives import make_tar_gz, make_zip
 from tests.app.ingest._reference import jsonb, reference_corpus
 
 MEMBERS = {
@@ -15,26 +16,6 @@ MEMBERS = {
     "more/c.jsonl": jsonb({"id": "x1", "text": "jsonl member text"}) + b"\n" + jsonb("another jsonl document") + b"\n",
     "more/d.csv": b"text\ncsv member row\n",
 }
-
-
-def make_zip(members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
-def make_tar_gz(members: dict[str, bytes], special: list[tarfile.TarInfo] = ()) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-        for info in special:
-            archive.addfile(info)
-    return buffer.getvalue()
 
 
 EXPECTED_IDS = ["docs/a.txt", "docs/b.txt", "x1", "more/c.jsonl:2", "more/d.csv:1"]

@@ -3,9 +3,7 @@ and a failure leaves nothing behind. Checked for every parser, on raw bytes and 
 mutations (byte flips, truncations) of valid inputs that get deeper into each parser."""
 import gzip
 import io
-import tarfile
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -14,29 +12,12 @@ import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from app.ingest import IngestLimits, TextOptions, ingest
+from tests.app.ingest._archives import make_tar_gz, make_zip
 from tests.app.ingest._reference import jsonb
 
 LIMITS = IngestLimits(max_document_bytes=4096, max_member_bytes=8192, max_decompressed_bytes=32768,
                       max_total_bytes=65536, max_archive_members=20, max_documents=200)
 PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def _zip(members):
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
-def _tar_gz(members):
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def _npz():
@@ -51,8 +32,8 @@ VALID = {
     "text": b"alpha beta\ngamma delta\n",
     "csv": b'id,text\n1,"alpha, beta"\n2,gamma delta\n',
     "tsv": b"id\ttext\n1\talpha beta\n2\tgamma delta\n",
-    "zip": _zip({"a.txt": b"alpha beta", "b.jsonl": b'"gamma delta"\n', "c.csv": b"text\nepsilon zeta\n"}),
-    "tar.gz": _tar_gz({"a.txt": b"alpha beta", "b.jsonl": b'"gamma delta"\n', "c.csv": b"text\nepsilon zeta\n"}),
+    "zip": make_zip({"a.txt": b"alpha beta", "b.jsonl": b'"gamma delta"\n', "c.csv": b"text\nepsilon zeta\n"}),
+    "tar.gz": make_tar_gz({"a.txt": b"alpha beta", "b.jsonl": b'"gamma delta"\n', "c.csv": b"text\nepsilon zeta\n"}),
     "uci": b"2\n3\n3\n1 1 1\n1 3 2\n2 2 3\n",
     "mm": b"%%MatrixMarket matrix coordinate integer general\n2 3 3\n1 1 1\n1 3 2\n2 2 3\n",
     "npz": _npz(),
