@@ -294,10 +294,7 @@ def _refine_cvb0(
     n_threads: int,
 ) -> RefineResult:
     """CVB0 refinement (see :class:`_Cvb0State`); held-out likelihood checked every ``check_every`` sweeps."""
-    xp = get_array_module(X)
-    topic_word = xp.asarray(topic_word).astype(dtype)
-    topic_word /= topic_word.sum(axis=1, keepdims=True)
-    inputs = validate_inference_inputs(X, topic_word, xp.asarray(alpha))
+    xp, inputs = _validated_start(X, topic_word, alpha, dtype)
     dtype = inputs.topic_word.dtype
     counts = inputs.counts.astype(dtype)
     counts.sum_duplicates()
@@ -490,10 +487,7 @@ def _refine_variational(
     memory_budget: int = 2 << 30,
 ) -> RefineResult:
     """Batched variational EM refinement (see :func:`refine_topics`)."""
-    xp = get_array_module(X)
-    topic_word = xp.asarray(topic_word).astype(dtype)
-    topic_word /= topic_word.sum(axis=1, keepdims=True)
-    inputs = validate_inference_inputs(X, topic_word, xp.asarray(alpha))
+    xp, inputs = _validated_start(X, topic_word, alpha, dtype)
     dtype = inputs.topic_word.dtype
     n_docs = inputs.counts.shape[0]
     current_topics, current_alpha = inputs.topic_word, to_host(inputs.alpha).astype(np.float64)
@@ -603,3 +597,12 @@ def _score_heldout(scorer, topics, alpha, *, try_rescaled_alpha: bool):
             if trial > score:
                 return trial, alpha * scale, trial_gamma
     return score, alpha, gamma
+
+
+def _validated_start(X: Any, topic_word: Any, alpha: Any, dtype: str):
+    """The refinement's starting point: topics cast to ``dtype`` and renormalised, then
+    validated with the counts. Returns (array module, validated inputs)."""
+    xp = get_array_module(X)
+    topic_word = xp.asarray(topic_word).astype(dtype)
+    topic_word /= topic_word.sum(axis=1, keepdims=True)
+    return xp, validate_inference_inputs(X, topic_word, xp.asarray(alpha))
