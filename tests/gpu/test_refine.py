@@ -23,6 +23,22 @@ def training_loglik(counts, topic_word, alpha):
     return total / tokens
 
 
+def brute_force_word_topic_counts(row, topic_word, alpha, n_iter):
+    """(k, V) expected word-topic counts of one dense document (V,) after ``n_iter``
+    plain variational updates with the topics fixed: the textbook per-document E-step."""
+    k, n_words = topic_word.shape
+    words = np.nonzero(row)[0]
+    gamma = alpha + row.sum() / k
+    for _ in range(n_iter):
+        log_phi = np.log(topic_word[:, words].T) + digamma(gamma) - digamma(gamma.sum())
+        phi = np.exp(log_phi - log_phi.max(axis=1, keepdims=True))
+        phi /= phi.sum(axis=1, keepdims=True)
+        gamma = alpha + (row[words, None] * phi).sum(axis=0)
+    out = np.zeros((k, n_words))
+    out[:, words] = (row[words, None] * phi).T
+    return out
+
+
 @pytest.fixture(scope="module")
 def corpus():
     return make_lda_corpus(600, 150, 5, alpha0=1.0, doc_length=60, seed=11)
@@ -35,16 +51,7 @@ def test_one_sweep_matches_dense_brute_force_em():
     alpha = np.array([0.3, 0.5, 0.8])
     dense = rng.poisson(1.5, size=(6, n_words))
     smoothing = 0.01
-    expected = np.zeros((k, n_words))
-    for row in dense:
-        words = np.nonzero(row)[0]
-        gamma = alpha + row.sum() / k
-        for _ in range(5000):
-            log_phi = np.log(topic_word[:, words].T) + digamma(gamma) - digamma(gamma.sum())
-            phi = np.exp(log_phi - log_phi.max(axis=1, keepdims=True))
-            phi /= phi.sum(axis=1, keepdims=True)
-            gamma = alpha + (row[words, None] * phi).sum(axis=0)
-        expected[:, words] += (row[words, None] * phi).T
+    expected = sum(brute_force_word_topic_counts(row, topic_word, alpha, 5000) for row in dense)
     expected += smoothing
     expected /= expected.sum(axis=1, keepdims=True)
     result = refine_topics(
@@ -259,16 +266,7 @@ def test_incremental_sweeps_match_brute_force_incremental_em():
     smoothing = 0.05
 
     def doc_stats(row, topics):
-        words = np.nonzero(row)[0]
-        gamma = alpha + row.sum() / k
-        for _ in range(3000):
-            log_phi = np.log(topics[:, words].T) + digamma(gamma) - digamma(gamma.sum())
-            phi = np.exp(log_phi - log_phi.max(axis=1, keepdims=True))
-            phi /= phi.sum(axis=1, keepdims=True)
-            gamma = alpha + (row[words, None] * phi).sum(axis=0)
-        out = np.zeros((k, n_words))
-        out[:, words] = (row[words, None] * phi).T
-        return out
+        return brute_force_word_topic_counts(row, topics, alpha, 3000)
 
     def normalise(total):
         smoothed = total + smoothing
