@@ -2,7 +2,7 @@
 
 Stages (each reported to ``progress(stage, done, total)`` and timed):
   moments       drop documents shorter than 3 tokens; M1 and diagonal corrections
-  whitening     block Krylov range finder for M2 (applied implicitly), Rayleigh-Ritz -> W
+  whitening     block Krylov range finder for S M2 S (word-scaled, applied implicitly), Rayleigh-Ritz -> W
   tensor        one pass P = X W -> the whitened tensor T = M3(W, W, W) (or T(I,u,u) implicitly)
   decomposition robust tensor power method with deflation
   recovery      alpha, topics with sign fixing and simplex projection, sorted by alpha
@@ -26,7 +26,7 @@ from gpu.power_method import robust_tensor_power_method
 from gpu.recovery import alpha_from_eigenvalues, recover
 from gpu.tensor import DenseTensor, ImplicitTensor, tensor_terms, whitened_document_sums, whitened_tensor
 from gpu.validation import as_count_matrix, choose_backend, validate_parameters
-from gpu.whitening import krylov_whitening
+from gpu.whitening import krylov_whitening, word_scale
 
 Progress = Callable[[str, int, int], None] | None
 
@@ -42,6 +42,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "tensor_mode": "auto",
     "rank_tol": 1e-6,
     "projection_cache_bytes": 2**30,
+    "word_scale_power": 0.2,
 }
 DENSE_TENSOR_MAX_COMPONENTS = 200  # tensor_mode="auto" forms T (k^3 floats) up to this k
 GPU_BLOCK_ROWS = 262_144
@@ -118,7 +119,10 @@ def fit_spectral_lda(
         n_threads (None: all cores), tensor_mode ("auto" | "dense" | "implicit"),
         rank_tol (1e-6: eigenvalues of M2 below rank_tol x the largest count as zero),
         projection_cache_bytes (2**30: keep the D x (b m) products X K of the range finder
-        when they fit, which saves one sparse product in the tensor pass; 0 disables).
+        when they fit, which saves one sparse product in the tensor pass; 0 disables),
+        word_scale_power (0.2: whiten S M2 S with S = diag((M1_w / max M1)^-power), which
+        lets specific, less frequent words shape the topics on real text; 0 whitens M2
+        itself; see gpu.whitening).
 
     Returns
     -------
@@ -219,6 +223,7 @@ def _fit(plan: _FitPlan, clock: _Stopwatch, progress: Progress) -> SpectralLDARe
         n_threads=n_threads,
         progress=progress,
         cache_projections=cache,
+        scale=word_scale(stats.m1, settings["word_scale_power"]),
     )
 
     clock.start("tensor")

@@ -64,6 +64,7 @@ PARAMETER_CONSTRAINTS: dict[str, Constraint] = {
     "tensor_mode": Constraint(lambda v: v in TENSOR_MODES, f"one of {TENSOR_MODES}"),
     "projection_cache_bytes": Constraint(_non_negative_int, "an integer >= 0"),
     "rank_tol": Constraint(lambda v: _is_real(v) and 0 < v < 1, "a number in (0, 1)"),
+    "word_scale_power": Constraint(lambda v: _is_real(v) and 0 <= v <= 1, "a number in [0, 1]"),
 }
 
 

@@ -6,7 +6,7 @@ import scipy.sparse as sp
 from gpu.moments import apply_m2, corpus_stats
 from gpu.passes import row_blocks
 from gpu.tensor import DenseTensor, ImplicitTensor, tensor_terms, whitened_document_sums, whitened_tensor
-from gpu.whitening import krylov_whitening, orthonormalize
+from gpu.whitening import krylov_whitening, orthonormalize, word_scale
 from tests.gpu.brute_force import dense_moments, multilinear
 
 ALPHA0 = 0.7
@@ -23,7 +23,7 @@ def tiny_corpus(seed=0, n_docs=40, n_words=9):
     return sp.csr_matrix(np.array(rows, dtype=np.int64))
 
 
-def pipeline(X, n_components, *, n_threads=1, block_rows=None, dtype="float64", n_columns=None, cache=True):
+def pipeline(X, n_components, *, n_threads=1, block_rows=None, dtype="float64", n_columns=None, cache=True, scale=None):
     X = X.astype(dtype).tocsr()
 
     def blocks_for(n):
@@ -33,7 +33,7 @@ def pipeline(X, n_components, *, n_threads=1, block_rows=None, dtype="float64", 
     blocks = blocks_for(stats.n_docs)
     whitening = krylov_whitening(
         stats, n_components, n_columns or X.shape[1], ALPHA0, seed=5, n_krylov_blocks=2, rank_tol=1e-9,
-        blocks=blocks, n_threads=n_threads, cache_projections=cache,
+        blocks=blocks, n_threads=n_threads, cache_projections=cache, scale=scale,
     )
     W = whitening.matrix()
     sums = whitened_document_sums(
@@ -101,6 +101,34 @@ def test_partial_krylov_basis_whitens_exactly(corpus, cache):
     expected = multilinear(dense["M3"], W)
     T = whitened_tensor(sums, terms, np.float64)
     np.testing.assert_allclose(T, expected, rtol=0, atol=1e-8 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_word_scaled_whitening_whitens_m2_on_the_top_space_of_s_m2_s(corpus, cache):
+    X, dense = corpus
+    stats, *_ = pipeline(X, 3)
+    scale = word_scale(stats.m1, 0.5)
+    np.testing.assert_allclose(scale, (stats.m1 / stats.m1.max()) ** -0.5)
+    _, whitening, W, sums, terms, _ = pipeline(X, 3, n_columns=5, cache=cache, n_threads=2, block_rows=9, scale=scale)
+    # W = S W_s still whitens M2 itself, and (W^T)^+ inverts W^T
+    np.testing.assert_allclose(W.T @ dense["M2"] @ W, np.eye(3), atol=1e-8)
+    np.testing.assert_allclose(W.T @ whitening.pseudo_inverse_transpose(), np.eye(3), atol=1e-8)
+    # the kept space is the top eigenspace of S M2 S (not of M2), with its eigenvalues
+    scaled_m2 = scale[:, None] * dense["M2"] * scale[None, :]
+    values, vectors = np.linalg.eigh(scaled_m2)
+    top = vectors[:, np.argsort(values)[::-1][:3]]
+    kept = (W / scale[:, None])  # S^-1 W spans the kept space of S M2 S
+    np.testing.assert_allclose(np.linalg.svd(top.T @ kept / np.linalg.norm(kept, axis=0), compute_uv=False), 1.0, atol=1e-6)
+    np.testing.assert_allclose(whitening.eigenvalues[:3], np.sort(values)[::-1][:3], rtol=1e-8)
+    # the tensor pass (from kept X S K when cached) gives the dense M3(W, W, W)
+    tensor = whitened_tensor(sums, terms, "float64")
+    np.testing.assert_allclose(tensor, multilinear(dense["M3"], W), atol=1e-8)
+
+
+def test_word_scale_gives_absent_words_the_rarest_scale_and_power_zero_none():
+    m1 = np.array([0.5, 0.0, 0.25, 0.25])
+    np.testing.assert_allclose(word_scale(m1, 1.0), [1.0, 2.0, 2.0, 2.0])
+    assert word_scale(m1, 0.0) is None
 
 
 def test_implicit_tensor_applies_the_same_tensor(corpus):
