@@ -174,14 +174,17 @@ def expected_topic_weights(xp: Any, gamma: Any) -> Any:
     return xp.exp(digamma(xp, gamma) - digamma(xp, gamma.sum(axis=1, keepdims=True)))
 
 
-def scaled_counts(xp: Any, counts: Any, rows: Any, weights: Any, topic_word_t: Any) -> Any:
+def scaled_counts(xp: Any, counts: Any, rows: Any, weights: Any, topic_word_t: Any, gathered: Any = None) -> Any:
     """CSR with entries c_dw / (weights_d @ topic_word[:, w]), same sparsity as ``counts``.
 
     counts: (n, V) CSR; rows: (nnz,) row of each entry; weights: (n, k);
-    topic_word_t: (V, k). Words of zero probability under every topic get a floor
-    normaliser (they then contribute nothing, since their topic column is zero).
+    topic_word_t: (V, k); gathered: optional (nnz, k) topic_word_t[counts.indices], for
+    callers that reuse it across iterations. Words of zero probability under every topic
+    get a floor normaliser (they then contribute nothing, since their topic column is zero).
     """
-    norm = xp.einsum("ij,ij->i", xp.take(weights, rows, axis=0), xp.take(topic_word_t, counts.indices, axis=0))
+    if gathered is None:
+        gathered = xp.take(topic_word_t, counts.indices, axis=0)
+    norm = xp.einsum("ij,ij->i", xp.take(weights, rows, axis=0), gathered)
     floor = float(np.sqrt(np.finfo(norm.dtype).tiny))
     scaled = counts.copy()
     scaled.data = counts.data / xp.maximum(norm, floor)
@@ -217,10 +220,11 @@ def variational_batch(
     active = None  # row indices still iterating; None means all rows
     work_counts, work_gamma, work_weights = counts, gamma, weights
     rows = row_of_nonzeros(xp, work_counts)
+    gathered = xp.take(topic_word_t, work_counts.indices, axis=0)  # (nnz, k), fixed while the rows are
     mean = work_gamma / work_gamma.sum(axis=1, keepdims=True)
     iterations = 0
     for iterations in range(1, max_iter + 1):
-        scaled = scaled_counts(xp, work_counts, rows, work_weights, topic_word_t)
+        scaled = scaled_counts(xp, work_counts, rows, work_weights, topic_word_t, gathered)
         work_gamma = alpha[None, :] + work_weights * xp.asarray(scaled @ topic_word_t)
         work_weights = expected_topic_weights(xp, work_gamma)
         if iterations % check_every and iterations != max_iter:
@@ -241,6 +245,7 @@ def variational_batch(
             work_counts = work_counts[keep]
             work_gamma, work_weights, new_mean = work_gamma[keep], work_weights[keep], new_mean[keep]
             rows = row_of_nonzeros(xp, work_counts)
+            gathered = xp.take(topic_word_t, work_counts.indices, axis=0)
         mean = new_mean
     return gamma, iterations, weights
 

@@ -210,7 +210,11 @@ def word_log_likelihood(counts: Any, doc_topic: Any, topic_word: Any) -> tuple[f
     if counts.nnz == 0:
         return 0.0, 0.0
     rows = row_of_nonzeros(xp, counts)
-    probability = (doc_topic[rows] * topic_word.T[counts.indices]).sum(axis=1).astype(xp.float64)
+    # contiguous (V, k) rows gather fast; a transposed view would gather with a stride of V
+    topic_word_t = xp.ascontiguousarray(topic_word.T)
+    probability = xp.einsum(
+        "ij,ij->i", xp.take(doc_topic, rows, axis=0), xp.take(topic_word_t, counts.indices, axis=0)
+    ).astype(xp.float64)
     total = (counts.data * xp.log(xp.maximum(probability, PROBABILITY_FLOOR))).sum()
     return float(total), float(counts.data.sum())
 
