@@ -584,6 +584,9 @@ def fit_selected(
             "stopped": refined.stopped,
             "heldout_history": refined.heldout_history,
             "train_history": refined.train_history,
+            "alpha_scale": refined.alpha_scale,
+            "final_heldout": refined.final_heldout,
+            "final_sweep": refined.final_sweep,
         }
     return SelectedFit(
         topic_word=np.asarray(topic_word, dtype=np.float64), alpha=np.asarray(alpha, dtype=np.float64),

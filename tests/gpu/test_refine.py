@@ -62,6 +62,32 @@ def test_one_sweep_matches_dense_brute_force_em():
     np.testing.assert_allclose(result.alpha, alpha)
 
 
+def brute_force_sweep(dense, topic_word, alpha, smoothing):
+    """Topics after one converged batch EM sweep over the dense documents (n, V)."""
+    expected = sum(brute_force_word_topic_counts(row, topic_word, alpha, 5000) for row in dense) + smoothing
+    return expected / expected.sum(axis=1, keepdims=True)
+
+
+def test_final_sweep_covers_training_and_heldout_documents_from_the_best_state():
+    rng = np.random.default_rng(3)
+    k, n_words, smoothing = 3, 10, 0.01
+    topic_word = rng.dirichlet(np.ones(n_words), size=k)
+    alpha = np.array([0.3, 0.5, 0.8])
+    train, held = rng.poisson(1.5, size=(6, n_words)), rng.poisson(1.5, size=(4, n_words))
+    options = dict(max_sweeps=1, fit_alpha=False, topic_smoothing=smoothing, inner_iter=5000, inner_tol=1e-14,
+                   dtype="float64", n_chunks=1, tol=0.0)
+    result = refine_topics(sp.csr_matrix(train), topic_word, alpha, heldout=sp.csr_matrix(held), **options)
+    without = refine_topics(sp.csr_matrix(train), topic_word, alpha, heldout=sp.csr_matrix(held), final_sweep=False,
+                            **options)
+    assert result.final_sweep and not without.final_sweep
+    swept = brute_force_sweep(train, topic_word, alpha, smoothing)
+    best = swept if result.heldout_history[1] > result.heldout_history[0] else topic_word
+    np.testing.assert_allclose(without.topic_word, best, atol=1e-9)
+    np.testing.assert_allclose(result.topic_word, brute_force_sweep(np.vstack([train, held]), best, alpha, smoothing),
+                               atol=1e-9)
+    assert result.doc_topic.shape == (6, k)
+
+
 def test_refinement_never_lowers_training_likelihood(corpus):
     start = perturbed_start(corpus)
     alpha = np.full(5, 0.2)
@@ -138,6 +164,10 @@ def test_heldout_alpha_rule_and_bad_rule(corpus):
                            max_sweeps=4, tol=0.0, fit_alpha="heldout", method="variational")
     assert result.alpha.sum() > 2 * tiny_alpha.sum()
     np.testing.assert_allclose(result.alpha / result.alpha.sum(), 0.2)  # shape kept
+    # scaled by powers of sqrt(2), to a held-out score above every sweep's at the first alpha
+    steps = np.log(result.alpha_scale) / np.log(2 ** 0.5)
+    assert steps >= 2 and abs(steps - round(steps)) < 1e-9
+    assert result.final_heldout > max(result.heldout_history)
     with pytest.raises(ValueError, match="fit_alpha"):
         refine_topics(corpus.counts, corpus.topic_word, corpus.alpha, fit_alpha="sometimes")
     with pytest.raises(ValueError, match="held-out"):
