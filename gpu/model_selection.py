@@ -517,7 +517,9 @@ def fit_selected(
     to score candidates and to stop refinement; the topics are learned from the rest.
     Fixed k and alpha0 use :func:`gpu.estimator.fit_spectral_lda` with ``options``; "auto"
     and over-provisioning (``n_extra_components`` > 0, junk components dropped and
-    reported) use :func:`select_model` over shared passes. ``refine_options`` go to
+    reported) use :func:`select_model` over shared passes; without over-provisioning, the
+    chosen k and alpha0 are then fitted once by the engine (its word-scaled whitening gives
+    the topics; ``selection["final_fit"]`` says so). ``refine_options`` go to
     :func:`gpu.refine.refine_topics`.
     """
     import time
@@ -562,6 +564,17 @@ def fit_selected(
         tensor_eigenvalues = selection.fit.tensor_eigenvalues
         n_dropped_docs = int(selection.evidence.get("n_dropped_docs", 0))
         evidence = selection.evidence
+        engine_options = {name: options[name] for name in DEFAULT_OPTIONS if name in options}
+        if not engine_options.get("n_extra_components") and engine_options.get(
+            "word_scale_power", DEFAULT_OPTIONS["word_scale_power"]
+        ):
+            # the shared passes whiten M2 itself, which is what the k / alpha0 evidence is
+            # about; the topics of the chosen pair come from the engine's word-scaled
+            # whitening, which finds more specific topics on real text
+            result = fit_spectral_lda(train, chosen_k, chosen_alpha0, seed=seed, backend=concrete, dtype=dtype,
+                                      progress=progress, **engine_options)
+            topic_word, alpha, tensor_eigenvalues = result.topic_word, result.alpha, result.tensor_eigenvalues
+            evidence["final_fit"] = "engine (word-scaled whitening) at the chosen n_topics and alpha0"
     else:
         result = fit_spectral_lda(train, int(n_topics), float(alpha0), seed=seed, backend=concrete, dtype=dtype, progress=progress, **options)
         topic_word, alpha = result.topic_word, result.alpha

@@ -11,6 +11,7 @@ from gpu.model_selection import (
     consistent_alpha0,
     drop_junk_topics,
     gap_choice,
+    heldout_rows,
     projection_loss,
     select_model,
 )
@@ -131,6 +132,11 @@ def test_estimator_refines_by_default_and_chooses_auto(corpus5):
     assert 0.5 / 1.5 < auto.alpha0_ < 0.5 * 1.5
     json.dumps(auto.selection_)
     assert auto.selection_["k_rule"] == "spectral_gap"
+    # the chosen pair is fitted by the engine (word-scaled whitening) on the same training rows
+    assert auto.selection_["final_fit"].startswith("engine")
+    train_rows, _ = heldout_rows(corpus5.counts.shape[0], 0.1, 0)
+    engine = fit_spectral_lda(corpus5.counts[train_rows], 5, auto.alpha0_, backend="numpy")
+    np.testing.assert_allclose(auto.topic_word_, engine.topic_word, atol=1e-12)
 
 
 def test_estimator_rejects_bad_auto_values(corpus5):
