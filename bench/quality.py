@@ -131,7 +131,8 @@ def fit_spectral(train, k, seed, refine, refine_options=None, alpha0=1.0):
     note = ""
     if refine:
         r = model.refinement_
-        note = f"{(refine_options or {}).get('method', 'variational')} sweeps={r['sweeps']} ({r['stopped']})"
+        note = (f"{(refine_options or {}).get('method', 'variational')} sweeps={r['sweeps']} ({r['stopped']}), "
+                f"alpha x{r['alpha_scale']:.2f}, final sweep over all documents: {'yes' if r['final_sweep'] else 'no'}")
     return model.topic_word_, model.alpha_, seconds, note
 
 
