@@ -190,28 +190,51 @@ class ChunkTokenizer:
         return ChunkCounts(counts=count_pairs(docs, ids, self.n_docs, len(terms)), terms=terms)
 
 
-def count_pairs(rows: np.ndarray, columns: np.ndarray, n_rows: int, n_columns: int) -> sp.csr_matrix:
-    """Occurrences of each (row, column) pair (n,) -> int32 CSR (n_rows, n_columns) with
-    sorted indices: one sort of combined int64 keys (SIMD) instead of COO -> CSR."""
-    keys = np.sort(rows.astype(np.int64) * max(n_columns, 1) + columns)
+def count_pairs(rows: np.ndarray, columns: np.ndarray, n_rows: int, n_columns: int,
+                values: np.ndarray | None = None) -> sp.csr_matrix:
+    """Occurrences (or the sum of ``values``) of each (row, column) pair (n,) -> int32 CSR
+    (n_rows, n_columns) with sorted indices: one sort of combined int64 keys (SIMD)
+    instead of COO -> CSR."""
+    width = max(n_columns, 1)
+    keys = rows.astype(np.int64) * width + columns
+    if values is None:
+        keys.sort()
+    else:
+        keys, values = _sort_with_values(keys, values)
     if keys.size:
         first = np.empty(keys.size, dtype=bool)
         first[0] = True
         np.not_equal(keys[1:], keys[:-1], out=first[1:])
         starts = np.flatnonzero(first)
-        data = np.diff(np.append(starts, keys.size)).astype(np.int32)
+        if values is None:
+            data = np.diff(np.append(starts, keys.size)).astype(np.int32)
+        else:
+            data = (values if starts.size == keys.size else np.add.reduceat(values, starts)).astype(np.int32)
         unique = keys[starts]
     else:
         data, unique = np.empty(0, np.int32), np.empty(0, np.int64)
-    row_of = unique // max(n_columns, 1)
+    row_of = unique // width
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(np.bincount(row_of, minlength=n_rows), out=indptr[1:])
     index_dtype = np.int32 if unique.size < 2**31 and n_columns < 2**31 else np.int64
-    counts = sp.csr_matrix(
-        (data, (unique % max(n_columns, 1)).astype(index_dtype), indptr.astype(index_dtype)), shape=(n_rows, n_columns)
-    )
+    counts = sp.csr_matrix((data, (unique % width).astype(index_dtype), indptr.astype(index_dtype)), shape=(n_rows, n_columns))
     counts.has_sorted_indices = True
     return counts
+
+
+def _sort_with_values(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """keys (n,) non-negative int64 sorted, values (n,) non-negative integers carried along
+    -> (keys, values as int64). Both fit in one int64 in practice (key bits + value bits
+    <= 63): then one plain sort of packed keys, else a stable argsort."""
+    if not keys.size:
+        return keys, values.astype(np.int64)
+    key_bits, value_bits = int(keys.max()).bit_length(), int(values.max()).bit_length()
+    if key_bits + value_bits <= 63 and int(values.min()) >= 0:
+        packed = (keys << value_bits) | values.astype(np.int64)
+        packed.sort()
+        return packed >> value_bits, packed & ((1 << value_bits) - 1)
+    order = np.argsort(keys, kind="stable")
+    return keys[order], values[order].astype(np.int64)
 
 
 def count_chunk(texts: Sequence[str], options: TextOptions) -> ChunkCounts:
@@ -241,12 +264,4 @@ def remap_columns(counts: sp.csr_matrix, to_column: np.ndarray, n_columns: int) 
     new_indices = to_column[counts.indices] if counts.nnz else np.empty(0, dtype=np.int64)
     keep = new_indices >= 0
     rows = np.repeat(np.arange(counts.shape[0], dtype=np.int64), np.diff(counts.indptr))[keep]
-    result = sp.csr_matrix(
-        (counts.data[keep].astype(np.int32, copy=False), (rows, new_indices[keep])),
-        shape=(counts.shape[0], n_columns),
-        dtype=np.int32,
-    )
-    result.sum_duplicates()
-    result.indices = result.indices.astype(np.int32, copy=False)
-    result.indptr = result.indptr.astype(np.int32, copy=False) if result.nnz < 2**31 else result.indptr
-    return result
+    return count_pairs(rows, new_indices[keep], counts.shape[0], n_columns, values=counts.data[keep])
