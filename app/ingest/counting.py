@@ -99,21 +99,6 @@ class ChunkCounts:
     counts: sp.csr_matrix
     terms: list[str]
 
-    def __getstate__(self) -> dict:
-        """Pickle (worker -> reading process) the terms as one newline-joined string:
-        one buffer to copy instead of tens of thousands of small objects."""
-        joined = "\n".join(self.terms)
-        if joined.count("\n") != max(len(self.terms) - 1, 0):  # words hold no line feeds; be safe
-            return {"counts": self.counts, "terms": self.terms}
-        return {"counts": self.counts, "joined_terms": joined, "n_terms": len(self.terms)}
-
-    def __setstate__(self, state: dict) -> None:
-        self.counts = state["counts"]
-        if "terms" in state:
-            self.terms = state["terms"]
-        else:
-            self.terms = state["joined_terms"].split("\n") if state["n_terms"] else []
-
 
 class ChunkTokenizer:
     """Counts documents of one chunk into a shared local term table.

@@ -1,19 +1,18 @@
 """Final step of a build: choose the vocabulary (document-frequency bounds, bigram
-threshold, size cap), re-index count chunks to it, drop documents left empty (counting
-each reason), and gather the statistics recorded with the corpus.
+threshold, size cap), stack the count chunks re-indexed to it, drop documents left empty
+(counting each reason), and gather the statistics recorded with the corpus.
 """
 from __future__ import annotations
 
 import collections
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-from app.ingest.counting import remap_columns
 from app.ingest.options import TextOptions
 
 Progress = Callable[[str, int, int], None]
@@ -72,28 +71,29 @@ def prune_vocabulary(terms: list[str], df: np.ndarray, tf: np.ndarray, n_documen
     return to_new, vocabulary, pruned
 
 
-def assemble(chunks, n_chunks: int, to_new: np.ndarray, vocabulary: list[str], doc_ids: list[str],
-             empty_text: np.ndarray, metadata: dict[int, dict], pruned_terms: dict, n_terms_seen: int,
-             progress: Progress | None = None) -> BuiltCorpus:
-    """Re-index count chunks (rows in document order) to the final vocabulary, drop empty
-    documents with their reason, and return the final corpus with statistics."""
-    indptr_parts, index_parts, data_parts, kept_rows = [np.zeros(1, np.int64)], [], [], []
+def assemble(chunks: Iterable[tuple[sp.csr_matrix, np.ndarray]], n_chunks: int, vocabulary: list[str],
+             doc_ids: list[str], empty_text: np.ndarray, metadata: dict[int, dict], pruned_terms: dict,
+             n_terms_seen: int, progress: Progress | None = None) -> BuiltCorpus:
+    """Stack re-indexed count chunks (rows in document order), drop documents left empty
+    with their reason, and return the final corpus with statistics.
+
+    chunks: n_chunks pairs (counts, had_terms): counts int32 CSR (n_docs, V) in final
+    columns with sorted indices (see app.ingest.counting.remap_columns), had_terms
+    (n_docs,) bool, whether the document had terms before pruning. doc_ids (D,) and
+    empty_text (D,) cover all chunks' rows; metadata {row: dict}.
+    """
+    length_parts, index_parts, data_parts, kept_rows = [], [], [], []
     dropped: collections.Counter[str] = collections.Counter()
     examples: dict[str, list[str]] = collections.defaultdict(list)
-    row_offset, nnz = 0, 0
-    for done, chunk in enumerate(chunks, start=1):
-        columns = to_new[: chunk.shape[1]] if chunk.shape[1] else np.empty(0, np.int64)
-        remapped = remap_columns(chunk, columns, len(vocabulary))
-        lengths = np.diff(remapped.indptr)
-        had_terms = np.diff(chunk.indptr) > 0
+    row_offset = 0
+    for done, (chunk, had_terms) in enumerate(chunks, start=1):
+        lengths = np.diff(chunk.indptr)
         _count_dropped(np.flatnonzero(lengths == 0), row_offset, had_terms, empty_text, doc_ids, dropped, examples)
         keep = np.flatnonzero(lengths > 0)
         kept_rows.append(row_offset + keep)
-        sub = remapped[keep]
-        indptr_parts.append(sub.indptr[1:].astype(np.int64) + nnz)
-        index_parts.append(sub.indices)
-        data_parts.append(sub.data)
-        nnz += sub.nnz
+        length_parts.append(lengths[keep])
+        index_parts.append(chunk.indices)  # empty rows hold no entries: dropping them keeps these
+        data_parts.append(chunk.data)
         row_offset += chunk.shape[0]
         if progress is not None:
             progress("finalize", done, n_chunks)
@@ -103,10 +103,11 @@ def assemble(chunks, n_chunks: int, to_new: np.ndarray, vocabulary: list[str], d
             f"empty corpus: all {len(doc_ids)} documents are empty after processing "
             f"(dropped: {dict(dropped) or 'none'}; vocabulary terms removed: {pruned_terms})"
         )
-    indptr = np.concatenate(indptr_parts)
-    indptr = indptr.astype(np.int32) if nnz < 2**31 else indptr
+    nnz = sum(part.size for part in index_parts)
+    indptr = np.zeros(rows.size + 1, dtype=np.int32 if nnz < 2**31 else np.int64)
+    np.cumsum(np.concatenate(length_parts), out=indptr[1:])
     counts = sp.csr_matrix(
-        (np.concatenate(data_parts).astype(np.int32), np.concatenate(index_parts).astype(np.int32), indptr),
+        (np.concatenate(data_parts).astype(np.int32, copy=False), np.concatenate(index_parts).astype(np.int32, copy=False), indptr),
         shape=(rows.size, len(vocabulary)),
     )
     counts.has_sorted_indices = True

@@ -10,6 +10,7 @@ import numpy as np
 
 from app.ingest import archives, bagofwords, readers
 from app.ingest.builder import CorpusBuilder
+from app.ingest.counting import remap_columns
 from app.ingest.finalize import NO_TOKENS, BuiltCorpus, assemble, prune_vocabulary
 from app.ingest.formats import BAG_OF_WORDS_FORMATS, FORMATS, detect_format
 from app.ingest.options import IngestLimits, TextOptions
@@ -159,7 +160,8 @@ def _build_bag_of_words(streams, formats, options: TextOptions, limits: IngestLi
     n_with_terms = int(np.count_nonzero(np.diff(counts.indptr)))
     to_new, kept_vocabulary, pruned = prune_vocabulary(vocabulary, df, tf, n_with_terms, options)
     doc_ids = [str(row) for row in range(1, counts.shape[0] + 1)]
-    built = assemble(iter([counts]), 1, to_new, kept_vocabulary, doc_ids, np.zeros(counts.shape[0], bool), {},
+    chunk = (remap_columns(counts, to_new, len(kept_vocabulary)), np.diff(counts.indptr) > 0)
+    built = assemble(iter([chunk]), 1, kept_vocabulary, doc_ids, np.zeros(counts.shape[0], bool), {},
                      pruned, len(vocabulary), progress)
     built.stats["dropped_reason_note"] = f"rows without counts are counted as {NO_TOKENS!r}"
     return built

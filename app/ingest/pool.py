@@ -1,0 +1,218 @@
+"""Where chunks are counted: in this process, or in worker processes that each keep a
+:class:`~app.ingest.chunkstore.ChunkStore` of their own for the whole build.
+
+Both kinds of counter take the store's requests (:meth:`ChunkStore.handle`) and give back
+the answers in the order they were asked for; an error raised by a request comes back as
+its answer, so the builder raises it when that chunk's turn comes.
+"""
+from __future__ import annotations
+
+import collections
+import ctypes
+import multiprocessing
+import pickle
+import queue
+import threading
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from app.ingest.analyzer import word_patterns
+from app.ingest.chunkstore import ChunkStore
+
+# How often a wait for a worker's answer checks that the worker is still alive.
+_LIVENESS_SECONDS = 0.5
+# How long closing waits for a worker to finish the request it is running.
+_STOP_SECONDS = 30.0
+
+
+class InProcessCounter:
+    """A ChunkStore in this process; a request is worked on when its answer is asked for."""
+
+    def __init__(self, work_dir: Path, name: str = "main"):
+        self._store = ChunkStore(work_dir, name)
+        self._answers: collections.deque[Iterator] = collections.deque()
+        self._sent = self._received = 0
+
+    def send(self, request: tuple) -> None:
+        self._answers.append(self._store.handle(request))
+        self._sent += 1
+
+    def ready(self) -> bool:
+        return True
+
+    def unanswered(self) -> int:
+        """Requests sent whose (first) answer has not been received."""
+        return self._sent - self._received
+
+    def receive(self) -> Any:
+        """The next answer (raises the error of a failed request)."""
+        while True:
+            try:
+                answer = next(self._answers[0])
+            except StopIteration:
+                self._answers.popleft()
+                continue
+            self._received += 1
+            return answer
+
+    def close(self) -> None:
+        self._answers.clear()
+
+
+class WorkerCounter:
+    """A worker process running :func:`_serve`; requests and answers travel through
+    queues (sending never blocks), answers are received in order."""
+
+    def __init__(self, context, work_dir: Path, name: str, stop):
+        self.name = name
+        self._requests, self._answers = context.Queue(), context.Queue()
+        self._process = context.Process(target=_serve, args=(self._requests, self._answers, Path(work_dir), name, stop),
+                                        name=f"ingest-{name}", daemon=True)
+        self._buffer: collections.deque = collections.deque()
+        self._sent = self._received = 0
+
+    def start(self) -> None:
+        self._process.start()
+
+    def send(self, request: tuple) -> None:
+        self._requests.put(request)
+        self._sent += 1
+
+    def ready(self) -> bool:
+        """Whether an answer is waiting (answers that arrived are taken off the queue)."""
+        while True:
+            try:
+                self._buffer.append(self._answers.get_nowait())
+            except queue.Empty:
+                return bool(self._buffer)
+            self._received += 1
+
+    def unanswered(self) -> int:
+        """Requests sent whose (first) answer has not arrived (counting one answer per
+        request: exact while only single-answer requests are outstanding)."""
+        self.ready()
+        return self._sent - self._received
+
+    def receive(self) -> Any:
+        """The next answer, waiting for it (raises the error of a failed request, or
+        RuntimeError if the process died)."""
+        if self._buffer:
+            ok, value = self._buffer.popleft()
+        else:
+            ok, value = self._wait()
+            self._received += 1
+        if ok:
+            return value
+        error, remote_traceback = value
+        raise error from _RemoteTraceback(remote_traceback)
+
+    def _wait(self) -> tuple[bool, Any]:
+        while True:
+            try:
+                return self._answers.get(timeout=_LIVENESS_SECONDS)
+            except queue.Empty:
+                if not self._process.is_alive():
+                    raise RuntimeError(f"ingestion worker {self.name} died (exit code {self._process.exitcode})") from None
+
+    def close(self) -> None:
+        """Stop the process (the shared stop event must be set first, so that it skips
+        what is still queued) and release the queues; terminate it if it does not stop."""
+        if self._process.pid is None:
+            return
+        self._requests.put(None)
+        self._process.join(_STOP_SECONDS)
+        if self._process.exitcode is None:
+            self._process.terminate()
+            self._process.join()
+        if self._process.exitcode != 0:
+            self._requests.cancel_join_thread()  # the reader is gone: do not wait to flush
+        self._requests.close()
+        self._requests.join_thread()
+        self._answers.close()
+        self._process.close()
+
+
+class WorkerPool:
+    """n worker processes (see :class:`WorkerCounter`), started together."""
+
+    def __init__(self, n_workers: int, work_dir: Path):
+        context = _pool_context()
+        if context.get_start_method() == "fork":
+            word_patterns()  # build once here; forked workers inherit it
+        self._stop = context.Event()
+        self.counters = [WorkerCounter(context, work_dir, f"w{i}", self._stop) for i in range(n_workers)]
+        try:
+            for counter in self.counters:
+                counter.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop every worker (idempotent); workers skip requests still queued."""
+        self._stop.set()
+        for counter in self.counters:
+            counter.close()
+        self.counters = []
+
+
+class _RemoteTraceback(Exception):
+    """The traceback of an error raised in a worker process (set as the error's cause)."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def _serve(requests, answers, work_dir: Path, name: str, stop) -> None:
+    """Worker process: answer requests with a ChunkStore of its own until None arrives;
+    once ``stop`` is set, skip the rest."""
+    _keep_freed_memory()
+    store = ChunkStore(work_dir, name)
+    for request in iter(requests.get, None):
+        if stop.is_set():
+            continue
+        try:
+            for answer in store.handle(request):
+                answers.put((True, answer))
+                if stop.is_set():
+                    break
+        except Exception as error:
+            answers.put((False, _portable(error)))
+    # Every answer the builder wanted has been read by now (or the build was abandoned):
+    # exit without waiting for the rest to be read.
+    answers.cancel_join_thread()
+
+
+def _portable(error: Exception) -> tuple[Exception, str]:
+    """(the error, or a RuntimeError naming it if it does not pickle; its traceback text)."""
+    text = "".join(traceback.format_exception(error))
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        error = RuntimeError(f"{type(error).__name__}: {error}")
+    return error, f'\n"""\n{text}"""'
+
+
+def _pool_context():
+    """``fork`` when this process runs a single thread (workers start in milliseconds and
+    inherit the imported modules; forking is only unsafe while other threads may hold
+    locks), else ``forkserver`` (or ``spawn``), which cost about a second to start."""
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def _keep_freed_memory() -> None:
+    """Worker setup: each chunk allocates and frees tens of MB of NumPy arrays; let glibc
+    keep freed memory in the heap rather than unmapping it, so the next chunk does not
+    page-fault it in again (about 10% of a worker's time). Elsewhere a no-op."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 32 << 20)  # the largest glibc accepts on 64-bit
+    libc.mallopt(m_trim_threshold, 256 << 20)
