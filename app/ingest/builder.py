@@ -306,18 +306,19 @@ class CorpusBuilder:
                 self._start_counting(in_process=True)
                 held, self._held = self._held, None
                 self._send(held)
+            for counter in self._counters:
+                counter.send(("frequencies",))  # answered after the counts still pending
             self._drain(keep=0)
             if self.input_documents == 0:
                 raise ValueError("empty corpus: the input contains no documents")
             vocabulary = self._vocabulary
-            for counter in self._counters:
-                counter.send(("frequencies",))
             df, tf = vocabulary.frequencies([counter.receive() for counter in self._counters])
             terms = vocabulary.terms
             is_bigram = np.fromiter((BIGRAM_JOINER in t for t in terms), dtype=bool, count=len(terms)) if self.options.bigrams else None
             to_new, kept, pruned = prune_vocabulary(terms, df, tf, self._n_with_tokens, self.options, is_bigram)
             for owner, counter in enumerate(self._counters):
                 counter.send(("reindex", to_new[vocabulary.corpus_ids(owner)], len(kept)))
+                counter.release()
             reindexed = (self._counters[owner].receive() for owner in self._owners)
             return assemble(reindexed, len(self._owners), kept, self._doc_ids, np.concatenate(self._empty_parts),
                             self._metadata, pruned, len(terms), self.progress)

@@ -8,11 +8,14 @@ its answer, so the builder raises it when that chunk's turn comes.
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import multiprocessing
+import multiprocessing.connection
 import pickle
 import queue
 import threading
+import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,6 +60,9 @@ class InProcessCounter:
             self._received += 1
             return answer
 
+    def release(self) -> None:
+        """No more requests will come (nothing to do here)."""
+
     def close(self) -> None:
         self._answers.clear()
 
@@ -72,6 +78,7 @@ class WorkerCounter:
                                         name=f"ingest-{name}", daemon=True)
         self._buffer: collections.deque = collections.deque()
         self._sent = self._received = 0
+        self._released = False
 
     def start(self) -> None:
         self._process.start()
@@ -114,18 +121,31 @@ class WorkerCounter:
                 return self._answers.get(timeout=_LIVENESS_SECONDS)
             except queue.Empty:
                 if not self._process.is_alive():
+                    with contextlib.suppress(queue.Empty):
+                        return self._answers.get_nowait()  # sent just before it exited
                     raise RuntimeError(f"ingestion worker {self.name} died (exit code {self._process.exitcode})") from None
 
+    def release(self) -> None:
+        """No more requests will come: the process exits once it has answered those it
+        has (so that it exits while this process still works on its answers)."""
+        if not self._released:
+            self._requests.put(None)
+            self._released = True
+
     def close(self) -> None:
-        """Stop the process (the shared stop event must be set first, so that it skips
-        what is still queued) and release the queues; terminate it if it does not stop."""
+        """Stop the process (when the shared stop event is set first, it skips what is
+        still queued) and release the queues; terminate it if it does not stop."""
         if self._process.pid is None:
             return
-        self._requests.put(None)
-        self._process.join(_STOP_SECONDS)
+        self.release()
+        deadline = time.monotonic() + _STOP_SECONDS
+        while self._process.exitcode is None and time.monotonic() < deadline:
+            self._buffer.clear()
+            self.ready()  # read what it sent: unread answers would keep it from exiting
+            multiprocessing.connection.wait([self._process.sentinel], timeout=0.01)
         if self._process.exitcode is None:
             self._process.terminate()
-            self._process.join()
+        self._process.join()
         if self._process.exitcode != 0:
             self._requests.cancel_join_thread()  # the reader is gone: do not wait to flush
         self._requests.close()
@@ -180,9 +200,8 @@ def _serve(requests, answers, work_dir: Path, name: str, stop) -> None:
                     break
         except Exception as error:
             answers.put((False, _portable(error)))
-    # Every answer the builder wanted has been read by now (or the build was abandoned):
-    # exit without waiting for the rest to be read.
-    answers.cancel_join_thread()
+    if stop.is_set():
+        answers.cancel_join_thread()  # the build was abandoned: exit without flushing answers
 
 
 def _portable(error: Exception) -> tuple[Exception, str]:
