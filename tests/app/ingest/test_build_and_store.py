@@ -2,9 +2,12 @@ import io
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.ingest import IngestLimits, TextOptions, delete_corpus, detect_format, ingest, load_corpus, vectorize_texts
-from app.storage import directory_checksum
+from app.ingest.store import _write_strings
+from app.storage import directory_checksum, file_sha256, write_json
 from tests.app.ingest._reference import jsonb, reference_corpus
 
 
@@ -134,3 +137,20 @@ def test_line_formats_in_many_blocks(run_ingest, assert_fails):
                  chunk_bytes=64, limits=IngestLimits(max_document_bytes=100))
     assert_fails([("d.txt", b"short\n" + b"x" * 150 + b"\nok\n")], r"d\.txt line 2: longer than max_document_bytes=100",
                  chunk_bytes=1 << 20, limits=IngestLimits(max_document_bytes=100))
+
+
+@given(st.lists(st.text(alphabet=st.sampled_from(['a', 'é', '"', '\\', '\n', '\x00', '\x1f', '\x7f', '\u2028', '😀', ' ']),
+                        max_size=4), max_size=6))
+@settings(max_examples=300, deadline=None)
+def test_string_lists_are_written_exactly_as_json(tmp_path_factory, strings):
+    folder = tmp_path_factory.mktemp("strings")
+    _write_strings(folder / "fast.json", strings)
+    write_json(folder / "plain.json", strings)
+    assert (folder / "fast.json").read_bytes() == (folder / "plain.json").read_bytes()
+
+
+def test_checksum_with_known_digests_is_the_same(run_ingest):
+    info, corpus = run_ingest([("d.txt", b"alpha beta\ngamma alpha\n")])
+    counts = corpus.path / "counts.npz"
+    assert directory_checksum(corpus.path, {"counts.npz": file_sha256(counts)}) == info.checksum
+    assert directory_checksum(corpus.path, {"counts.npz": "0" * 64}) != info.checksum
