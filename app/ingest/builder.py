@@ -4,11 +4,13 @@ of about ``chunk_bytes`` of text and counted (in ``n_workers`` worker processes 
 process keeps its chunks' counts on disk against a term table of its own and reports
 only the terms it sees for the first time; this process checks document ids, numbers
 the corpus' terms and, at the end, prunes the vocabulary by document frequency /
-vocabulary cap, has every counting process re-index its chunks to the final columns (in
-parallel), and assembles the matrix in document order.
+vocabulary cap and lays the matrix out in document order, while every counting process
+re-indexes its own chunks to the final columns and then writes them straight into the
+stored matrix (in parallel; see app.ingest.countfiles).
 
 Memory holds at most ``2 * n_workers + 1`` chunks of text, the term tables and document
-frequencies, and the final (pruned) count matrix — never the whole text.
+frequencies, and the final (pruned) count matrix, spread over the counting processes —
+never the whole text.
 
 Policy for empty documents: a document that is empty or whitespace (``empty_text``), has
 no token left after tokenization and filtering (``no_tokens``), or loses all its terms to
@@ -28,6 +30,7 @@ import numpy as np
 from app.ingest import chunks
 from app.ingest.analyzer import BIGRAM_JOINER
 from app.ingest.chunkstore import ChunkSummary, TermTable
+from app.ingest.countfiles import CountsTarget
 from app.ingest.finalize import BuiltCorpus, assemble, prune_vocabulary
 from app.ingest.options import IngestLimits, TextOptions
 from app.ingest.pool import InProcessCounter, WorkerPool
@@ -298,8 +301,9 @@ class CorpusBuilder:
 
     # ---------------------------------------------------------------- finish
     def finish(self) -> BuiltCorpus:
-        """Count what is left, prune the vocabulary and assemble the final matrix (the
-        counting processes re-index their own chunks, in parallel)."""
+        """Count what is left, prune the vocabulary and lay out the final matrix: the
+        counting processes re-index their own chunks in parallel and keep them until
+        ``built.counts.fill`` writes them (so close the builder only after that)."""
         try:
             self._flush_texts("end of input")
             if self._held is not None:
@@ -318,9 +322,17 @@ class CorpusBuilder:
             to_new, kept, pruned = prune_vocabulary(terms, df, tf, self._n_with_tokens, self.options, is_bigram)
             for owner, counter in enumerate(self._counters):
                 counter.send(("reindex", to_new[vocabulary.corpus_ids(owner)], len(kept)))
-                counter.release()
             reindexed = (self._counters[owner].receive() for owner in self._owners)
-            return assemble(reindexed, len(self._owners), kept, self._doc_ids, np.concatenate(self._empty_parts),
-                            self._metadata, pruned, len(terms), self.progress)
-        finally:
+            return assemble(reindexed, len(self._owners), self._fill, kept, self._doc_ids,
+                            np.concatenate(self._empty_parts), self._metadata, pruned, len(terms), self.progress)
+        except BaseException:
             self.close()
+            raise
+
+    def _fill(self, target: CountsTarget, starts: list[int]) -> None:
+        """Have every counter write its re-indexed chunks (chunk i from entry starts[i])."""
+        for owner, counter in enumerate(self._counters):
+            counter.send(("fill", target, [start for start, o in zip(starts, self._owners) if o == owner]))
+            counter.release()
+        for counter in self._counters:
+            counter.receive()

@@ -1,5 +1,6 @@
 """One counting process' share of a build: it counts chunks, keeps their counts on disk
-against a term table of its own, and at the end re-indexes them to the final vocabulary.
+against a term table of its own, and at the end re-indexes them to the final vocabulary
+and writes them into the stored matrix.
 
 A :class:`ChunkStore` lives in each worker process (or in the building process when it
 works alone). Only small summaries travel back per chunk: the terms the store saw for
@@ -16,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from app.ingest.countfiles import CountsTarget
 from app.ingest.counting import remap_columns
+from app.ingest.finalize import ChunkRows
 
 
 @dataclass
@@ -104,14 +107,17 @@ class ChunkStore:
 
     Requests (see :meth:`handle`): ``("count", function, args)`` runs a chunk function
     (app.ingest.chunks) and answers a :class:`ChunkSummary`; ``("frequencies",)`` answers
-    (df, tf) over the store's terms; ``("reindex", columns, n_columns)`` answers each
-    stored chunk in order, re-indexed to the final columns (see :meth:`reindex`).
+    (df, tf) over the store's terms; ``("reindex", columns, n_columns)`` re-indexes
+    the stored chunks to the final columns and answers each one's ChunkRows (see
+    :meth:`reindex`); ``("fill", target, starts)`` writes them into the artifact and
+    answers None.
     """
 
     def __init__(self, work_dir: Path, name: str):
         self.work_dir, self.name = Path(work_dir), name
         self.table = TermTable()
         self._spilled: list[_Spilled] = []
+        self._reindexed: list[tuple[np.ndarray, np.ndarray]] = []  # (indices, data) per chunk
 
     def handle(self, request: tuple) -> Iterator:
         """Answers to one request, in order (one, or one per stored chunk for reindex)."""
@@ -122,6 +128,8 @@ class ChunkStore:
             yield self.table.frequencies()
         elif kind == "reindex":
             yield from self.reindex(*args)
+        elif kind == "fill":
+            yield self.fill(*args)
         else:
             raise ValueError(f"unknown request {kind!r}")
 
@@ -140,16 +148,25 @@ class ChunkStore:
             new_terms=self.table.terms[n_known:], n_with_tokens=int(np.count_nonzero(np.diff(counts.indptr))),
         )
 
-    def reindex(self, columns: np.ndarray, n_columns: int) -> Iterator[tuple[sp.csr_matrix, np.ndarray]]:
-        """Stored chunks in order, each as (counts, had_terms): counts int32 CSR (n_docs,
-        n_columns) with sorted indices, store term t moved to column ``columns[t]``
-        (columns: (len(terms),), -1 drops the term); had_terms (n_docs,) bool, whether
-        the document had any term before. Spill files are removed as they are read."""
+    def reindex(self, columns: np.ndarray, n_columns: int) -> Iterator[ChunkRows]:
+        """Re-index the stored chunks to the final columns, in order: store term t moves
+        to column ``columns[t]`` (columns: (len(terms),), -1 drops the term; n_columns in
+        all). Answers each chunk's ChunkRows and keeps its entries here for :meth:`fill`;
+        spill files are removed as they are read."""
         for spilled in self._spilled:
             counts = _load_spilled(spilled, len(columns))
             spilled.path.unlink()
-            yield remap_columns(counts, columns, n_columns), np.diff(counts.indptr) > 0
+            reindexed = remap_columns(counts, columns, n_columns)
+            self._reindexed.append((reindexed.indices, reindexed.data))
+            yield ChunkRows.of(reindexed, counts)
         self._spilled.clear()
+
+    def fill(self, target: CountsTarget, starts: list[int]) -> None:
+        """Write the re-indexed chunks' entries into ``target``, chunk i from entry
+        starts[i] on, and forget them."""
+        for start, (indices, data) in zip(starts, self._reindexed, strict=True):
+            target.put(start, indices, data)
+        self._reindexed.clear()
 
     def _spill(self, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, n_docs: int) -> None:
         path = self.work_dir / f"chunk-{self.name}-{len(self._spilled):06d}.bin"
