@@ -33,7 +33,7 @@ from app.ingest.chunkstore import ChunkSummary, TermTable
 from app.ingest.countfiles import CountsTarget
 from app.ingest.finalize import BuiltCorpus, assemble, prune_vocabulary
 from app.ingest.options import IngestLimits, TextOptions
-from app.ingest.pool import InProcessCounter, WorkerPool
+from app.ingest.pool import Counter, InProcessCounter, WorkerPool
 from app.ingest.readers import Fields, RawDocument
 
 Progress = Callable[[str, int, int], None]
@@ -116,7 +116,7 @@ class CorpusBuilder:
         # Counters (set up by _start_counting): each takes up to _depth chunks at a time;
         # chunks wait to be merged in input order, at most _max_pending of them.
         self._pool: WorkerPool | None = None
-        self._counters: list = []
+        self._counters: list[Counter] = []
         self._depth = self._max_pending = 0
         self._held: _Task | None = None
         self._pending: collections.deque[tuple[_Task, int]] = collections.deque()

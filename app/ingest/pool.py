@@ -19,7 +19,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from app.ingest.analyzer import word_patterns
 from app.ingest.chunkstore import ChunkStore
@@ -28,6 +28,28 @@ from app.ingest.chunkstore import ChunkStore
 _LIVENESS_SECONDS = 0.5
 # How long closing waits for a worker to finish the request it is running.
 _STOP_SECONDS = 30.0
+
+
+class Counter(Protocol):
+    """Takes ChunkStore requests and gives back their answers in order."""
+
+    def send(self, request: tuple) -> None:
+        """Queue a request (never blocks)."""
+
+    def ready(self) -> bool:
+        """Whether the next answer can be received without waiting."""
+
+    def unanswered(self) -> int:
+        """Requests sent whose (first) answer has not arrived yet."""
+
+    def receive(self) -> Any:
+        """The next answer, waiting for it (raises the error of a failed request)."""
+
+    def release(self) -> None:
+        """No more requests will come."""
+
+    def close(self) -> None:
+        """Stop and let go of everything (idempotent)."""
 
 
 class InProcessCounter:
