@@ -41,6 +41,9 @@ Progress = Callable[[str, int, int], None]
 # Chunks given to each worker process at a time: one running and one queued, so it never
 # waits for this process, which only reads, checks and merges.
 _POOL_DEPTH = 2
+# Counted chunks (small summaries) that may wait, per worker, behind the oldest chunk
+# still being counted before this process stops sending to wait for that one.
+_MERGE_SLACK = 2
 
 
 class _Vocabulary:
@@ -182,9 +185,8 @@ class CorpusBuilder:
         self._submit(task)
 
     def _submit(self, task: _Task) -> None:
-        """Send a chunk to the counter with the fewest chunks in hand (merging finished
-        chunks while all are full), then merge whatever has finished. Worker processes
-        start only once a second chunk shows they pay off."""
+        """Send a chunk to a counter (see :meth:`_send`), then merge whatever has finished.
+        Worker processes start only once a second chunk shows they pay off."""
         if not self._counters:
             if self.n_workers > 1 and self._held is None:
                 self._held = task
@@ -203,15 +205,21 @@ class CorpusBuilder:
             self._pool = WorkerPool(self.n_workers, self.work_dir)
             self._counters = self._pool.counters
             self._depth = _POOL_DEPTH
-            self._max_pending = self.n_workers * _POOL_DEPTH + 2
+            self._max_pending = self.n_workers * (_POOL_DEPTH + _MERGE_SLACK)
 
     def _send(self, task: _Task) -> None:
+        """Send to the counter with the fewest chunks in hand, waiting while all are full
+        for whichever answers first (not for the oldest chunk: the other workers would
+        idle behind a slow one)."""
         while True:
             loads = [counter.unanswered() for counter in self._counters]
             owner = loads.index(min(loads))
             if loads[owner] < self._depth:
                 break
-            self._merge_head()
+            if self._pool is None or len(self._pending) > self._max_pending:
+                self._merge_head()
+            else:
+                self._pool.wait_for_answer()
         self._counters[owner].send(("count", task.function, task.args))
         self._pending.append((task, owner))
 

@@ -8,7 +8,6 @@ its answer, so the builder raises it when that chunk's turn comes.
 from __future__ import annotations
 
 import collections
-import contextlib
 import ctypes
 import multiprocessing
 import multiprocessing.connection
@@ -89,63 +88,73 @@ class InProcessCounter:
         self._answers.clear()
 
 
+class _Answers:
+    """Answers of all worker processes: they share one queue, each answer tagged with its
+    worker's index, and are sorted here into one buffer per worker (in order)."""
+
+    def __init__(self, context, n_workers: int):
+        self.queue = context.Queue()
+        self.buffers: list[collections.deque] = [collections.deque() for _ in range(n_workers)]
+
+    def collect(self, timeout: float = 0.0) -> bool:
+        """Move the answers that arrived into the buffers, waiting up to ``timeout``
+        seconds for the first one; whether any arrived."""
+        try:
+            item = self.queue.get(timeout=timeout) if timeout > 0 else self.queue.get_nowait()
+        except queue.Empty:
+            return False
+        while True:
+            index, answer = item
+            self.buffers[index].append(answer)
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                return True
+
+
 class WorkerCounter:
-    """A worker process running :func:`_serve`; requests and answers travel through
-    queues (sending never blocks), answers are received in order."""
+    """A worker process running :func:`_serve`: requests travel through a queue of its
+    own (sending never blocks), answers through the pool's shared one."""
 
-    def __init__(self, context, work_dir: Path, name: str, stop):
-        self.name = name
-        self._requests, self._answers = context.Queue(), context.Queue()
-        self._process = context.Process(target=_serve, args=(self._requests, self._answers, Path(work_dir), name, stop),
-                                        name=f"ingest-{name}", daemon=True)
-        self._buffer: collections.deque = collections.deque()
-        self._sent = self._received = 0
+    def __init__(self, context, work_dir: Path, index: int, answers: _Answers, stop):
+        self.name = f"w{index}"
+        self._requests = context.Queue()
+        self._answers = answers
+        self._buffer = answers.buffers[index]
+        self.process = context.Process(target=_serve, args=(self._requests, answers.queue, Path(work_dir), index, stop),
+                                       name=f"ingest-{self.name}", daemon=True)
+        self._sent = self._taken = 0
         self._released = False
-
-    def start(self) -> None:
-        self._process.start()
 
     def send(self, request: tuple) -> None:
         self._requests.put(request)
         self._sent += 1
 
     def ready(self) -> bool:
-        """Whether an answer is waiting (answers that arrived are taken off the queue)."""
-        while True:
-            try:
-                self._buffer.append(self._answers.get_nowait())
-            except queue.Empty:
-                return bool(self._buffer)
-            self._received += 1
+        """Whether an answer is waiting."""
+        self._answers.collect()
+        return bool(self._buffer)
 
     def unanswered(self) -> int:
         """Requests sent whose (first) answer has not arrived (counting one answer per
         request: exact while only single-answer requests are outstanding)."""
-        self.ready()
-        return self._sent - self._received
+        self._answers.collect()
+        return self._sent - self._taken - len(self._buffer)
 
     def receive(self) -> Any:
         """The next answer, waiting for it (raises the error of a failed request, or
         RuntimeError if the process died)."""
-        if self._buffer:
-            ok, value = self._buffer.popleft()
-        else:
-            ok, value = self._wait()
-            self._received += 1
+        while not self._buffer:
+            if not self._answers.collect(_LIVENESS_SECONDS) and not self.process.is_alive():
+                self._answers.collect()  # what it sent just before it exited
+                if not self._buffer:
+                    raise RuntimeError(f"ingestion worker {self.name} died (exit code {self.process.exitcode})")
+        ok, value = self._buffer.popleft()
+        self._taken += 1
         if ok:
             return value
         error, remote_traceback = value
         raise error from _RemoteTraceback(remote_traceback)
-
-    def _wait(self) -> tuple[bool, Any]:
-        while True:
-            try:
-                return self._answers.get(timeout=_LIVENESS_SECONDS)
-            except queue.Empty:
-                if not self._process.is_alive():
-                    with contextlib.suppress(queue.Empty):
-                        return self._answers.get_nowait()  # sent just before it exited
-                    raise RuntimeError(f"ingestion worker {self.name} died (exit code {self._process.exitcode})") from None
 
     def release(self) -> None:
         """No more requests will come: the process exits once it has answered those it
@@ -154,26 +163,12 @@ class WorkerCounter:
             self._requests.put(None)
             self._released = True
 
-    def close(self) -> None:
-        """Stop the process (when the shared stop event is set first, it skips what is
-        still queued) and release the queues; terminate it if it does not stop."""
-        if self._process.pid is None:
-            return
-        self.release()
-        deadline = time.monotonic() + _STOP_SECONDS
-        while self._process.exitcode is None and time.monotonic() < deadline:
-            self._buffer.clear()
-            self.ready()  # read what it sent: unread answers would keep it from exiting
-            multiprocessing.connection.wait([self._process.sentinel], timeout=0.01)
-        if self._process.exitcode is None:
-            self._process.terminate()
-        self._process.join()
-        if self._process.exitcode != 0:
+    def close_queue(self) -> None:
+        """Let go of the request queue once the process has ended."""
+        if self.process.exitcode != 0:
             self._requests.cancel_join_thread()  # the reader is gone: do not wait to flush
         self._requests.close()
         self._requests.join_thread()
-        self._answers.close()
-        self._process.close()
 
 
 class WorkerPool:
@@ -184,19 +179,42 @@ class WorkerPool:
         if context.get_start_method() == "fork":
             word_patterns()  # build once here; forked workers inherit it
         self._stop = context.Event()
-        self.counters = [WorkerCounter(context, work_dir, f"w{i}", self._stop) for i in range(n_workers)]
+        self._answers = _Answers(context, n_workers)
+        self.counters = [WorkerCounter(context, work_dir, i, self._answers, self._stop) for i in range(n_workers)]
         try:
             for counter in self.counters:
-                counter.start()
+                counter.process.start()
         except BaseException:
             self.close()
             raise
 
+    def wait_for_answer(self) -> None:
+        """Wait until some worker answers (RuntimeError if one died meanwhile)."""
+        while not self._answers.collect(_LIVENESS_SECONDS):
+            for counter in self.counters:
+                if not counter.process.is_alive():
+                    raise RuntimeError(f"ingestion worker {counter.name} died (exit code {counter.process.exitcode})")
+
     def close(self) -> None:
-        """Stop every worker (idempotent); workers skip requests still queued."""
+        """Stop every worker (idempotent): they skip requests still queued and exit; those
+        that do not within _STOP_SECONDS are terminated."""
         self._stop.set()
-        for counter in self.counters:
-            counter.close()
+        started = [counter for counter in self.counters if counter.process.pid is not None]
+        for counter in started:
+            counter.release()
+        deadline = time.monotonic() + _STOP_SECONDS
+        while any(c.process.exitcode is None for c in started) and time.monotonic() < deadline:
+            self._answers.collect()  # unread answers would keep a worker from exiting
+            for buffer in self._answers.buffers:
+                buffer.clear()
+            multiprocessing.connection.wait([c.process.sentinel for c in started], timeout=0.01)
+        for counter in started:
+            if counter.process.exitcode is None:
+                counter.process.terminate()
+            counter.process.join()
+            counter.close_queue()
+            counter.process.close()
+        self._answers.queue.close()
         self.counters = []
 
 
@@ -207,21 +225,21 @@ class _RemoteTraceback(Exception):
         return self.args[0]
 
 
-def _serve(requests, answers, work_dir: Path, name: str, stop) -> None:
-    """Worker process: answer requests with a ChunkStore of its own until None arrives;
-    once ``stop`` is set, skip the rest."""
+def _serve(requests, answers, work_dir: Path, index: int, stop) -> None:
+    """Worker process ``index``: answer requests with a ChunkStore of its own until None
+    arrives; once ``stop`` is set, skip the rest."""
     _keep_freed_memory()
-    store = ChunkStore(work_dir, name)
+    store = ChunkStore(work_dir, f"w{index}")
     for request in iter(requests.get, None):
         if stop.is_set():
             continue
         try:
             for answer in store.handle(request):
-                answers.put((True, answer))
+                answers.put((index, (True, answer)))
                 if stop.is_set():
                     break
         except Exception as error:
-            answers.put((False, _portable(error)))
+            answers.put((index, (False, _portable(error))))
     if stop.is_set():
         answers.cancel_join_thread()  # the build was abandoned: exit without flushing answers
 
