@@ -41,10 +41,10 @@ def ingest(sources: list[tuple[str, BinaryIO]], dest: Path, *, tmp_root: Path, f
     fmt: one of FORMATS, or None to detect each source from its name and first bytes.
     text_column / id_column: the text and id field of CSV/TSV rows and JSON objects
         (JSON objects default to ``id`` for the id).
-    chunk_bytes / n_workers: text per tokenization chunk and worker processes (one means
-        in-process, as does an input of a single chunk; this process then only reads,
-        checks ids and assembles; daemonic processes such as Celery's prefork children
-        always use one).
+    chunk_bytes / n_workers: text per tokenization chunk, and worker processes counting
+        the chunks (with one, or an input of a single chunk, this process counts them;
+        with more, it only reads, checks ids and lays out the matrix; daemonic processes
+        such as Celery's prefork children always use one).
     progress: progress(stage, done, total) for stages tokenize, finalize, write;
         exceptions it raises abort the ingestion.
 
