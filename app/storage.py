@@ -126,13 +126,16 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def directory_checksum(path: Path) -> str:
-    """SHA-256 over the sorted relative names and contents of every file under ``path``."""
+def directory_checksum(path: Path, known: dict[str, str] | None = None) -> str:
+    """SHA-256 over the sorted relative names and contents of every file under ``path``;
+    ``known`` maps relative names (posix) to the file_sha256 of files already hashed."""
     path = Path(path)
+    known = known or {}
     digest = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(file.relative_to(path).as_posix().encode("utf-8") + b"\0")
-        digest.update(file_sha256(file).encode("ascii") + b"\n")
+        name = file.relative_to(path).as_posix()
+        digest.update(name.encode("utf-8") + b"\0")
+        digest.update((known.get(name) or file_sha256(file)).encode("ascii") + b"\n")
     return digest.hexdigest()
 
 

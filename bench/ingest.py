@@ -5,7 +5,7 @@ Corpus: the plain-text documentation Debian installs under /usr/share/doc (insta
 paragraph, written once to a text file (one document per line) under the temp folder.
 
 Prints, from the same run on the same machine:
-- throughput in MB/s (raw text bytes / wall time, file read through saved .npz) for
+- throughput in MB/s (raw text bytes / wall time, file read through stored corpus) for
   ``app.ingest.ingest`` with worker processes (all cores) and in-process, and for
   CountVectorizer(fit_transform) + save_npz with the equivalent options; ratios; CPU
   seconds of each (work per byte, which other load on a shared machine barely changes),

@@ -1,11 +1,16 @@
 """Streaming corpus construction: documents arrive one at a time, are grouped into chunks
-of about ``chunk_bytes`` of text, tokenized (in ``n_workers`` worker processes when
-``n_workers > 1``, and here when they all have work queued) into per-chunk counts
-against a growing global vocabulary, spilled to disk, and finally pruned by document
-frequency / vocabulary cap and re-indexed chunk by chunk.
+of about ``chunk_bytes`` of text and counted (in ``n_workers`` worker processes when
+``n_workers > 1`` and the input holds more than one chunk, else here). Each counting
+process keeps its chunks' counts on disk against a term table of its own and reports
+only the terms it sees for the first time; this process checks document ids, numbers
+the corpus' terms and, at the end, prunes the vocabulary by document frequency /
+vocabulary cap and lays the matrix out in document order, while every counting process
+re-indexes its own chunks to the final columns and then writes them straight into the
+stored matrix (in parallel; see app.ingest.countfiles).
 
-Memory holds at most ``2 * n_workers + 1`` chunks of text, the global term table and
-document frequencies, and the final (pruned) count matrix — never the whole text.
+Memory holds at most ``2 * n_workers + 1`` chunks of text, the term tables and document
+frequencies, and the final (pruned) count matrix, spread over the counting processes —
+never the whole text.
 
 Policy for empty documents: a document that is empty or whitespace (``empty_text``), has
 no token left after tokenization and filtering (``no_tokens``), or loses all its terms to
@@ -15,94 +20,63 @@ vocabulary pruning (``all_terms_pruned``) is dropped and counted under that reas
 from __future__ import annotations
 
 import collections
-import ctypes
 import multiprocessing
-import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from itertools import repeat
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 
 from app.ingest import chunks
-from app.ingest.analyzer import BIGRAM_JOINER, word_patterns
-from app.ingest.chunks import ChunkResult
+from app.ingest.analyzer import BIGRAM_JOINER
+from app.ingest.chunkstore import ChunkSummary, TermTable
+from app.ingest.countfiles import CountsTarget
 from app.ingest.finalize import BuiltCorpus, assemble, prune_vocabulary
 from app.ingest.options import IngestLimits, TextOptions
+from app.ingest.pool import Counter, InProcessCounter, WorkerPool
 from app.ingest.readers import Fields, RawDocument
 
 Progress = Callable[[str, int, int], None]
 
-# Chunks given to each pool process at a time: one running and one queued, so it never
-# waits for this process (which counts a chunk itself only when the pool is that full:
-# this process also reads, merges and finishes, so it takes only the overflow).
+# Chunks given to each worker process at a time: one running and one queued, so it never
+# waits for this process, which only reads, checks and merges.
 _POOL_DEPTH = 2
-
-@dataclass
-class _Spilled:
-    """A chunk's counts on disk: raw indptr, indices and data arrays back to back."""
-
-    path: Path
-    n_docs: int
-    arrays: tuple[tuple[np.dtype, int], ...]  # (dtype, length) of indptr, indices, data
+# Counted chunks (small summaries) that may wait, per worker, behind the oldest chunk
+# still being counted before this process stops sending to wait for that one.
+_MERGE_SLACK = 2
 
 
-@dataclass
-class _TermTable:
-    """Global vocabulary seen so far with document and corpus frequencies."""
+class _Vocabulary:
+    """Corpus term ids (first-merged order) and, per counting process, the corpus id of
+    each of its own term ids (its stores number terms in first-seen order)."""
 
-    ids: dict[str, int] = field(default_factory=dict)
-    terms: list[str] = field(default_factory=list)
-    df: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    tf: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    def __init__(self):
+        self.table = TermTable()
+        self._parts: dict[int, list[np.ndarray]] = collections.defaultdict(list)
 
-    def global_ids(self, local_terms: list[str]) -> np.ndarray:
-        """Global ids (m,) of a chunk's terms, adding unseen terms in bulk."""
-        ids = self.ids
-        out = np.fromiter(map(ids.get, local_terms, repeat(-1)), dtype=np.int64, count=len(local_terms))
-        fresh = np.flatnonzero(out < 0)
-        if fresh.size:
-            new_terms = [local_terms[i] for i in fresh.tolist()]
-            new_ids = np.arange(len(self.terms), len(self.terms) + fresh.size)
-            ids.update(zip(new_terms, new_ids.tolist()))
-            self.terms.extend(new_terms)
-            out[fresh] = new_ids
-        return out
+    @property
+    def terms(self) -> list[str]:
+        return self.table.terms
 
-    def add_frequencies(self, counts: sp.csr_matrix) -> None:
-        n = len(self.terms)
-        if self.df.size < n:
-            grow = max(n, 2 * self.df.size)
-            self.df = np.concatenate([self.df, np.zeros(grow - self.df.size, np.int64)])
-            self.tf = np.concatenate([self.tf, np.zeros(grow - self.tf.size, np.int64)])
-        self.df[:n] += np.bincount(counts.indices, minlength=n)
-        self.tf[:n] += np.bincount(counts.indices, weights=counts.data, minlength=n).astype(np.int64)
+    def add(self, owner: int, new_terms: list[str]) -> None:
+        """The terms counter ``owner`` numbered next, in its order."""
+        self._parts[owner].append(self.table.ids_of(new_terms))
 
+    def corpus_ids(self, owner: int) -> np.ndarray:
+        """Corpus id of each of ``owner``'s term ids -> int64 (its number of terms,)."""
+        parts = self._parts.get(owner, [])
+        return np.concatenate(parts) if parts else np.empty(0, np.int64)
 
-def _pool_context():
-    """``fork`` when this process runs a single thread (workers start in milliseconds and
-    inherit the imported modules; forking is only unsafe while other threads may hold
-    locks), else ``forkserver`` (or ``spawn``), which cost about a second to start."""
-    methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and threading.active_count() == 1:
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-
-
-def _keep_freed_memory() -> None:
-    """Worker initializer: each chunk allocates and frees tens of MB of NumPy arrays;
-    let glibc keep freed memory in the heap rather than unmapping it, so the next chunk
-    does not page-fault it in again (about 10% of a worker's time). Elsewhere a no-op."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    libc.mallopt(m_mmap_threshold, 32 << 20)  # the largest glibc accepts on 64-bit
-    libc.mallopt(m_trim_threshold, 256 << 20)
+    def frequencies(self, per_owner: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        """Corpus (df, tf) -> int64 (len(terms),) each, from each counter's (df, tf) over
+        its own terms (a counter's terms are distinct, so no corpus id repeats)."""
+        n_terms = len(self.terms)
+        df, tf = np.zeros(n_terms, np.int64), np.zeros(n_terms, np.int64)
+        for owner, (owner_df, owner_tf) in enumerate(per_owner):
+            ids = self.corpus_ids(owner)
+            df[ids] += owner_df
+            tf[ids] += owner_tf
+        return df, tf
 
 
 @dataclass
@@ -118,22 +92,11 @@ class _Task:
     line_ids: tuple[str, int] | None = None  # (id prefix, first line): ids are line numbers
 
 
-def _run_here(task: _Task) -> Future:
-    """Count a chunk in this process; an error waits in the future, to be raised when the
-    chunk's turn to merge comes (so earlier chunks' errors still come first)."""
-    done: Future = Future()
-    try:
-        done.set_result(task.function(*task.args))
-    except Exception as error:
-        done.set_exception(error)
-    return done
-
-
 class CorpusBuilder:
     """Accumulates documents into a corpus; see the module docstring for the policy.
 
     Intake: :meth:`add` for single documents (any reader), :meth:`add_text_block` and
-    :meth:`add_jsonl_block` for raw blocks of lines (parsed in the workers).
+    :meth:`add_jsonl_block` for raw blocks of lines (parsed where they are counted).
     ``work_dir`` (an existing private folder) receives the spilled chunks; the caller
     removes it. ``progress(stage, done, total)`` is called with stage ``"tokenize"``
     (documents counted / documents read so far) and ``"finalize"`` (chunks re-indexed).
@@ -148,21 +111,20 @@ class CorpusBuilder:
         self.options, self.limits, self.work_dir = options, limits, Path(work_dir)
         self.chunk_bytes = chunk_bytes
         self.n_workers = 1 if multiprocessing.current_process().daemon else n_workers
-        # n_workers pool processes, each given at most _POOL_DEPTH chunks at a time (this
-        # process counts the overflow); results wait in order, at most _max_pending.
-        self._pool_size = self.n_workers
-        self._pool_depth = self._pool_size * _POOL_DEPTH
-        self._max_pending = self._pool_size * _POOL_DEPTH + 2
         self.progress = progress
         self._texts: list[str] = []
         self._text_ids: list[str] = []
         self._text_metadata: dict[int, dict] = {}
         self._text_chars = 0
+        # Counters (set up by _start_counting): each takes up to _depth chunks at a time;
+        # chunks wait to be merged in input order, at most _max_pending of them.
+        self._pool: WorkerPool | None = None
+        self._counters: list[Counter] = []
+        self._depth = self._max_pending = 0
         self._held: _Task | None = None
-        self._pending: collections.deque[tuple[_Task, Future | ChunkResult]] = collections.deque()
-        self._pool: ProcessPoolExecutor | None = None
-        self._spilled: list[_Spilled] = []
-        self._table = _TermTable()
+        self._pending: collections.deque[tuple[_Task, int]] = collections.deque()
+        self._owners: list[int] = []  # counter of each merged chunk, in input order
+        self._vocabulary = _Vocabulary()
         self._doc_ids: list[str] = []
         self._seen_ids: set[str] = set()
         # Ids generated from line numbers are not hashed into _seen_ids while nothing else
@@ -223,41 +185,61 @@ class CorpusBuilder:
         self._submit(task)
 
     def _submit(self, task: _Task) -> None:
-        """Count a chunk: in this process when it works alone, else in the pool while the
-        pool has room and here otherwise, so the reading process takes a share of the
-        chunks instead of waiting (results are merged in input order)."""
-        if self.n_workers == 1:
-            self._pending.append((task, task.function(*task.args)))
-        elif self._pool is None and self._held is None:
-            self._held = task  # Start processes only once a second chunk shows they pay off.
-        else:
-            if self._pool is None:
-                context = _pool_context()
-                if context.get_start_method() == "fork":
-                    word_patterns()  # build once here; forked workers inherit it
-                self._pool = ProcessPoolExecutor(self._pool_size, mp_context=context, initializer=_keep_freed_memory)
-                held, self._held = self._held, None
-                self._pending.append((held, self._pool.submit(held.function, *held.args)))
-            busy = sum(1 for _, item in self._pending if isinstance(item, Future) and not item.done())
-            if busy < self._pool_depth:
-                self._pending.append((task, self._pool.submit(task.function, *task.args)))
-            else:
-                self._pending.append((task, _run_here(task)))
+        """Send a chunk to a counter (see :meth:`_send`), then merge whatever has finished.
+        Worker processes start only once a second chunk shows they pay off."""
+        if not self._counters:
+            if self.n_workers > 1 and self._held is None:
+                self._held = task
+                return
+            self._start_counting(in_process=self.n_workers == 1)
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._send(held)
+        self._send(task)
         self._drain(keep=self._max_pending)
+
+    def _start_counting(self, in_process: bool) -> None:
+        if in_process:
+            self._counters, self._depth, self._max_pending = [InProcessCounter(self.work_dir)], 1, 0
+        else:
+            self._pool = WorkerPool(self.n_workers, self.work_dir)
+            self._counters = self._pool.counters
+            self._depth = _POOL_DEPTH
+            self._max_pending = self.n_workers * (_POOL_DEPTH + _MERGE_SLACK)
+
+    def _send(self, task: _Task) -> None:
+        """Send to the counter with the fewest chunks in hand, waiting while all are full
+        for whichever answers first (not for the oldest chunk: the other workers would
+        idle behind a slow one)."""
+        while True:
+            loads = [counter.unanswered() for counter in self._counters]
+            owner = loads.index(min(loads))
+            if loads[owner] < self._depth:
+                break
+            if self._pool is None or len(self._pending) > self._max_pending:
+                self._merge_head()
+            else:
+                self._pool.wait_for_answer()
+        self._counters[owner].send(("count", task.function, task.args))
+        self._pending.append((task, owner))
 
     def _drain(self, keep: int) -> None:
         """Merge finished chunks at the head of the queue; wait for the oldest ones only
         while more than ``keep`` are pending."""
         while self._pending:
-            task, item = self._pending[0]
-            if isinstance(item, Future):
-                if len(self._pending) <= keep and not item.done():
-                    return
-                item = item.result()
-            self._pending.popleft()
-            self._merge(task, item)
+            _, owner = self._pending[0]
+            if len(self._pending) <= keep and not self._counters[owner].ready():
+                return
+            self._merge_head()
 
-    def _merge(self, task: _Task, result: ChunkResult) -> None:
+    def _merge_head(self) -> None:
+        """Wait for the oldest pending chunk and merge it (raising its error, if any)."""
+        task, owner = self._pending[0]
+        summary = self._counters[owner].receive()
+        self._pending.popleft()
+        self._merge(task, summary, owner)
+
+    def _merge(self, task: _Task, result: ChunkSummary, owner: int) -> None:
         first_row = self.input_documents
         if task.doc_ids is not None:
             doc_ids, metadata = task.doc_ids, task.metadata
@@ -287,19 +269,9 @@ class CorpusBuilder:
         self._empty_parts.append(result.empty)
         for row, value in metadata.items():
             self._metadata[first_row + row] = value
-        chunk = result.chunk
-        to_global = self._table.global_ids(chunk.terms)
-        counts = chunk.counts
-        indices = to_global[counts.indices].astype(np.int32) if counts.nnz else np.empty(0, np.int32)
-        global_counts = sp.csr_matrix((counts.data, indices, counts.indptr), shape=(counts.shape[0], len(self._table.terms)))
-        self._table.add_frequencies(global_counts)
-        path = self.work_dir / f"chunk-{len(self._spilled):06d}.npy"
-        arrays = (_narrow(counts.indptr), indices, _narrow(counts.data))  # less to write and read back
-        with open(path, "wb") as sink:
-            for array in arrays:
-                array.tofile(sink)
-        self._spilled.append(_Spilled(path, counts.shape[0], tuple((a.dtype, a.size) for a in arrays)))
-        self._n_with_tokens += int(np.count_nonzero(np.diff(counts.indptr)))
+        self._vocabulary.add(owner, result.new_terms)
+        self._owners.append(owner)
+        self._n_with_tokens += result.n_with_tokens
         if self.progress is not None:
             self.progress("tokenize", self.input_documents, max(self._documents_read, self.input_documents))
 
@@ -331,47 +303,44 @@ class CorpusBuilder:
     def close(self) -> None:
         """Stop worker processes (idempotent; also call after a failure)."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.close()
             self._pool = None
+        self._counters = []
 
     # ---------------------------------------------------------------- finish
     def finish(self) -> BuiltCorpus:
-        """Tokenize what is left, prune the vocabulary and assemble the final matrix."""
+        """Count what is left, prune the vocabulary and lay out the final matrix: the
+        counting processes re-index their own chunks in parallel and keep them until
+        ``built.counts.fill`` writes them (so close the builder only after that)."""
         try:
             self._flush_texts("end of input")
             if self._held is not None:
+                self._start_counting(in_process=True)
                 held, self._held = self._held, None
-                self._pending.append((held, held.function(*held.args)))
+                self._send(held)
+            for counter in self._counters:
+                counter.send(("frequencies",))  # answered after the counts still pending
             self._drain(keep=0)
-        finally:
+            if self.input_documents == 0:
+                raise ValueError("empty corpus: the input contains no documents")
+            vocabulary = self._vocabulary
+            df, tf = vocabulary.frequencies([counter.receive() for counter in self._counters])
+            terms = vocabulary.terms
+            is_bigram = np.fromiter((BIGRAM_JOINER in t for t in terms), dtype=bool, count=len(terms)) if self.options.bigrams else None
+            to_new, kept, pruned = prune_vocabulary(terms, df, tf, self._n_with_tokens, self.options, is_bigram)
+            for owner, counter in enumerate(self._counters):
+                counter.send(("reindex", to_new[vocabulary.corpus_ids(owner)], len(kept)))
+            reindexed = (self._counters[owner].receive() for owner in self._owners)
+            return assemble(reindexed, len(self._owners), self._fill, kept, self._doc_ids,
+                            np.concatenate(self._empty_parts), self._metadata, pruned, len(terms), self.progress)
+        except BaseException:
             self.close()
-        if self.input_documents == 0:
-            raise ValueError("empty corpus: the input contains no documents")
-        table = self._table
-        n_terms = len(table.terms)
-        df, tf = table.df[:n_terms], table.tf[:n_terms]
-        is_bigram = np.fromiter((BIGRAM_JOINER in t for t in table.terms), dtype=bool, count=n_terms) if self.options.bigrams else None
-        to_new, vocabulary, pruned = prune_vocabulary(table.terms, df, tf, self._n_with_tokens, self.options, is_bigram)
-        empty_text = np.concatenate(self._empty_parts)
-        return assemble(
-            (_load_spilled(s) for s in self._spilled), len(self._spilled), to_new, vocabulary,
-            self._doc_ids, empty_text, self._metadata, pruned, n_terms, self.progress,
-        )
+            raise
 
-
-def _narrow(values: np.ndarray) -> np.ndarray:
-    """Non-negative integers (n,) in the smallest of uint8, uint16, int32 that holds them
-    (else as they are)."""
-    top = int(values.max()) if values.size else 0
-    for dtype in (np.uint8, np.uint16, np.int32):
-        if top <= np.iinfo(dtype).max:
-            return values.astype(dtype, copy=False)
-    return values
-
-
-def _load_spilled(spilled: _Spilled) -> sp.csr_matrix:
-    with open(spilled.path, "rb") as source:
-        indptr, indices, data = (np.fromfile(source, dtype=dtype, count=size) for dtype, size in spilled.arrays)
-    indptr, data = indptr.astype(indices.dtype), data.astype(np.int32)  # as counted (see _narrow)
-    n_columns = int(indices.max()) + 1 if indices.size else 0
-    return sp.csr_matrix((data, indices, indptr), shape=(spilled.n_docs, n_columns))
+    def _fill(self, target: CountsTarget, starts: list[int]) -> None:
+        """Have every counter write its re-indexed chunks (chunk i from entry starts[i])."""
+        for owner, counter in enumerate(self._counters):
+            counter.send(("fill", target, [start for start, o in zip(starts, self._owners) if o == owner]))
+            counter.release()
+        for counter in self._counters:
+            counter.receive()

@@ -99,21 +99,6 @@ class ChunkCounts:
     counts: sp.csr_matrix
     terms: list[str]
 
-    def __getstate__(self) -> dict:
-        """Pickle (worker -> reading process) the terms as one newline-joined string:
-        one buffer to copy instead of tens of thousands of small objects."""
-        joined = "\n".join(self.terms)
-        if joined.count("\n") != max(len(self.terms) - 1, 0):  # words hold no line feeds; be safe
-            return {"counts": self.counts, "terms": self.terms}
-        return {"counts": self.counts, "joined_terms": joined, "n_terms": len(self.terms)}
-
-    def __setstate__(self, state: dict) -> None:
-        self.counts = state["counts"]
-        if "terms" in state:
-            self.terms = state["terms"]
-        else:
-            self.terms = state["joined_terms"].split("\n") if state["n_terms"] else []
-
 
 class ChunkTokenizer:
     """Counts documents of one chunk into a shared local term table.
@@ -166,17 +151,16 @@ class ChunkTokenizer:
         self._parts.append((ids, docs))
 
     def counts(self) -> ChunkCounts:
-        unigrams: list[tuple[np.ndarray, np.ndarray]] = []
         pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        for ids, docs in self._parts:
-            kept = ids >= 0
-            unigrams.append((ids[kept], docs[kept]))
-            if self.options.bigrams and ids.size > 1:
-                pair = kept[:-1] & kept[1:] & (docs[:-1] == docs[1:])
-                pairs.append((ids[:-1][pair], ids[1:][pair], docs[:-1][pair]))
+        if self.options.bigrams:
+            for ids, docs in self._parts:
+                if ids.size > 1:
+                    kept = ids >= 0
+                    pair = kept[:-1] & kept[1:] & (docs[:-1] == docs[1:])
+                    pairs.append((ids[:-1][pair], ids[1:][pair], docs[:-1][pair]))
         terms = list(self.term_ids.terms)
-        all_ids = [ids for ids, _ in unigrams]
-        all_docs = [docs for _, docs in unigrams]
+        all_ids = [ids for ids, _ in self._parts]  # count_pairs skips the negative ones
+        all_docs = [docs for _, docs in self._parts]
         if pairs:
             n_unigrams = max(len(terms), 1)
             first = np.concatenate([p[0] for p in pairs])
@@ -190,28 +174,66 @@ class ChunkTokenizer:
         return ChunkCounts(counts=count_pairs(docs, ids, self.n_docs, len(terms)), terms=terms)
 
 
-def count_pairs(rows: np.ndarray, columns: np.ndarray, n_rows: int, n_columns: int) -> sp.csr_matrix:
-    """Occurrences of each (row, column) pair (n,) -> int32 CSR (n_rows, n_columns) with
-    sorted indices: one sort of combined int64 keys (SIMD) instead of COO -> CSR."""
-    keys = np.sort(rows.astype(np.int64) * max(n_columns, 1) + columns)
+def count_pairs(rows: np.ndarray, columns: np.ndarray, n_rows: int, n_columns: int,
+                values: np.ndarray | None = None) -> sp.csr_matrix:
+    """Occurrences (or the sum of ``values``) of each (row, column) pair (n,) -> int32 CSR
+    (n_rows, n_columns) with sorted indices: one sort of combined int64 keys (SIMD)
+    instead of COO -> CSR; the column takes the low bits of a key. Pairs with a negative
+    column are skipped: their key is negative (OR keeps the sign bit), so they sort first
+    and are cut off, instead of being filtered out of the arrays beforehand."""
+    shift = _column_bits(n_columns)
+    keys = (rows.astype(np.int64) << shift) | columns
+    if values is None:
+        keys.sort()
+    else:
+        keys, values = _sort_with_values(keys, values)
+    skipped = int(np.searchsorted(keys, 0))
+    return _csr_from_sorted_keys(keys[skipped:], None if values is None else values[skipped:], shift, n_rows, n_columns)
+
+
+def _column_bits(n_columns: int) -> int:
+    return max(n_columns - 1, 0).bit_length()
+
+
+def _csr_from_sorted_keys(keys: np.ndarray, values: np.ndarray | None, shift: int, n_rows: int,
+                          n_columns: int) -> sp.csr_matrix:
+    """Sorted keys (n,) (row << shift | column) and their values (n,) (None: 1 each) ->
+    int32 CSR (n_rows, n_columns), summing the values of equal keys."""
     if keys.size:
         first = np.empty(keys.size, dtype=bool)
         first[0] = True
         np.not_equal(keys[1:], keys[:-1], out=first[1:])
         starts = np.flatnonzero(first)
-        data = np.diff(np.append(starts, keys.size)).astype(np.int32)
+        if values is None:
+            data = np.diff(np.append(starts, keys.size)).astype(np.int32)
+        else:
+            data = (values if starts.size == keys.size else np.add.reduceat(values, starts)).astype(np.int32)
         unique = keys[starts]
     else:
         data, unique = np.empty(0, np.int32), np.empty(0, np.int64)
-    row_of = unique // max(n_columns, 1)
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(np.bincount(row_of, minlength=n_rows), out=indptr[1:])
+    np.cumsum(np.bincount(unique >> shift, minlength=n_rows), out=indptr[1:])
     index_dtype = np.int32 if unique.size < 2**31 and n_columns < 2**31 else np.int64
-    counts = sp.csr_matrix(
-        (data, (unique % max(n_columns, 1)).astype(index_dtype), indptr.astype(index_dtype)), shape=(n_rows, n_columns)
-    )
+    counts = sp.csr_matrix((data, (unique & ((1 << shift) - 1)).astype(index_dtype), indptr.astype(index_dtype)),
+                           shape=(n_rows, n_columns))
     counts.has_sorted_indices = True
     return counts
+
+
+def _sort_with_values(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """keys (n,) int64 sorted, with values (n,) (non-negative integers) carried along ->
+    (keys, values as int64). Both fit in one int64 in practice (bits of the largest key +
+    value bits <= 63): then one plain sort of packed keys (a negative key stays negative
+    and comes back intact: shifts are arithmetic), else a stable argsort."""
+    if not keys.size:
+        return keys, values.astype(np.int64)
+    key_bits, value_bits = int(keys.max()).bit_length(), int(values.max()).bit_length()
+    if key_bits + value_bits <= 63 and int(values.min()) >= 0:
+        packed = (keys << value_bits) | values.astype(np.int64)
+        packed.sort()
+        return packed >> value_bits, packed & ((1 << value_bits) - 1)
+    order = np.argsort(keys, kind="stable")
+    return keys[order], values[order].astype(np.int64)
 
 
 def count_chunk(texts: Sequence[str], options: TextOptions) -> ChunkCounts:
@@ -237,16 +259,9 @@ def count_chunk(texts: Sequence[str], options: TextOptions) -> ChunkCounts:
 
 def remap_columns(counts: sp.csr_matrix, to_column: np.ndarray, n_columns: int) -> sp.csr_matrix:
     """Move column j of ``counts`` (n, m) to ``to_column[j]`` (m,), dropping columns mapped to
-    -1; returns int32 CSR (n, n_columns) with sorted indices (merging columns that collide)."""
-    new_indices = to_column[counts.indices] if counts.nnz else np.empty(0, dtype=np.int64)
-    keep = new_indices >= 0
-    rows = np.repeat(np.arange(counts.shape[0], dtype=np.int64), np.diff(counts.indptr))[keep]
-    result = sp.csr_matrix(
-        (counts.data[keep].astype(np.int32, copy=False), (rows, new_indices[keep])),
-        shape=(counts.shape[0], n_columns),
-        dtype=np.int32,
-    )
-    result.sum_duplicates()
-    result.indices = result.indices.astype(np.int32, copy=False)
-    result.indptr = result.indptr.astype(np.int32, copy=False) if result.nnz < 2**31 else result.indptr
-    return result
+    -1; returns int32 CSR (n, n_columns) with sorted indices (merging columns that collide).
+
+    Entries of dropped columns are skipped by count_pairs (see there)."""
+    new_columns = to_column[counts.indices] if counts.nnz else np.empty(0, dtype=np.int64)
+    rows = np.repeat(np.arange(counts.shape[0], dtype=np.int64), np.diff(counts.indptr))
+    return count_pairs(rows, new_columns, counts.shape[0], n_columns, values=counts.data)

@@ -1,19 +1,20 @@
 """Final step of a build: choose the vocabulary (document-frequency bounds, bigram
-threshold, size cap), re-index count chunks to it, drop documents left empty (counting
-each reason), and gather the statistics recorded with the corpus.
+threshold, size cap), lay out the count chunks re-indexed to it (dropping documents left
+empty, counting each reason), and gather the statistics recorded with the corpus.
 """
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-from app.ingest.counting import remap_columns
+from app.ingest.countfiles import CountsTarget
 from app.ingest.options import TextOptions
 
 Progress = Callable[[str, int, int], None]
@@ -23,11 +24,41 @@ _MAX_DROPPED_EXAMPLES = 20
 
 
 @dataclass
-class BuiltCorpus:
-    """Result of a build: counts (D, V) int32 CSR, vocabulary (V,), doc_ids (D,),
-    metadata {row: dict} for kept rows that had metadata, and statistics."""
+class ChunkRows:
+    """What the final layout needs of a chunk re-indexed to the final vocabulary:
+    lengths (n_docs,) its documents' entries, had_terms (n_docs,) bool, whether each
+    had any term before pruning, and n_tokens, the sum of its counts."""
 
-    counts: sp.csr_matrix
+    lengths: np.ndarray
+    had_terms: np.ndarray
+    n_tokens: int
+
+    @classmethod
+    def of(cls, reindexed: sp.csr_matrix, original: sp.csr_matrix) -> ChunkRows:
+        return cls(np.diff(reindexed.indptr), np.diff(original.indptr) > 0, int(reindexed.data.sum(dtype=np.int64)))
+
+
+@dataclass
+class CountsLayout:
+    """The final counts (D, V) int32 CSR with sorted indices, still to be written:
+    indptr (D + 1,); ``fill(target)`` writes the indices and data of every chunk at its
+    place in a CountsTarget."""
+
+    indptr: np.ndarray
+    shape: tuple[int, int]
+    fill: Callable[[CountsTarget], None]
+
+    @classmethod
+    def of_matrix(cls, counts: sp.csr_matrix) -> CountsLayout:
+        return cls(counts.indptr, counts.shape, lambda target: target.put(0, counts.indices, counts.data))
+
+
+@dataclass
+class BuiltCorpus:
+    """Result of a build: counts (D, V) (see CountsLayout), vocabulary (V,), doc_ids
+    (D,), metadata {row: dict} for kept rows that had metadata, and statistics."""
+
+    counts: CountsLayout
     vocabulary: list[str]
     doc_ids: list[str]
     metadata: dict[int, dict]
@@ -72,29 +103,30 @@ def prune_vocabulary(terms: list[str], df: np.ndarray, tf: np.ndarray, n_documen
     return to_new, vocabulary, pruned
 
 
-def assemble(chunks, n_chunks: int, to_new: np.ndarray, vocabulary: list[str], doc_ids: list[str],
-             empty_text: np.ndarray, metadata: dict[int, dict], pruned_terms: dict, n_terms_seen: int,
-             progress: Progress | None = None) -> BuiltCorpus:
-    """Re-index count chunks (rows in document order) to the final vocabulary, drop empty
-    documents with their reason, and return the final corpus with statistics."""
-    indptr_parts, index_parts, data_parts, kept_rows = [np.zeros(1, np.int64)], [], [], []
+def assemble(chunks: Iterable[ChunkRows], n_chunks: int, fill: Callable[[CountsTarget, list[int]], None],
+             vocabulary: list[str], doc_ids: list[str], empty_text: np.ndarray, metadata: dict[int, dict],
+             pruned_terms: dict, n_terms_seen: int, progress: Progress | None = None) -> BuiltCorpus:
+    """Lay out re-indexed count chunks (rows in document order) as one matrix, dropping
+    documents left empty with their reason, and return the corpus with statistics.
+
+    chunks: n_chunks ChunkRows; doc_ids (D,) and empty_text (D,) cover all their rows;
+    metadata {row: dict}. ``fill(target, starts)`` must write chunk i's entries (in
+    final columns, sorted within rows; empty rows hold none) from entry starts[i] on.
+    """
+    length_parts, kept_rows, starts = [], [], []
     dropped: collections.Counter[str] = collections.Counter()
     examples: dict[str, list[str]] = collections.defaultdict(list)
-    row_offset, nnz = 0, 0
+    row_offset, nnz, n_tokens = 0, 0, 0
     for done, chunk in enumerate(chunks, start=1):
-        columns = to_new[: chunk.shape[1]] if chunk.shape[1] else np.empty(0, np.int64)
-        remapped = remap_columns(chunk, columns, len(vocabulary))
-        lengths = np.diff(remapped.indptr)
-        had_terms = np.diff(chunk.indptr) > 0
-        _count_dropped(np.flatnonzero(lengths == 0), row_offset, had_terms, empty_text, doc_ids, dropped, examples)
+        lengths = chunk.lengths
+        _count_dropped(np.flatnonzero(lengths == 0), row_offset, chunk.had_terms, empty_text, doc_ids, dropped, examples)
         keep = np.flatnonzero(lengths > 0)
         kept_rows.append(row_offset + keep)
-        sub = remapped[keep]
-        indptr_parts.append(sub.indptr[1:].astype(np.int64) + nnz)
-        index_parts.append(sub.indices)
-        data_parts.append(sub.data)
-        nnz += sub.nnz
-        row_offset += chunk.shape[0]
+        length_parts.append(lengths[keep])
+        starts.append(nnz)
+        nnz += int(lengths.sum(dtype=np.int64))
+        n_tokens += chunk.n_tokens
+        row_offset += lengths.size
         if progress is not None:
             progress("finalize", done, n_chunks)
     rows = np.concatenate(kept_rows) if kept_rows else np.empty(0, np.int64)
@@ -103,14 +135,9 @@ def assemble(chunks, n_chunks: int, to_new: np.ndarray, vocabulary: list[str], d
             f"empty corpus: all {len(doc_ids)} documents are empty after processing "
             f"(dropped: {dict(dropped) or 'none'}; vocabulary terms removed: {pruned_terms})"
         )
-    indptr = np.concatenate(indptr_parts)
-    indptr = indptr.astype(np.int32) if nnz < 2**31 else indptr
-    counts = sp.csr_matrix(
-        (np.concatenate(data_parts).astype(np.int32), np.concatenate(index_parts).astype(np.int32), indptr),
-        shape=(rows.size, len(vocabulary)),
-    )
-    counts.has_sorted_indices = True
-    lengths = np.diff(counts.indptr)
+    lengths = np.concatenate(length_parts)
+    indptr = np.zeros(rows.size + 1, dtype=np.int32 if nnz < 2**31 else np.int64)
+    np.cumsum(lengths, out=indptr[1:])
     kept_metadata = {}
     if metadata:
         old_rows = np.array(sorted(metadata), dtype=np.int64)
@@ -121,16 +148,19 @@ def assemble(chunks, n_chunks: int, to_new: np.ndarray, vocabulary: list[str], d
     stats = {
         "n_documents": int(rows.size),
         "n_input_documents": len(doc_ids),
-        "n_tokens": int(counts.data.sum(dtype=np.int64)),
+        "n_tokens": n_tokens,
         "vocabulary_size": len(vocabulary),
-        "nnz": int(counts.nnz),
+        "nnz": nnz,
         "dropped": {reason: dropped.get(reason, 0) for reason in (EMPTY_TEXT, NO_TOKENS, ALL_PRUNED)},
         "dropped_examples": {reason: ids for reason, ids in examples.items()},
         "n_terms_seen": int(n_terms_seen),
         "pruned_terms": pruned_terms,
         "document_terms": {"min": int(lengths.min()), "median": float(np.median(lengths)), "max": int(lengths.max())},
     }
-    return BuiltCorpus(counts=counts, vocabulary=vocabulary, doc_ids=list(map(doc_ids.__getitem__, rows.tolist())),
+    kept = np.zeros(len(doc_ids), dtype=bool)
+    kept[rows] = True
+    counts = CountsLayout(indptr, (int(rows.size), len(vocabulary)), lambda target: fill(target, starts))
+    return BuiltCorpus(counts=counts, vocabulary=vocabulary, doc_ids=list(itertools.compress(doc_ids, kept.tolist())),
                        metadata=kept_metadata, stats=stats)
 
 

@@ -1,6 +1,7 @@
 """``ingest``: sources (file name, binary stream) -> a stored corpus artifact."""
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,8 @@ import numpy as np
 
 from app.ingest import archives, bagofwords, readers
 from app.ingest.builder import CorpusBuilder
-from app.ingest.finalize import NO_TOKENS, BuiltCorpus, assemble, prune_vocabulary
+from app.ingest.counting import remap_columns
+from app.ingest.finalize import NO_TOKENS, BuiltCorpus, ChunkRows, assemble, prune_vocabulary
 from app.ingest.formats import BAG_OF_WORDS_FORMATS, FORMATS, detect_format
 from app.ingest.options import IngestLimits, TextOptions
 from app.ingest.readers import Fields
@@ -39,9 +41,10 @@ def ingest(sources: list[tuple[str, BinaryIO]], dest: Path, *, tmp_root: Path, f
     fmt: one of FORMATS, or None to detect each source from its name and first bytes.
     text_column / id_column: the text and id field of CSV/TSV rows and JSON objects
         (JSON objects default to ``id`` for the id).
-    chunk_bytes / n_workers: text per tokenization chunk and worker processes (one means
-        in-process; with more, this process also counts chunks when all workers have work
-        queued; daemonic processes such as Celery's prefork children always use one).
+    chunk_bytes / n_workers: text per tokenization chunk, and worker processes counting
+        the chunks (with one, or an input of a single chunk, this process counts them;
+        with more, it only reads, checks ids and lays out the matrix; daemonic processes
+        such as Celery's prefork children always use one).
     progress: progress(stage, done, total) for stages tokenize, finalize, write;
         exceptions it raises abort the ingestion.
 
@@ -62,19 +65,21 @@ def ingest(sources: list[tuple[str, BinaryIO]], dest: Path, *, tmp_root: Path, f
     formats = [fmt or detect_format(name, None, stream.peek(512)[:512]) for name, stream in streams]
     work_dir = Path(tempfile.mkdtemp(prefix=".ingest-", dir=tmp_root))
     try:
-        if any(f in BAG_OF_WORDS_FORMATS for f in formats):
-            built = _build_bag_of_words(streams, formats, options, limits, fmt, progress)
-        else:
-            built = _build_from_text(streams, formats, options, limits, Fields(text_column, id_column),
-                                     work_dir, chunk_bytes, n_workers, progress)
-        built.stats.update({
-            "format": formats[0] if len(set(formats)) == 1 else formats,
-            "sources": [name for name, _ in streams],
-            "input_bytes": total.used,
-        })
-        if progress is not None:
-            progress("write", 0, 1)
-        info = write_corpus(built, dest, tmp_root, options)
+        with contextlib.ExitStack() as open_builder:  # its processes write the counts: close after writing
+            if any(f in BAG_OF_WORDS_FORMATS for f in formats):
+                built = _build_bag_of_words(streams, formats, options, limits, fmt, progress)
+            else:
+                builder = CorpusBuilder(options, limits, work_dir, chunk_bytes=chunk_bytes, n_workers=n_workers, progress=progress)
+                open_builder.callback(builder.close)
+                built = _build_from_text(builder, streams, formats, limits, Fields(text_column, id_column), work_dir, chunk_bytes)
+            built.stats.update({
+                "format": formats[0] if len(set(formats)) == 1 else formats,
+                "sources": [name for name, _ in streams],
+                "input_bytes": total.used,
+            })
+            if progress is not None:
+                progress("write", 0, 1)
+            info = write_corpus(built, dest, tmp_root, options)
         if progress is not None:
             try:
                 progress("write", 1, 1)
@@ -86,15 +91,11 @@ def ingest(sources: list[tuple[str, BinaryIO]], dest: Path, *, tmp_root: Path, f
         remove_path(work_dir)
 
 
-def _build_from_text(streams, formats, options, limits, fields, work_dir, chunk_bytes, n_workers, progress) -> BuiltCorpus:
-    builder = CorpusBuilder(options, limits, work_dir, chunk_bytes=chunk_bytes, n_workers=n_workers, progress=progress)
-    try:
-        prefix_ids = len(streams) > 1
-        for (name, stream), fmt in zip(streams, formats):
-            _feed(builder, stream, name, fmt, fields, limits, work_dir, f"{name}:" if prefix_ids else "", chunk_bytes)
-        return builder.finish()
-    finally:
-        builder.close()
+def _build_from_text(builder: CorpusBuilder, streams, formats, limits, fields, work_dir, chunk_bytes) -> BuiltCorpus:
+    prefix_ids = len(streams) > 1
+    for (name, stream), fmt in zip(streams, formats):
+        _feed(builder, stream, name, fmt, fields, limits, work_dir, f"{name}:" if prefix_ids else "", chunk_bytes)
+    return builder.finish()
 
 
 def _feed(builder: CorpusBuilder, stream, name: str, fmt: str, fields: Fields, limits: IngestLimits,
@@ -159,7 +160,8 @@ def _build_bag_of_words(streams, formats, options: TextOptions, limits: IngestLi
     n_with_terms = int(np.count_nonzero(np.diff(counts.indptr)))
     to_new, kept_vocabulary, pruned = prune_vocabulary(vocabulary, df, tf, n_with_terms, options)
     doc_ids = [str(row) for row in range(1, counts.shape[0] + 1)]
-    built = assemble(iter([counts]), 1, to_new, kept_vocabulary, doc_ids, np.zeros(counts.shape[0], bool), {},
-                     pruned, len(vocabulary), progress)
+    reindexed = remap_columns(counts, to_new, len(kept_vocabulary))
+    built = assemble(iter([ChunkRows.of(reindexed, counts)]), 1, lambda target, _: target.put(0, reindexed.indices, reindexed.data),
+                     kept_vocabulary, doc_ids, np.zeros(counts.shape[0], bool), {}, pruned, len(vocabulary), progress)
     built.stats["dropped_reason_note"] = f"rows without counts are counted as {NO_TOKENS!r}"
     return built

@@ -1,6 +1,8 @@
 """The corpus artifact: an immutable folder written atomically.
 
-    counts.npz        scipy.sparse.save_npz, uncompressed: CSR (D, V), int32 indices and counts
+    indptr.npy,       the counts: CSR (D, V), int32 indices and counts, as three .npy
+    indices.npy,      arrays (see app.ingest.countfiles; format_version 1 stored them
+    data.npy          in one counts.npz written by scipy.sparse.save_npz, still read)
     vocabulary.json   list of V terms (column order)
     doc_ids.json      list of D document ids (row order)
     metadata.jsonl    optional: {"row": r, "metadata": {...}} per document with metadata
@@ -9,18 +11,25 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
+from app.ingest.countfiles import DATA, INDICES, CountsTarget, read_counts
 from app.ingest.finalize import BuiltCorpus, metadata_lines
 from app.ingest.options import TextOptions
-from app.storage import atomic_directory, directory_checksum, read_json, remove_path, verify_checksum, write_json
+from app.storage import (
+    atomic_directory, directory_checksum, file_sha256, read_json, remove_path, verify_checksum, write_json,
+)
 
-FORMAT_VERSION = 1
-COUNTS, VOCABULARY, DOC_IDS, METADATA, MANIFEST = "counts.npz", "vocabulary.json", "doc_ids.json", "metadata.jsonl", "corpus.json"
+FORMAT_VERSION = 2
+VOCABULARY, DOC_IDS, METADATA, MANIFEST = "vocabulary.json", "doc_ids.json", "metadata.jsonl", "corpus.json"
+COUNTS_V1 = "counts.npz"
 
 
 @dataclass(frozen=True)
@@ -50,14 +59,40 @@ class Corpus:
 def write_corpus(built: BuiltCorpus, dest: Path, tmp_root: Path, options: TextOptions) -> CorpusInfo:
     """Write ``built`` to ``dest`` atomically and return its checksum, stats and options."""
     with atomic_directory(Path(dest), Path(tmp_root)) as folder:
-        sp.save_npz(folder / COUNTS, built.counts, compressed=False)
-        write_json(folder / VOCABULARY, built.vocabulary)
-        write_json(folder / DOC_IDS, built.doc_ids)
-        if built.metadata:
-            (folder / METADATA).write_text(metadata_lines(built.metadata), encoding="utf-8")
-        write_json(folder / MANIFEST, {"format_version": FORMAT_VERSION, "options": options.model_dump(mode="json"), "stats": built.stats})
-        checksum = directory_checksum(folder)
+        built.counts.fill(CountsTarget.create(folder, built.counts.indptr))
+        # Helper threads hash and sync the two large arrays (without the GIL) while this
+        # thread encodes the rest; syncing the folder afterwards finds them synced.
+        with ThreadPoolExecutor(4) as helpers:
+            digests = {name: helpers.submit(file_sha256, folder / name) for name in (INDICES, DATA)}
+            synced = [helpers.submit(_sync, folder / name) for name in (INDICES, DATA)]
+            _write_strings(folder / VOCABULARY, built.vocabulary)
+            _write_strings(folder / DOC_IDS, built.doc_ids)
+            if built.metadata:
+                (folder / METADATA).write_text(metadata_lines(built.metadata), encoding="utf-8")
+            write_json(folder / MANIFEST, {"format_version": FORMAT_VERSION, "options": options.model_dump(mode="json"), "stats": built.stats})
+            known = {name: digest.result() for name, digest in digests.items()}
+            for done in synced:
+                done.result()
+        checksum = directory_checksum(folder, known)
     return CorpusInfo(checksum=checksum, stats=built.stats, options=options)
+
+
+def _sync(path: Path) -> None:
+    with open(path, "rb") as file:
+        os.fsync(file.fileno())
+
+
+# What json.dumps(..., ensure_ascii=False) escapes in a string.
+_JSON_ESCAPED = re.compile(r'[\x00-\x1f"\\]')
+
+
+def _write_strings(path: Path, strings: list[str]) -> None:
+    """Write a list of str exactly as write_json does, joining it directly when no string
+    needs escaping (several times faster for hundreds of thousands of ids)."""
+    if not strings or _JSON_ESCAPED.search("".join(strings)):
+        write_json(path, strings)
+        return
+    Path(path).write_text('["' + '","'.join(strings) + '"]', encoding="utf-8")
 
 
 def load_corpus(path: Path, expected_checksum: str | None = None) -> Corpus:
@@ -72,11 +107,13 @@ def load_corpus(path: Path, expected_checksum: str | None = None) -> Corpus:
         raise ValueError(f"corpus {path} is missing or incomplete (no {MANIFEST})")
     try:
         manifest = read_json(path / MANIFEST)
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"corpus {path}: unsupported format_version {manifest.get('format_version')!r}")
-        counts = sp.load_npz(path / COUNTS).tocsr()
+        version = manifest.get("format_version")
+        if version not in (1, FORMAT_VERSION):
+            raise ValueError(f"corpus {path}: unsupported format_version {version!r}")
         vocabulary = read_json(path / VOCABULARY)
         doc_ids = read_json(path / DOC_IDS)
+        shape = (len(doc_ids), len(vocabulary))
+        counts = sp.load_npz(path / COUNTS_V1).tocsr() if version == 1 else read_counts(path, shape)
         metadata = {}
         if (path / METADATA).is_file():
             with open(path / METADATA, encoding="utf-8") as lines:
@@ -86,7 +123,7 @@ def load_corpus(path: Path, expected_checksum: str | None = None) -> Corpus:
         options = TextOptions.model_validate(manifest["options"])
     except (OSError, KeyError, TypeError, json.JSONDecodeError) as error:
         raise ValueError(f"corpus {path} is unreadable ({type(error).__name__}: {error})") from None
-    if counts.shape != (len(doc_ids), len(vocabulary)):
+    if counts.shape != shape:
         raise ValueError(f"corpus {path}: counts shape {counts.shape} does not match {len(doc_ids)} ids x {len(vocabulary)} terms")
     if counts.indices.dtype != np.int32 or counts.data.dtype != np.int32:
         raise ValueError(f"corpus {path}: counts must be int32 (found {counts.indices.dtype}, {counts.data.dtype})")

@@ -1,10 +1,15 @@
 import io
+import json
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.ingest import IngestLimits, TextOptions, delete_corpus, detect_format, ingest, load_corpus, vectorize_texts
-from app.storage import directory_checksum
+from app.ingest.store import _write_strings
+from app.storage import directory_checksum, file_sha256, write_json
 from tests.app.ingest._reference import jsonb, reference_corpus
 
 
@@ -72,10 +77,11 @@ def test_store_load_checksum_and_delete(run_ingest, roots):
     corpora, tmp_root = roots
     info, corpus = run_ingest([("d.txt", b"alpha beta\nbeta gamma\n")])
     path = corpus.path
-    assert sorted(p.name for p in path.iterdir()) == ["corpus.json", "counts.npz", "doc_ids.json", "vocabulary.json"]
+    assert sorted(p.name for p in path.iterdir()) == [
+        "corpus.json", "data.npy", "doc_ids.json", "indices.npy", "indptr.npy", "vocabulary.json"]
     assert info.checksum == directory_checksum(path)
-    with np.load(path / "counts.npz") as arrays:  # uncompressed save_npz layout
-        assert arrays["indices"].dtype == np.int32 and arrays["data"].dtype == np.int32
+    indptr, indices, data = (np.load(path / f"{name}.npy") for name in ("indptr", "indices", "data"))
+    assert indptr.tolist() == [0, 2, 4] and indices.dtype == np.int32 and data.dtype == np.int32
     assert load_corpus(path, expected_checksum=info.checksum).counts.nnz == 4
     with pytest.raises(FileExistsError):
         ingest([("d.txt", io.BytesIO(b"x y\n"))], path, tmp_root=tmp_root)
@@ -134,3 +140,41 @@ def test_line_formats_in_many_blocks(run_ingest, assert_fails):
                  chunk_bytes=64, limits=IngestLimits(max_document_bytes=100))
     assert_fails([("d.txt", b"short\n" + b"x" * 150 + b"\nok\n")], r"d\.txt line 2: longer than max_document_bytes=100",
                  chunk_bytes=1 << 20, limits=IngestLimits(max_document_bytes=100))
+
+
+@given(st.lists(st.text(alphabet=st.sampled_from(['a', 'é', '"', '\\', '\n', '\x00', '\x1f', '\x7f', '\u2028', '😀', ' ']),
+                        max_size=4), max_size=6))
+@settings(max_examples=300, deadline=None)
+def test_string_lists_are_written_exactly_as_json(tmp_path_factory, strings):
+    folder = tmp_path_factory.mktemp("strings")
+    _write_strings(folder / "fast.json", strings)
+    write_json(folder / "plain.json", strings)
+    assert (folder / "fast.json").read_bytes() == (folder / "plain.json").read_bytes()
+
+
+def test_checksum_with_known_digests_is_the_same(run_ingest):
+    info, corpus = run_ingest([("d.txt", b"alpha beta\ngamma alpha\n")])
+    data = corpus.path / "data.npy"
+    assert directory_checksum(corpus.path, {"data.npy": file_sha256(data)}) == info.checksum
+    assert directory_checksum(corpus.path, {"data.npy": "0" * 64}) != info.checksum
+
+
+def test_format_version_1_corpora_still_load(run_ingest):
+    """Version 1 stored the counts as one counts.npz (scipy.sparse.save_npz)."""
+    _, corpus = run_ingest([("d.txt", b"alpha beta\nbeta gamma gamma\n")])
+    path = corpus.path
+    sp.save_npz(path / "counts.npz", corpus.counts, compressed=False)
+    for name in ("indptr.npy", "indices.npy", "data.npy"):
+        (path / name).unlink()
+    manifest = json.loads((path / "corpus.json").read_text())
+    (path / "corpus.json").write_text(json.dumps({**manifest, "format_version": 1}))
+    old = load_corpus(path)
+    assert (old.counts != corpus.counts).nnz == 0 and old.counts.indices.dtype == np.int32
+    assert old.vocabulary == corpus.vocabulary and old.doc_ids == corpus.doc_ids
+
+
+def test_counts_files_that_do_not_fit_are_refused(run_ingest):
+    _, corpus = run_ingest([("d.txt", b"alpha beta\nbeta gamma gamma\n")])
+    np.save(corpus.path / "indptr.npy", np.array([0, 1, 2], dtype=np.int32))  # 2 + 2 entries stored
+    with pytest.raises(ValueError, match="do not form a 2 x 3 CSR matrix"):
+        load_corpus(corpus.path)

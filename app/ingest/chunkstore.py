@@ -1,0 +1,195 @@
+"""One counting process' share of a build: it counts chunks, keeps their counts on disk
+against a term table of its own, and at the end re-indexes them to the final vocabulary
+and writes them into the stored matrix.
+
+A :class:`ChunkStore` lives in each worker process (or in the building process when it
+works alone). Only small summaries travel back per chunk: the terms the store saw for
+the first time, in the order it numbered them, so the building process maps store ids to
+corpus ids with an array and never looks a chunk's whole term list up again.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import repeat
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from app.ingest.countfiles import CountsTarget
+from app.ingest.counting import remap_columns
+from app.ingest.finalize import ChunkRows
+
+
+@dataclass
+class ChunkSummary:
+    """What the building process needs of a counted chunk: n_docs rows; empty (n_docs,)
+    marks documents that were empty or whitespace; doc_ids when the counting side read
+    them; metadata {row in chunk: dict}; new_terms, the terms its store numbered first
+    while counting this chunk (store ids continue from the previous chunk's); and
+    n_with_tokens, the documents with at least one term."""
+
+    n_docs: int
+    empty: np.ndarray
+    doc_ids: list[str] | None
+    metadata: dict[int, dict]
+    new_terms: list[str]
+    n_with_tokens: int
+
+    def __getstate__(self) -> dict:
+        """Pickle the new terms as one newline-joined string: one buffer to copy instead of
+        thousands of small objects (terms hold no line feeds; checked)."""
+        state = dict(self.__dict__)
+        joined = "\n".join(self.new_terms)
+        if joined.count("\n") == max(len(self.new_terms) - 1, 0):
+            state["new_terms"] = (joined, len(self.new_terms))
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        if isinstance(state["new_terms"], tuple):
+            joined, n_terms = state["new_terms"]
+            state["new_terms"] = joined.split("\n") if n_terms else []
+        self.__dict__.update(state)
+
+
+@dataclass
+class TermTable:
+    """Terms numbered in first-seen order, with document and corpus frequencies
+    (df, tf: int64 arrays with room to grow; the first len(terms) entries count)."""
+
+    ids: dict[str, int] = field(default_factory=dict)
+    terms: list[str] = field(default_factory=list)
+    df: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    tf: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def ids_of(self, terms: list[str]) -> np.ndarray:
+        """Ids (m,) of distinct ``terms`` (m,), numbering unseen ones in bulk -> int64 (m,)."""
+        ids = self.ids
+        out = np.fromiter(map(ids.get, terms, repeat(-1)), dtype=np.int64, count=len(terms))
+        fresh = np.flatnonzero(out < 0)
+        if fresh.size:
+            new_terms = [terms[i] for i in fresh.tolist()]
+            new_ids = np.arange(len(self.terms), len(self.terms) + fresh.size)
+            ids.update(zip(new_terms, new_ids.tolist()))
+            self.terms.extend(new_terms)
+            out[fresh] = new_ids
+        return out
+
+    def add_frequencies(self, indices: np.ndarray, data: np.ndarray) -> None:
+        """Count one chunk: indices (nnz,) term ids of its (document, term) entries and
+        data (nnz,) their counts."""
+        n = len(self.terms)
+        if self.df.size < n:
+            grow = max(n, 2 * self.df.size)
+            self.df = np.concatenate([self.df, np.zeros(grow - self.df.size, np.int64)])
+            self.tf = np.concatenate([self.tf, np.zeros(grow - self.tf.size, np.int64)])
+        self.df[:n] += np.bincount(indices, minlength=n)
+        self.tf[:n] += np.bincount(indices, weights=data, minlength=n).astype(np.int64)
+
+    def frequencies(self) -> tuple[np.ndarray, np.ndarray]:
+        """(df, tf), each int64 (len(terms),)."""
+        n = len(self.terms)
+        return self.df[:n].copy(), self.tf[:n].copy()
+
+
+@dataclass
+class _Spilled:
+    """A chunk's counts on disk: raw indptr, indices and data arrays back to back."""
+
+    path: Path
+    n_docs: int
+    arrays: tuple[tuple[np.dtype, int], ...]  # (dtype, length) of indptr, indices, data
+
+
+class ChunkStore:
+    """Counts chunks and keeps them on disk until the vocabulary is chosen.
+
+    Requests (see :meth:`handle`): ``("count", function, args)`` runs a chunk function
+    (app.ingest.chunks) and answers a :class:`ChunkSummary`; ``("frequencies",)`` answers
+    (df, tf) over the store's terms; ``("reindex", columns, n_columns)`` re-indexes
+    the stored chunks to the final columns and answers each one's ChunkRows (see
+    :meth:`reindex`); ``("fill", target, starts)`` writes them into the artifact and
+    answers None.
+    """
+
+    def __init__(self, work_dir: Path, name: str):
+        self.work_dir, self.name = Path(work_dir), name
+        self.table = TermTable()
+        self._spilled: list[_Spilled] = []
+        self._reindexed: list[tuple[np.ndarray, np.ndarray]] = []  # (indices, data) per chunk
+
+    def handle(self, request: tuple) -> Iterator:
+        """Answers to one request, in order (one, or one per stored chunk for reindex)."""
+        kind, *args = request
+        if kind == "count":
+            yield self.count(*args)
+        elif kind == "frequencies":
+            yield self.table.frequencies()
+        elif kind == "reindex":
+            yield from self.reindex(*args)
+        elif kind == "fill":
+            yield self.fill(*args)
+        else:
+            raise ValueError(f"unknown request {kind!r}")
+
+    def count(self, function: Callable, args: tuple) -> ChunkSummary:
+        """Count one chunk with ``function(*args)`` (a ChunkResult), store its counts
+        against this store's terms, and summarize it."""
+        result = function(*args)
+        n_known = len(self.table.terms)
+        counts = result.chunk.counts
+        to_own = self.table.ids_of(result.chunk.terms)
+        indices = to_own[counts.indices].astype(np.int32) if counts.nnz else np.empty(0, np.int32)
+        self.table.add_frequencies(indices, counts.data)
+        self._spill(_narrow(counts.indptr), indices, _narrow(counts.data), counts.shape[0])
+        return ChunkSummary(
+            n_docs=result.n_docs, empty=result.empty, doc_ids=result.doc_ids, metadata=result.metadata,
+            new_terms=self.table.terms[n_known:], n_with_tokens=int(np.count_nonzero(np.diff(counts.indptr))),
+        )
+
+    def reindex(self, columns: np.ndarray, n_columns: int) -> Iterator[ChunkRows]:
+        """Re-index the stored chunks to the final columns, in order: store term t moves
+        to column ``columns[t]`` (columns: (len(terms),), -1 drops the term; n_columns in
+        all). Answers each chunk's ChunkRows and keeps its entries here for :meth:`fill`;
+        spill files are removed as they are read."""
+        for spilled in self._spilled:
+            counts = _load_spilled(spilled, len(columns))
+            spilled.path.unlink()
+            reindexed = remap_columns(counts, columns, n_columns)
+            self._reindexed.append((reindexed.indices, reindexed.data))
+            yield ChunkRows.of(reindexed, counts)
+        self._spilled.clear()
+
+    def fill(self, target: CountsTarget, starts: list[int]) -> None:
+        """Write the re-indexed chunks' entries into ``target``, chunk i from entry
+        starts[i] on, and forget them."""
+        for start, (indices, data) in zip(starts, self._reindexed, strict=True):
+            target.put(start, indices, data)
+        self._reindexed.clear()
+
+    def _spill(self, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, n_docs: int) -> None:
+        path = self.work_dir / f"chunk-{self.name}-{len(self._spilled):06d}.bin"
+        arrays = (indptr, indices, data)
+        with open(path, "wb") as sink:
+            for array in arrays:
+                array.tofile(sink)
+        self._spilled.append(_Spilled(path, n_docs, tuple((a.dtype, a.size) for a in arrays)))
+
+
+def _narrow(values: np.ndarray) -> np.ndarray:
+    """Non-negative integers (n,) in the smallest of uint8, uint16, int32 that holds them
+    (else as they are)."""
+    top = int(values.max()) if values.size else 0
+    for dtype in (np.uint8, np.uint16, np.int32):
+        if top <= np.iinfo(dtype).max:
+            return values.astype(dtype, copy=False)
+    return values
+
+
+def _load_spilled(spilled: _Spilled, n_columns: int) -> sp.csr_matrix:
+    """A spilled chunk -> CSR (n_docs, n_columns), indices as stored, counts int32."""
+    with open(spilled.path, "rb") as source:
+        indptr, indices, data = (np.fromfile(source, dtype=dtype, count=size) for dtype, size in spilled.arrays)
+    indptr, data = indptr.astype(indices.dtype), data.astype(np.int32)  # as counted (see _narrow)
+    return sp.csr_matrix((data, indices, indptr), shape=(spilled.n_docs, n_columns))
