@@ -250,6 +250,60 @@ def variational_batch(
     return gamma, iterations, weights
 
 
+def active_topic_batch(
+    inputs: InferenceInputs, counts: Any, gamma: Any, n_active: int, n_iter: int
+) -> tuple[Any, Any]:
+    """Variational updates restricted to each document's ``n_active`` topics with the largest
+    gamma; the other topics keep their prior (phi = 0 there, gamma = alpha).
+
+    With k topics this gathers (nnz, n_active) instead of (nnz, k) per iteration: documents
+    use a few topics each, so for k well above n_active the updates are several times
+    cheaper and nearly the same (python3-doc text, k=50, n_active=10: expected counts within
+    0.1% in L1 of the full update).
+
+    counts: (n, V) CSR batch; gamma: (n, k) warm start (its ranking picks the topics).
+    Returns (gamma (n, k), expected counts (k, V) float64 without the topic_word factor:
+    sum_d E_dk c_dw / (E_d @ topic_word[:, w]) over the active (d, k)).
+    """
+    xp = inputs.xp
+    alpha, topic_word = inputs.alpha, inputs.topic_word
+    n_docs, n_words = counts.shape
+    n_topics = alpha.shape[0]
+    sparse = _sparse_module_for(xp)
+    active = xp.argpartition(-gamma, n_active - 1, axis=1)[:, :n_active]  # (n, m)
+    rows = row_of_nonzeros(xp, counts)
+    gathered = topic_word.T[counts.indices[:, None], active[rows]]  # (nnz, m)
+    active_alpha = alpha[active]
+    inactive_alpha = alpha.sum() - active_alpha.sum(axis=1, keepdims=True)
+    active_gamma = xp.take_along_axis(gamma, active, axis=1)
+    # sums over each document's entries as one sparse product: (n, nnz) incidence @ (nnz, m)
+    incidence = sparse.csr_matrix(
+        (xp.ones(counts.nnz, dtype=gathered.dtype), xp.arange(counts.nnz, dtype=counts.indptr.dtype), counts.indptr),
+        shape=(n_docs, counts.nnz),
+    )
+    floor = float(np.sqrt(np.finfo(gathered.dtype).tiny))
+
+    def weights_of(values: Any) -> Any:  # exp(E[log theta]) of the active topics (n, m)
+        return xp.exp(digamma(xp, values) - digamma(xp, values.sum(axis=1, keepdims=True) + inactive_alpha))
+
+    def ratio_of(weights: Any) -> Any:  # c_dw / (E_d @ topic_word[:, w]) over the active topics (nnz,)
+        norm = xp.einsum("ij,ij->i", xp.take(weights, rows, axis=0), gathered)
+        return (counts.data / xp.maximum(norm, floor)).astype(gathered.dtype, copy=False)
+
+    weights = weights_of(active_gamma)
+    for _ in range(n_iter):
+        active_gamma = active_alpha + weights * xp.asarray(incidence @ (gathered * ratio_of(weights)[:, None]))
+        weights = weights_of(active_gamma)
+    full = xp.broadcast_to(alpha[None, :], gamma.shape).astype(gamma.dtype)
+    xp.put_along_axis(full, active, active_gamma, axis=1)
+    # expected counts at the final state, as the full E-step computes them
+    ratio = ratio_of(weights)
+    keys = (active[rows].astype(xp.int64) * n_words + counts.indices[:, None]).reshape(-1)
+    contribution = (xp.take(weights, rows, axis=0) * ratio[:, None]).reshape(-1).astype(xp.float64)
+    expected = xp.bincount(keys, weights=contribution, minlength=n_topics * n_words).reshape(n_topics, n_words)
+    return full, expected
+
+
 def infer_gamma(
     inputs: InferenceInputs,
     *,

@@ -37,30 +37,25 @@ PAIR_BLOCK_ELEMENTS = 2**22  # entries of one (rows, pairs) block of pair produc
 GPU_PAIR_BLOCK_ELEMENTS = 2**26  # larger blocks on a GPU: fewer, bigger kernels
 
 
-def pair_index(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """First and second index of each unique pair i <= j of n indices (n(n+1)/2 each)."""
-    return np.triu_indices(n)
-
-
 def sum_pair_outer(Y: Any, Z: Any) -> Any:
     """(n, n, q) float64 F[i, j] = sum_b Y_bi Y_bj Z_b, symmetric in (i, j).
 
-    Y: (B, n), Z: (B, q). Only the unique pairs i <= j are multiplied, as one matrix
-    product (pairs x rows) @ (rows x q) per row block; the block of pair products stays
-    below PAIR_BLOCK_ELEMENTS entries.
+    Y: (B, n), Z: (B, q). Only the unique pairs i <= j are multiplied: per row block and
+    index i, the products Y_bi Y_bj (j >= i) as one (rows, n - i) array and one matrix
+    product with Z. Row blocks keep that array below PAIR_BLOCK_ELEMENTS / 4 entries, near
+    the cache (gathering all pairs of a block at once cost 10x the matrix products).
     """
     xp = get_array_module(Y)
-    n = Y.shape[1]
-    rows, cols = (xp.asarray(index) for index in pair_index(n))
+    n, q = Y.shape[1], Z.shape[1]
     budget = PAIR_BLOCK_ELEMENTS if xp is np else GPU_PAIR_BLOCK_ELEMENTS
-    step = max(64, budget // max(len(rows), 1))
-    pairs = xp.zeros((len(rows), Z.shape[1]), dtype=xp.float64)
+    step = max(64, budget // max(4 * n, 1))
+    full = xp.zeros((n, n, q), dtype=xp.float64)
     for start in range(0, Y.shape[0], step):
-        block = Y[start : start + step]
-        pairs += ((block[:, rows] * block[:, cols]).T @ Z[start : start + step]).astype(xp.float64, copy=False)
-    full = xp.empty((n, n, Z.shape[1]), dtype=xp.float64)
-    full[rows, cols] = pairs
-    full[cols, rows] = pairs
+        block, weights = Y[start : start + step], Z[start : start + step]
+        for i in range(n):
+            full[i, i:] += ((block[:, i : i + 1] * block[:, i:]).T @ weights).astype(xp.float64, copy=False)
+    for i in range(n):
+        full[i + 1 :, i] = full[i, i + 1 :]
     return full
 
 

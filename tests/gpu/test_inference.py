@@ -3,7 +3,7 @@ import pytest
 import scipy.sparse as sp
 from scipy.special import digamma
 
-from gpu.inference import infer_doc_topic
+from gpu.inference import active_topic_batch, infer_doc_topic, validate_inference_inputs, variational_batch
 from gpu.synthetic import make_lda_corpus
 
 
@@ -145,3 +145,45 @@ def test_cupy_matches_numpy_when_a_gpu_is_present():
     )
     assert isinstance(got, cupy.ndarray)
     np.testing.assert_allclose(cupy.asnumpy(got), expected, atol=1e-6)
+
+
+def brute_force_restricted_update(row, topic_word, alpha, gamma, active, n_iter):
+    """The textbook per-document update with phi = 0 outside ``active`` topics (dense)."""
+    words = np.nonzero(row)[0]
+    gamma = gamma.astype(np.float64).copy()
+    inactive = np.setdiff1d(np.arange(len(alpha)), active)
+    gamma[inactive] = alpha[inactive]
+    for _ in range(n_iter):
+        log_weights = digamma(gamma[active]) - digamma(gamma.sum())
+        phi = np.exp(log_weights)[None, :] * topic_word[active][:, words].T  # (words, m)
+        phi /= phi.sum(axis=1, keepdims=True)
+        gamma[active] = alpha[active] + (row[words, None] * phi).sum(axis=0)
+    log_weights = digamma(gamma[active]) - digamma(gamma.sum())
+    phi = np.exp(log_weights)[None, :] * topic_word[active][:, words].T
+    phi /= phi.sum(axis=1, keepdims=True)
+    expected = np.zeros_like(topic_word)
+    expected[np.ix_(active, words)] = (row[words, None] * phi).T / topic_word[np.ix_(active, words)]
+    return gamma, expected
+
+
+def test_active_topic_updates_match_a_dense_restricted_update():
+    rng = np.random.default_rng(4)
+    k, n_words, n_active = 7, 20, 3
+    topic_word = rng.dirichlet(np.ones(n_words), size=k)
+    alpha = rng.uniform(0.05, 0.5, size=k)
+    dense = rng.poisson(0.7, size=(8, n_words)).astype(np.float64)
+    dense[2] = 0  # an empty document keeps its prior
+    gamma = alpha + rng.uniform(0, 6, size=(8, k))
+    inputs = validate_inference_inputs(sp.csr_matrix(dense), topic_word, alpha)
+    got_gamma, got_expected = active_topic_batch(inputs, inputs.counts, gamma, n_active, 4)
+    expected_total = np.zeros_like(topic_word)
+    for d, row in enumerate(dense):
+        active = np.argsort(-gamma[d])[:n_active]
+        want_gamma, want_expected = brute_force_restricted_update(row, topic_word, alpha, gamma[d], active, 4)
+        np.testing.assert_allclose(got_gamma[d], want_gamma, rtol=1e-10)
+        expected_total += want_expected
+    np.testing.assert_allclose(got_expected, expected_total, rtol=1e-9, atol=1e-12)
+    # with every topic active it is the full update
+    full_gamma, _ = active_topic_batch(inputs, inputs.counts, gamma, k, 4)
+    reference, _, _ = variational_batch(inputs, inputs.counts, gamma=gamma, max_iter=4, tol=1e-300)
+    np.testing.assert_allclose(full_gamma, reference, rtol=1e-10)

@@ -118,6 +118,22 @@ def test_perturbed_start_moves_towards_truth_and_alpha_towards_truth(corpus):
     assert result.doc_topic.shape == (len(train), 5)
 
 
+def test_active_topic_sweeps_track_full_sweeps():
+    """k=12 with 4 active topics per document (k >= ACTIVE_SPEEDUP_RATIO x 4): after the first
+    full sweep the restricted updates run, and recover the topics nearly as well."""
+    corpus = make_lda_corpus(1200, 200, 12, alpha0=1.0, doc_length=60, seed=11)
+    start, alpha = perturbed_start(corpus, seed=2), np.full(12, 1.0 / 12)
+    options = dict(max_sweeps=5, tol=0.0, fit_alpha=False, method="variational", n_chunks=1)
+    full = refine_topics(corpus.counts, start, alpha, n_active_topics=0, **options)
+    active = refine_topics(corpus.counts, start, alpha, n_active_topics=4, **options)
+    assert not np.allclose(active.topic_word, full.topic_word)  # the restricted path ran
+    full_l1, active_l1 = (mean_matched_l1(corpus.topic_word, r.topic_word) for r in (full, active))
+    assert active_l1 < full_l1 + 0.03, (active_l1, full_l1)
+    assert active_l1 < 0.2 * mean_matched_l1(corpus.topic_word, start)
+    with pytest.raises(ValueError, match="n_active_topics"):
+        refine_topics(corpus.counts, start, alpha, n_active_topics=-1)
+
+
 def test_progress_callback_and_its_exceptions(corpus):
     calls = []
     refine_topics(corpus.counts[:50], corpus.topic_word, corpus.alpha, max_sweeps=3, tol=0.0,
