@@ -272,10 +272,12 @@ def active_topic_batch(
     sparse = _sparse_module_for(xp)
     active = xp.argpartition(-gamma, n_active - 1, axis=1)[:, :n_active]  # (n, m)
     rows = row_of_nonzeros(xp, counts)
-    gathered = topic_word.T[counts.indices[:, None], active[rows]]  # (nnz, m)
+    topic_word_t = xp.ascontiguousarray(topic_word.T)  # (V, k): a word's topics side by side
+    gathered = topic_word_t[counts.indices[:, None], active[rows]]  # (nnz, m)
     active_alpha = alpha[active]
     inactive_alpha = alpha.sum() - active_alpha.sum(axis=1, keepdims=True)
-    active_gamma = xp.take_along_axis(gamma, active, axis=1)
+    own_row = xp.arange(n_docs)[:, None]
+    active_gamma = gamma[own_row, active]
     # sums over each document's entries as one sparse product: (n, nnz) incidence @ (nnz, m)
     incidence = sparse.csr_matrix(
         (xp.ones(counts.nnz, dtype=gathered.dtype), xp.arange(counts.nnz, dtype=counts.indptr.dtype), counts.indptr),
@@ -295,7 +297,7 @@ def active_topic_batch(
         active_gamma = active_alpha + weights * xp.asarray(incidence @ (gathered * ratio_of(weights)[:, None]))
         weights = weights_of(active_gamma)
     full = xp.broadcast_to(alpha[None, :], gamma.shape).astype(gamma.dtype)
-    xp.put_along_axis(full, active, active_gamma, axis=1)
+    full[own_row, active] = active_gamma
     # expected counts at the final state, as the full E-step computes them
     ratio = ratio_of(weights)
     keys = (active[rows].astype(xp.int64) * n_words + counts.indices[:, None]).reshape(-1)
