@@ -31,3 +31,12 @@ def test_parity_report_on_the_cpu_backend(gpu_check):
     counts = make_lda_corpus(1500, 200, 4, doc_length=50, seed=2).counts
     worst, met, line = gpu_check.parity_report(counts, 4, "float64", gpu_backend="numpy")
     assert worst == 0.0 and met and "met" in line
+
+
+def test_refine_parity_report_on_the_host(gpu_check):
+    from gpu import fit_spectral_lda
+
+    counts = make_lda_corpus(400, 60, 4, seed=3).counts.astype(np.float64)
+    start = fit_spectral_lda(counts, 4, 1.0, seed=0, backend="numpy")
+    worst, met, line = gpu_check.refine_parity_report(counts, start.topic_word, start.alpha)
+    assert worst == 0.0 and met and "refinement parity float64 (4 sweeps, k=4)" in line
