@@ -99,6 +99,18 @@ def test_auto_recovers_k_and_alpha0(name, request):
     assert mean_matched_l1(corpus.topic_word, selection.fit.topic_word) < 0.25
 
 
+def test_auto_alpha0_without_a_spectral_gap_at_k_uses_the_heldout_score(corpus5):
+    """Asking for 8 topics of 5-topic data: no gap after the 8th eigenvalue, so the
+    alpha0 consistency rule (an LDA identity) is not trusted; the held-out score decides."""
+    train, heldout = split_heldout(corpus5.counts, 0.1, seed=0)
+    selection = select_model(corpus5.counts[train], 8, "auto", heldout=corpus5.counts[heldout], backend="numpy")
+    evidence = selection.evidence
+    assert evidence["alpha0_gap_ratio"] < 2.0
+    assert evidence["alpha0_rule"] == "heldout"
+    best = max(evidence["alpha0_grid"], key=lambda row: row["heldout_loglik"])
+    assert selection.alpha0 == best["alpha0"]
+
+
 def test_over_provisioning_drops_unrecoverable_components(corpus10):
     selection = select_model(corpus10.counts, 10, 2.0, n_extra_components=5, backend="numpy")
     dropped = selection.evidence["dropped_topics"]
