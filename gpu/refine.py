@@ -52,7 +52,8 @@ class RefineResult:
     sweeps:           EM sweeps run.
     heldout_history:  held-out per-word log likelihood before the first sweep and after each
                       (empty without held-out documents).
-    train_history:    training per-word log likelihood at the start of each sweep.
+    train_history:    training per-word log likelihood at the start of each sweep (variational:
+                      only without held-out documents, where it decides when to stop).
     doc_topic:        (D, k) training mixtures from the last E-step (host NumPy).
     stopped:          "converged", "heldout_worse" or "max_sweeps".
     method:           "cvb0" or "variational" (the one that ran).
