@@ -44,6 +44,12 @@ def corpus():
     return make_lda_corpus(600, 150, 5, alpha0=1.0, doc_length=60, seed=11)
 
 
+def brute_force_sweep(dense, topic_word, alpha, smoothing):
+    """Topics after one converged batch EM sweep over the dense documents (n, V)."""
+    expected = sum(brute_force_word_topic_counts(row, topic_word, alpha, 5000) for row in dense) + smoothing
+    return expected / expected.sum(axis=1, keepdims=True)
+
+
 def test_one_sweep_matches_dense_brute_force_em():
     rng = np.random.default_rng(0)
     k, n_words = 3, 10
@@ -51,21 +57,13 @@ def test_one_sweep_matches_dense_brute_force_em():
     alpha = np.array([0.3, 0.5, 0.8])
     dense = rng.poisson(1.5, size=(6, n_words))
     smoothing = 0.01
-    expected = sum(brute_force_word_topic_counts(row, topic_word, alpha, 5000) for row in dense)
-    expected += smoothing
-    expected /= expected.sum(axis=1, keepdims=True)
+    expected = brute_force_sweep(dense, topic_word, alpha, smoothing)
     result = refine_topics(
         sp.csr_matrix(dense), topic_word, alpha, max_sweeps=1, fit_alpha=False,
         topic_smoothing=smoothing, inner_iter=5000, inner_tol=1e-14, dtype="float64", method="variational",
     )
     np.testing.assert_allclose(result.topic_word, expected, atol=1e-9)
     np.testing.assert_allclose(result.alpha, alpha)
-
-
-def brute_force_sweep(dense, topic_word, alpha, smoothing):
-    """Topics after one converged batch EM sweep over the dense documents (n, V)."""
-    expected = sum(brute_force_word_topic_counts(row, topic_word, alpha, 5000) for row in dense) + smoothing
-    return expected / expected.sum(axis=1, keepdims=True)
 
 
 def test_final_sweep_covers_training_and_heldout_documents_from_the_best_state():
