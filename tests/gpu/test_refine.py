@@ -44,6 +44,14 @@ def corpus():
     return make_lda_corpus(600, 150, 5, alpha0=1.0, doc_length=60, seed=11)
 
 
+def tiny_em_problem(seed, n_words, *doc_counts):
+    """Three random topics over ``n_words`` words, alpha (0.3, 0.5, 0.8), and one dense
+    (n, n_words) Poisson(1.5) count array per entry of ``doc_counts``, drawn in turn."""
+    rng = np.random.default_rng(seed)
+    topic_word = rng.dirichlet(np.ones(n_words), size=3)
+    return (topic_word, np.array([0.3, 0.5, 0.8]), *(rng.poisson(1.5, size=(n, n_words)) for n in doc_counts))
+
+
 def brute_force_sweep(dense, topic_word, alpha, smoothing):
     """Topics after one converged batch EM sweep over the dense documents (n, V)."""
     expected = sum(brute_force_word_topic_counts(row, topic_word, alpha, 5000) for row in dense) + smoothing
@@ -51,11 +59,7 @@ def brute_force_sweep(dense, topic_word, alpha, smoothing):
 
 
 def test_one_sweep_matches_dense_brute_force_em():
-    rng = np.random.default_rng(0)
-    k, n_words = 3, 10
-    topic_word = rng.dirichlet(np.ones(n_words), size=k)
-    alpha = np.array([0.3, 0.5, 0.8])
-    dense = rng.poisson(1.5, size=(6, n_words))
+    topic_word, alpha, dense = tiny_em_problem(0, 10, 6)
     smoothing = 0.01
     expected = brute_force_sweep(dense, topic_word, alpha, smoothing)
     result = refine_topics(
@@ -67,11 +71,8 @@ def test_one_sweep_matches_dense_brute_force_em():
 
 
 def test_final_sweep_covers_training_and_heldout_documents_from_the_best_state():
-    rng = np.random.default_rng(3)
-    k, n_words, smoothing = 3, 10, 0.01
-    topic_word = rng.dirichlet(np.ones(n_words), size=k)
-    alpha = np.array([0.3, 0.5, 0.8])
-    train, held = rng.poisson(1.5, size=(6, n_words)), rng.poisson(1.5, size=(4, n_words))
+    k, smoothing = 3, 0.01
+    topic_word, alpha, train, held = tiny_em_problem(3, 10, 6, 4)
     options = dict(max_sweeps=1, fit_alpha=False, topic_smoothing=smoothing, inner_iter=5000, inner_tol=1e-14,
                    dtype="float64", n_chunks=1, tol=0.0)
     result = refine_topics(sp.csr_matrix(train), topic_word, alpha, heldout=sp.csr_matrix(held), **options)
@@ -301,11 +302,7 @@ def test_incremental_chunks_partition_the_documents_by_nonzeros():
 
 def test_incremental_sweeps_match_brute_force_incremental_em():
     """Two sweeps with 2 chunks: a batch sweep, then per-chunk replacement of the statistics."""
-    rng = np.random.default_rng(3)
-    k, n_words = 3, 12
-    topic_word = rng.dirichlet(np.ones(n_words), size=k)
-    alpha = np.array([0.3, 0.5, 0.8])
-    dense = rng.poisson(1.5, size=(8, n_words))
+    topic_word, alpha, dense = tiny_em_problem(3, 12, 8)
     dense[:, 0] += 1
     smoothing = 0.05
 
