@@ -27,6 +27,7 @@ from scipy.special import polygamma as host_polygamma
 
 from gpu.backend import get_array_module, to_host
 from gpu.inference import (
+    InferenceInputs,
     active_topic_batch,
     batch_bounds,
     default_threads,
@@ -198,8 +199,10 @@ METHOD_DEFAULTS = {
     # scorer: eta 0.01 and 8 incremental chunks beat eta 0.1 and batch EM at k=50; gains per
     # sweep fall below 2e-3 nats/word after ~8-11 sweeps, and later ones add < 0.01; 4 warm
     # inner iterations per sweep score the same as 5 (3 lose 0.004 nats/word at k=20)
-    "variational": {"max_sweeps": 20, "topic_smoothing": 0.01, "check_every": 1, "n_chunks": 8, "inner_iter": 4, "patience": 1, "tol": 2e-3},
-    "cvb0": {"max_sweeps": 100, "topic_smoothing": 0.01, "check_every": 10, "n_chunks": 1, "inner_iter": 5, "patience": 2, "tol": 5e-4},
+    "variational": {"max_sweeps": 20, "topic_smoothing": 0.01, "check_every": 1, "n_chunks": 8, "inner_iter": 4, "patience": 1, "tol": 2e-3,
+                    "start_mixing": 0.5},
+    "cvb0": {"max_sweeps": 100, "topic_smoothing": 0.01, "check_every": 10, "n_chunks": 1, "inner_iter": 5, "patience": 2, "tol": 5e-4,
+             "start_mixing": 0.0},
 }
 CVB0_TEMPORARIES = 5  # (nnz, k) arrays alive at once in a CVB0 sweep
 
@@ -314,10 +317,10 @@ class _Cvb0State:
 def _refine_cvb0(
     X: Any, topic_word: Any, alpha: Any, *, heldout: Any, max_sweeps: int, tol: float, seed: int,
     progress: Progress | None, eta: float, alpha_rule: str | None, patience: int, dtype: str, check_every: int,
-    n_threads: int,
+    n_threads: int, start_mixing: float = 0.0,
 ) -> RefineResult:
     """CVB0 refinement (see :class:`_Cvb0State`); held-out likelihood checked every ``check_every`` sweeps."""
-    xp, inputs = _validated_start(X, topic_word, alpha, dtype)
+    xp, inputs = _validated_start(X, topic_word, alpha, dtype, start_mixing)
     dtype = inputs.topic_word.dtype
     counts = inputs.counts.astype(dtype)
     counts.sum_duplicates()
@@ -408,6 +411,7 @@ def refine_topics(
     n_chunks: int | None = None,
     final_sweep: bool = True,
     n_active_topics: int | None = 8,
+    start_mixing: float | None = None,
 ) -> RefineResult:
     """Refine topics by variational EM (or CVB0), starting from ``topic_word`` and ``alpha``.
 
@@ -458,8 +462,16 @@ def refine_topics(
         (incremental EM: the chunk's previous share of the expected counts is replaced), so a
         pass over the corpus makes n_chunks M-steps. 1 is plain batch EM. Each chunk keeps a
         (k, V) float64 share of the statistics, so fewer chunks are used beyond ``memory_budget``.
-    Defaults of max_sweeps, tol, topic_smoothing, check_every, inner_iter, patience and n_chunks
-    depend on ``method`` (:data:`METHOD_DEFAULTS`).
+    start_mixing : weight in [0, 1) of the training documents' word distribution
+        (:func:`corpus_word_distribution`) mixed into every starting topic before the first
+        sweep (not with max_sweeps=0, which returns the start as given). Spectral topics are
+        clipped at zero (about 3/4 of the (topic, word) entries on python3-doc text) and EM
+        keeps a topic's zero words near zero, so an unmixed start locks words out of topics.
+        On python3-doc text (3 spectral seeds) 0.5 reached the same or a better held-out
+        likelihood (k=50: +0.005 nats/word; k=20: +0.004) in 6 sweeps instead of 10.
+        Default 0.5 for variational, 0 for cvb0.
+    Defaults of max_sweeps, tol, topic_smoothing, check_every, inner_iter, patience, n_chunks
+    and start_mixing depend on ``method`` (:data:`METHOD_DEFAULTS`).
 
     Returns
     -------
@@ -477,6 +489,11 @@ def refine_topics(
     patience = defaults["patience"] if patience is None else patience
     n_chunks = defaults["n_chunks"] if n_chunks is None else n_chunks
     tol = defaults["tol"] if tol is None else tol
+    start_mixing = defaults["start_mixing"] if start_mixing is None else start_mixing
+    if isinstance(start_mixing, bool) or not isinstance(start_mixing, (int, float, np.integer, np.floating)) or not 0 <= start_mixing < 1:
+        raise ValueError(f"start_mixing must be a number in [0, 1), got {start_mixing!r}")
+    if max_sweeps == 0:
+        start_mixing = 0.0  # no sweep: the start comes back as given
     if n_active_topics is not None and (not isinstance(n_active_topics, (int, np.integer)) or n_active_topics < 0):
         raise ValueError(f"n_active_topics must be None or an integer >= 0, got {n_active_topics!r}")
     if not isinstance(n_chunks, (int, np.integer)) or n_chunks < 1:
@@ -497,7 +514,7 @@ def refine_topics(
         return _refine_cvb0(
             X, topic_word, alpha, heldout=heldout, max_sweeps=max_sweeps, tol=tol, seed=seed, progress=progress,
             eta=topic_smoothing, alpha_rule=alpha_rule, patience=patience, dtype=dtype, check_every=check_every,
-            n_threads=n_threads or default_threads(),
+            n_threads=n_threads or default_threads(), start_mixing=start_mixing,
         )
     n_threads = n_threads or default_threads()
     with ThreadPoolExecutor(max_workers=n_threads) as pool:
@@ -506,7 +523,7 @@ def refine_topics(
             topic_smoothing=topic_smoothing, alpha_rule=alpha_rule, inner_iter=inner_iter, inner_tol=inner_tol,
             batch_size=batch_size, patience=patience, dtype=dtype, n_threads=n_threads, pool=pool,
             n_chunks=n_chunks, memory_budget=memory_budget, final_sweep=final_sweep,
-            n_active_topics=n_active_topics,
+            n_active_topics=n_active_topics, start_mixing=start_mixing,
         )
 
 
@@ -527,9 +544,10 @@ def _refine_variational(
     progress: Progress | None, topic_smoothing: float, alpha_rule: str | None, inner_iter: int, inner_tol: float,
     batch_size: int | None, patience: int, dtype: str, n_threads: int, pool: Any, n_chunks: int = 1,
     memory_budget: int = 2 << 30, final_sweep: bool = True, n_active_topics: int | None = None,
+    start_mixing: float = 0.0,
 ) -> RefineResult:
     """Batched variational EM refinement (see :func:`refine_topics`)."""
-    xp, inputs = _validated_start(X, topic_word, alpha, dtype)
+    xp, inputs = _validated_start(X, topic_word, alpha, dtype, start_mixing)
     dtype = inputs.topic_word.dtype
     n_docs = inputs.counts.shape[0]
     current_topics, current_alpha = inputs.topic_word, to_host(inputs.alpha).astype(np.float64)
@@ -687,10 +705,25 @@ def _sweep_with_heldout(X, heldout, topics, alpha, train_gamma, *, m_step, batch
     return new_topics, gamma[: X.shape[0]]
 
 
-def _validated_start(X: Any, topic_word: Any, alpha: Any, dtype: str):
-    """The refinement's starting point: topics cast to ``dtype`` and renormalised, then
-    validated with the counts. Returns (array module, validated inputs)."""
+def corpus_word_distribution(counts: Any, xp: Any) -> Any:
+    """(V,) float64 word frequencies of the (D, V) CSR ``counts`` plus a half pseudo-count
+    each (so words absent from these documents keep some mass), on the simplex."""
+    frequency = xp.asarray(counts.sum(axis=0), dtype=xp.float64).reshape(-1) + 0.5
+    return frequency / frequency.sum()
+
+
+def _validated_start(X: Any, topic_word: Any, alpha: Any, dtype: str, start_mixing: float = 0.0):
+    """The refinement's starting point: topics cast to ``dtype`` and renormalised, validated
+    with the counts, then mixed with the corpus word distribution:
+    (1 - start_mixing) * topic_word + start_mixing * :func:`corpus_word_distribution`.
+    Returns (array module, validated inputs)."""
     xp = get_array_module(X)
     topic_word = xp.asarray(topic_word).astype(dtype)
     topic_word /= topic_word.sum(axis=1, keepdims=True)
-    return xp, validate_inference_inputs(X, topic_word, xp.asarray(alpha))
+    inputs = validate_inference_inputs(X, topic_word, xp.asarray(alpha))
+    if start_mixing:
+        mixed = (1.0 - start_mixing) * inputs.topic_word + start_mixing * corpus_word_distribution(inputs.counts, xp)
+        mixed = mixed.astype(inputs.topic_word.dtype)
+        inputs = InferenceInputs(counts=inputs.counts, topic_word=mixed / mixed.sum(axis=1, keepdims=True),
+                                 alpha=inputs.alpha, xp=xp)
+    return xp, inputs

@@ -65,16 +65,30 @@ def test_one_sweep_matches_dense_brute_force_em():
     result = refine_topics(
         sp.csr_matrix(dense), topic_word, alpha, max_sweeps=1, fit_alpha=False,
         topic_smoothing=smoothing, inner_iter=5000, inner_tol=1e-14, dtype="float64", method="variational",
+        start_mixing=0,
     )
     np.testing.assert_allclose(result.topic_word, expected, atol=1e-9)
     np.testing.assert_allclose(result.alpha, alpha)
+
+
+def test_start_mixing_sweeps_from_the_start_mixed_with_the_corpus_word_distribution():
+    topic_word, alpha, dense = tiny_em_problem(5, 10, 6)
+    dense[:, 3] = 0  # a word no document uses keeps a half pseudo-count
+    frequency = dense.sum(axis=0) + 0.5
+    mixed = 0.7 * topic_word + 0.3 * frequency / frequency.sum()
+    options = dict(max_sweeps=1, fit_alpha=False, topic_smoothing=0.01, inner_iter=5000, inner_tol=1e-14,
+                   dtype="float64", method="variational")
+    result = refine_topics(sp.csr_matrix(dense), topic_word, alpha, start_mixing=0.3, **options)
+    np.testing.assert_allclose(result.topic_word, brute_force_sweep(dense, mixed, alpha, 0.01), atol=1e-9)
+    unmixed = refine_topics(sp.csr_matrix(dense), topic_word, alpha, start_mixing=0, **options)
+    assert np.abs(unmixed.topic_word - result.topic_word).max() > 1e-3
 
 
 def test_final_sweep_covers_training_and_heldout_documents_from_the_best_state():
     k, smoothing = 3, 0.01
     topic_word, alpha, train, held = tiny_em_problem(3, 10, 6, 4)
     options = dict(max_sweeps=1, fit_alpha=False, topic_smoothing=smoothing, inner_iter=5000, inner_tol=1e-14,
-                   dtype="float64", n_chunks=1, tol=0.0)
+                   dtype="float64", n_chunks=1, tol=0.0, start_mixing=0)
     result = refine_topics(sp.csr_matrix(train), topic_word, alpha, heldout=sp.csr_matrix(held), **options)
     without = refine_topics(sp.csr_matrix(train), topic_word, alpha, heldout=sp.csr_matrix(held), final_sweep=False,
                             **options)
@@ -165,7 +179,8 @@ def test_inverse_digamma_and_alpha_fixed_point():
 @pytest.mark.parametrize(
     "kwargs, name",
     [({"max_sweeps": -1}, "max_sweeps"), ({"topic_smoothing": 0.0}, "topic_smoothing"),
-     ({"inner_iter": 0}, "inner_iter"), ({"tol": -1.0}, "tol")],
+     ({"inner_iter": 0}, "inner_iter"), ({"tol": -1.0}, "tol"), ({"start_mixing": 1.0}, "start_mixing"),
+     ({"start_mixing": -0.1}, "start_mixing"), ({"start_mixing": float("nan")}, "start_mixing")],
 )
 def test_bad_parameters(corpus, kwargs, name):
     with pytest.raises(ValueError, match=name):
@@ -324,7 +339,7 @@ def test_incremental_sweeps_match_brute_force_incremental_em():
         topics = normalise(sum(shares))
     result = refine_topics(
         sp.csr_matrix(dense), topic_word, alpha, max_sweeps=2, tol=0.0, fit_alpha=False, topic_smoothing=smoothing,
-        inner_iter=3000, inner_tol=1e-14, dtype="float64", method="variational", n_chunks=2,
+        inner_iter=3000, inner_tol=1e-14, dtype="float64", method="variational", n_chunks=2, start_mixing=0,
     )
     assert result.sweeps == 2
     np.testing.assert_allclose(result.topic_word, topics, atol=1e-8)
