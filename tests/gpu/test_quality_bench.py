@@ -25,3 +25,12 @@ def test_rows_as_token_lists_repeats_each_word_by_its_count(bench):
 
     counts = sp.csr_matrix(np.array([[2, 0, 1], [0, 0, 0], [0, 3, 0]]))
     assert bench.rows_as_token_lists(counts) == [[0, 0, 2], [], [1, 1, 1]]
+
+
+def test_summary_compares_means_over_seeds_with_tomotopy(bench, capsys):
+    rows = {name: [(0.10, -6.40, 0.5, 1.0), (0.20, -6.30, 0.5, 3.0)] for name in ("spectral", "spectral+refine", "spectral+cvb0")}
+    rows["tomotopy"] = [(0.12, -6.35, 0.6, 10.0), (0.14, -6.33, 0.6, 30.0)]
+    bench.print_summary(50, rows)
+    out = capsys.readouterr().out
+    assert "spectral+refine  over 2 seed(s): npmi +0.1500 (+0.1000..+0.2000), heldout_loglik -6.3500 (-6.4000..-6.3000)" in out
+    assert "spectral+refine  vs tomotopy (means over seeds): npmi +0.0200, heldout_loglik -0.0100 nats/word, time ratio 0.100" in out
