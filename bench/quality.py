@@ -138,7 +138,7 @@ def fit_spectral(train, k, seed, refine, refine_options=None, alpha0=1.0):
     if refine:
         r = model.refinement_
         note = (f"{(refine_options or {}).get('method', 'variational')} sweeps={r['sweeps']} ({r['stopped']}), "
-                f"alpha x{r['alpha_scale']:.2f}, final sweep over all documents: {'yes' if r['final_sweep'] else 'no'}")
+                f"alpha x{r['alpha_scale']:.2f}, final sweeps over all documents: {r['final_sweeps']}")
     return model.topic_word_, model.alpha_, seconds, note
 
 

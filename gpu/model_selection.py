@@ -605,7 +605,7 @@ def fit_selected(
             "train_history": refined.train_history,
             "alpha_scale": refined.alpha_scale,
             "final_heldout": refined.final_heldout,
-            "final_sweep": refined.final_sweep,
+            "final_sweeps": refined.final_sweeps,
         }
     return SelectedFit(
         topic_word=np.asarray(topic_word, dtype=np.float64), alpha=np.asarray(alpha, dtype=np.float64),

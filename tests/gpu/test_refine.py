@@ -84,21 +84,26 @@ def test_start_mixing_sweeps_from_the_start_mixed_with_the_corpus_word_distribut
     assert np.abs(unmixed.topic_word - result.topic_word).max() > 1e-3
 
 
-def test_final_sweep_covers_training_and_heldout_documents_from_the_best_state():
+def test_final_sweeps_cover_training_and_heldout_documents_from_the_best_state():
     k, smoothing = 3, 0.01
     topic_word, alpha, train, held = tiny_em_problem(3, 10, 6, 4)
     options = dict(max_sweeps=1, fit_alpha=False, topic_smoothing=smoothing, inner_iter=5000, inner_tol=1e-14,
                    dtype="float64", n_chunks=1, tol=0.0, start_mixing=0)
     result = refine_topics(sp.csr_matrix(train), topic_word, alpha, heldout=sp.csr_matrix(held), **options)
-    without = refine_topics(sp.csr_matrix(train), topic_word, alpha, heldout=sp.csr_matrix(held), final_sweep=False,
+    without = refine_topics(sp.csr_matrix(train), topic_word, alpha, heldout=sp.csr_matrix(held), final_sweeps=0,
                             **options)
-    assert result.final_sweep and not without.final_sweep
+    twice = refine_topics(sp.csr_matrix(train), topic_word, alpha, heldout=sp.csr_matrix(held), final_sweeps=2,
+                          **options)
+    assert (result.final_sweeps, without.final_sweeps, twice.final_sweeps) == (3, 0, 2)  # 3 by default
     swept = brute_force_sweep(train, topic_word, alpha, smoothing)
     best = swept if result.heldout_history[1] > result.heldout_history[0] else topic_word
     np.testing.assert_allclose(without.topic_word, best, atol=1e-9)
-    np.testing.assert_allclose(result.topic_word, brute_force_sweep(np.vstack([train, held]), best, alpha, smoothing),
-                               atol=1e-9)
+    everything = np.vstack([train, held])
+    once = brute_force_sweep(everything, best, alpha, smoothing)
+    np.testing.assert_allclose(twice.topic_word, brute_force_sweep(everything, once, alpha, smoothing), atol=1e-9)
     assert result.doc_topic.shape == (6, k)
+    with pytest.raises(ValueError, match="final_sweeps"):
+        refine_topics(sp.csr_matrix(train), topic_word, alpha, final_sweeps=-1)
 
 
 def test_refinement_never_lowers_training_likelihood(corpus):
