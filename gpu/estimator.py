@@ -326,7 +326,9 @@ class SpectralLDA:
     (the default) refines the spectral topics by variational EM; both hold out a seeded
     ``heldout_fraction`` of the documents and learn from the rest
     (:func:`gpu.model_selection.fit_selected`). ``k_range`` bounds k for "auto";
-    ``refine_options`` go to :func:`gpu.refine.refine_topics`. With ``n_extra_components``
+    ``refine_options`` go to :func:`gpu.refine.refine_topics`; the spectral fit that
+    refinement starts from whitens with 5 Krylov blocks unless ``n_krylov_blocks`` is given
+    (:data:`gpu.model_selection.REFINED_START_OPTIONS`). With ``n_extra_components``
     the over-provisioned components that look like junk are dropped and listed in
     ``selection_["dropped_topics"]``.
     """

@@ -490,6 +490,12 @@ class SelectedFit:
 
 
 SELECTION_OPTIONS = ("n_oversample", "n_power_iter", "n_extra_components")
+# Engine options for a spectral fit that refinement will start from, unless given: a more
+# accurate whitening subspace (5 Krylov blocks instead of 3) is a better start for EM; on
+# python3-doc text (k=50, 5 seeds) refined held-out likelihood +0.005 nats/word, NPMI the
+# same, for 0.1 s. Bare spectral fits keep the engine's defaults (whitening dominates their
+# time at scale).
+REFINED_START_OPTIONS = {"n_krylov_blocks": 5}
 CANDIDATE_OPTIONS = ("n_restarts", "n_iter", "tol", "rank_tol")
 
 
@@ -521,7 +527,8 @@ def fit_selected(
 
     X: (D, V) counts. A fraction ``heldout_fraction`` of the documents is held out (seeded)
     to score candidates and to stop refinement; the topics are learned from the rest.
-    Fixed k and alpha0 use :func:`gpu.estimator.fit_spectral_lda` with ``options``; "auto"
+    Fixed k and alpha0 use :func:`gpu.estimator.fit_spectral_lda` with ``options`` (with
+    ``refine``, :data:`REFINED_START_OPTIONS` where ``options`` does not say otherwise); "auto"
     and over-provisioning (``n_extra_components`` > 0, junk components dropped and
     reported) use :func:`select_model` over shared passes; without over-provisioning, the
     chosen k and alpha0 are then fitted once by the engine (its word-scaled whitening gives
@@ -533,7 +540,7 @@ def fit_selected(
     from gpu.estimator import fit_spectral_lda
     from gpu.refine import refine_topics
 
-    options = dict(options or {})
+    options = {**(REFINED_START_OPTIONS if refine else {}), **(options or {})}
     choose = n_topics == "auto" or alpha0 == "auto"
     # over-provisioned fits also go through the shared passes, which drop junk components
     auto = choose or int(options.get("n_extra_components", 0) or 0) > 0

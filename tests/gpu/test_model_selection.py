@@ -178,3 +178,23 @@ def test_estimator_over_provisioning_reports_dropped_components(corpus10):
     assert "unrecoverable" in {d["reason"] for d in dropped}
     assert model.diagnostics_["n_heldout_docs"] == 0  # nothing to choose or refine: all documents used
     assert mean_matched_l1(corpus10.topic_word, model.topic_word_) < 0.25
+
+
+def test_a_refined_fit_starts_from_the_engine_with_the_refined_start_options(corpus5):
+    from gpu.model_selection import REFINED_START_OPTIONS, fit_selected
+
+    train_rows, _ = heldout_rows(corpus5.counts.shape[0], 0.1, 0)
+    train = corpus5.counts[train_rows]
+    no_sweeps = {"max_sweeps": 0}  # the refinement returns its start as given
+    started = fit_selected(corpus5.counts, 5, 0.5, backend="numpy", refine_options=no_sweeps)
+    assert REFINED_START_OPTIONS == {"n_krylov_blocks": 5}
+    engine = fit_spectral_lda(train, 5, 0.5, backend="numpy", **REFINED_START_OPTIONS)
+    np.testing.assert_allclose(started.topic_word, engine.topic_word, atol=1e-12)
+    # options the caller gives win, and a bare spectral fit keeps the engine's defaults
+    told = fit_selected(corpus5.counts, 5, 0.5, backend="numpy", refine_options=no_sweeps, options={"n_krylov_blocks": 3})
+    default_engine = fit_spectral_lda(train, 5, 0.5, backend="numpy")
+    np.testing.assert_allclose(told.topic_word, default_engine.topic_word, atol=1e-12)
+    assert np.abs(engine.topic_word - default_engine.topic_word).max() > 1e-9
+    bare = fit_selected(corpus5.counts, 5, 0.5, backend="numpy", refine=False)
+    np.testing.assert_allclose(bare.topic_word, fit_spectral_lda(corpus5.counts, 5, 0.5, backend="numpy").topic_word,
+                               atol=1e-12)
