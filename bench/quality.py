@@ -13,7 +13,7 @@ Measures: NPMI of each topic's top 10 words from document co-occurrence in the h
 documents; held-out per-word log likelihood by document completion; topic diversity;
 wall-clock fit time. Timings on a shared machine are noisy.
 
-    python bench/quality.py [--topics 20 50] [--seeds 0 1 2] [--max-docs 12000] [--tomotopy-iters 500]
+    python bench/quality.py [--topics 20 50] [--seeds 0 1 2 3 4] [--max-docs 12000] [--tomotopy-iters 500]
                             [--synthetic] [--refine-options '{"n_chunks": 1}'] [--alpha0 1.0]
                             [--skip sklearn gensim]
 
@@ -213,7 +213,7 @@ def main() -> None:
     parser.add_argument("--sklearn-iters", type=int, default=20)
     parser.add_argument("--gensim-passes", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/held-out split and the token split")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
                         help="model seeds: spectral and tomotopy run once per seed, sklearn and gensim for the first")
     parser.add_argument("--skip", nargs="*", default=[], help="systems to leave out: tomotopy sklearn gensim")
     parser.add_argument("--synthetic", action="store_true", help="also check k / alpha0 'auto' on synthetic corpora")
