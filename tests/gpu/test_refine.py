@@ -106,6 +106,26 @@ def test_final_sweeps_cover_training_and_heldout_documents_from_the_best_state()
         refine_topics(sp.csr_matrix(train), topic_word, alpha, final_sweeps=-1)
 
 
+def test_auto_start_mixing_keeps_the_start_whose_first_sweep_scores_better(corpus):
+    train, heldout = split_heldout(corpus.counts, 0.2, seed=0)
+    train, heldout = corpus.counts[train], corpus.counts[heldout]
+    # the truth is an accurate start; keeping only each topic's top 3 words zeroes the rest
+    truncated = np.where(corpus.topic_word >= np.sort(corpus.topic_word, axis=1)[:, -3:-2], corpus.topic_word, 0.0)
+    options = dict(max_sweeps=3, tol=0.0, dtype="float64", final_sweeps=0)
+    for start, expected in ((corpus.topic_word, 0.0), (truncated / truncated.sum(axis=1, keepdims=True), 0.5)):
+        auto = refine_topics(train, start, corpus.alpha, heldout=heldout, **options)
+        fixed = {w: refine_topics(train, start, corpus.alpha, heldout=heldout, start_mixing=w, **options) for w in (0.0, 0.5)}
+        assert auto.start_mixing == expected
+        # the choice is the better held-out score after the first sweep, and the run goes on from it
+        assert fixed[expected].heldout_history[1] >= fixed[0.5 - expected].heldout_history[1]
+        np.testing.assert_allclose(auto.topic_word, fixed[expected].topic_word, atol=1e-12)
+        assert auto.heldout_history == fixed[expected].heldout_history
+    # without held-out documents there is nothing to choose by: the start as given
+    assert refine_topics(train, truncated + 1e-3, corpus.alpha, max_sweeps=1).start_mixing == 0.0
+    with pytest.raises(ValueError, match="start_mixing"):
+        refine_topics(train, corpus.topic_word, corpus.alpha, start_mixing="sometimes")
+
+
 def test_refinement_never_lowers_training_likelihood(corpus):
     start = perturbed_start(corpus)
     alpha = np.full(5, 0.2)
