@@ -579,8 +579,9 @@ def _refine_variational(
         weights = (float(start_mixing),)
 
     indptr = counts.indptr if xp is np else counts.indptr.get()
-    # each chunk keeps its (k, V) float64 share of the expected counts: stay within the budget
-    n_chunks = max(1, min(n_chunks, memory_budget // max(8 * inputs.topic_word.size, 1)))
+    # each chunk keeps its (k, V) float64 share of the expected counts, for each start tried
+    # at once: stay within the budget
+    n_chunks = max(1, min(n_chunks, memory_budget // max(8 * inputs.topic_word.size * len(weights), 1)))
     chunks = incremental_chunks(indptr, n_chunks)
     chunk_counts = {d0: counts[d0:d1] for d0, d1 in chunks}
 
@@ -631,8 +632,11 @@ def _refine_variational(
         progress("refinement", 0, max_sweeps)
     for sweeps in range(1, max_sweeps + 1):
         if state is None:
-            candidates = [batch_sweep(weight) for weight in weights]
-            state = max(candidates, key=lambda c: c.score) if scorer is not None else candidates[0]
+            for weight in weights:  # the loser's statistics are dropped at once
+                candidate = batch_sweep(weight)
+                if state is None or candidate.score > state.score:
+                    state = candidate
+            del candidate
             if scorer is not None:
                 heldout_history.append(state.start_score)
                 best = (state.start_score, *state.start)
