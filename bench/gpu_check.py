@@ -51,7 +51,8 @@ def parity_report(counts, n_topics: int, dtype: str, gpu_backend: str = "cupy") 
     return worst, met, line
 
 
-REFINE_OPTIONS = {"max_sweeps": 4, "tol": 0.0, "fit_alpha": False, "dtype": "float64", "method": "variational"}
+REFINE_OPTIONS = {"max_sweeps": 4, "tol": 0.0, "fit_alpha": False, "dtype": "float64", "method": "variational",
+                  "start_mixing": 0.5}  # a fixed mixed start: the corpus word distribution on both
 
 
 def refine_parity_report(counts, topic_word, alpha, to_device=None) -> tuple[float, bool, str]:
