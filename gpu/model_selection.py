@@ -613,6 +613,7 @@ def fit_selected(
             "alpha_scale": refined.alpha_scale,
             "final_heldout": refined.final_heldout,
             "final_sweeps": refined.final_sweeps,
+            "start_mixing": refined.start_mixing,
         }
     return SelectedFit(
         topic_word=np.asarray(topic_word, dtype=np.float64), alpha=np.asarray(alpha, dtype=np.float64),
