@@ -169,6 +169,12 @@ def map_batches(
         return list(own_pool.map(lambda bound: work(*bound), bounds))
 
 
+def prior_gamma(alpha: Any, lengths: Any) -> Any:
+    """(n, k) the usual start of the variational fixed point: alpha (k,) plus an even share
+    of each document's length (n,) (same array module and dtype as alpha)."""
+    return alpha[None, :] + (lengths / alpha.shape[0])[:, None]
+
+
 def expected_topic_weights(xp: Any, gamma: Any) -> Any:
     """(n, k) exp(E_q[log theta]) for Dirichlet(gamma) rows."""
     return xp.exp(digamma(xp, gamma) - digamma(xp, gamma.sum(axis=1, keepdims=True)))
@@ -213,8 +219,7 @@ def variational_batch(
     topic_word_t = topic_word.T.copy()
     n_topics = alpha.shape[0]
     if gamma is None:
-        lengths = xp.asarray(counts.sum(axis=1)).reshape(-1)
-        gamma = alpha[None, :] + (lengths / n_topics)[:, None]
+        gamma = prior_gamma(alpha, xp.asarray(counts.sum(axis=1)).reshape(-1))
     gamma = gamma.copy()
     weights = expected_topic_weights(xp, gamma)
     active = None  # row indices still iterating; None means all rows

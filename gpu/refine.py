@@ -34,6 +34,7 @@ from gpu.inference import (
     digamma,
     infer_gamma,
     map_batches,
+    prior_gamma,
     row_of_nonzeros,
     scaled_counts,
     validate_inference_inputs,
@@ -570,6 +571,10 @@ def _refine_variational(
     n_docs = counts.shape[0]
     start_alpha = to_host(inputs.alpha).astype(np.float64)
     lengths = xp.asarray(counts.sum(axis=1)).reshape(-1)
+
+    def start_gamma() -> Any:  # (D, k) every document's posterior at the start
+        return prior_gamma(xp.asarray(start_alpha, dtype=dtype), lengths)
+
     scorer = None
     if heldout is not None:
         scorer = _HeldoutScorer(split_document_tokens(heldout, seed=seed), xp, dtype, pool=pool)
@@ -604,11 +609,8 @@ def _refine_variational(
         """The first sweep, from the start mixed at ``weight``: a batch step that records
         each chunk's statistics (later sweeps replace them one chunk at a time)."""
         start = _mixed_start(inputs, weight, xp) if weight else inputs
-        state = _EmState(start.topic_word, start_alpha,
-                         xp.asarray(start_alpha, dtype=dtype)[None, :] + (lengths / len(start_alpha))[:, None],
-                         start_mixing=weight)
+        state = _EmState(start.topic_word, start_alpha, start_gamma(), start_mixing=weight, start_topics=start.topic_word)
         state.start_score = scorer(state.topics, state.alpha)[0] if scorer is not None else None
-        state.start = (state.topics, state.alpha, state.gamma.copy())
         loglik, tokens = 0.0, 0.0
         for d0, d1 in chunks:
             expected, log_theta, part, n = chunk_e_step(d0, d1, state, None)
@@ -639,7 +641,7 @@ def _refine_variational(
             del candidate
             if scorer is not None:
                 heldout_history.append(state.start_score)
-                best = (state.start_score, *state.start)
+                best = (state.start_score, state.start_topics, start_alpha, start_gamma())
             else:
                 train_history.append(state.train_loglik)
         else:
@@ -677,8 +679,7 @@ def _refine_variational(
                 break
 
     if best is None:  # no sweep ran
-        gamma = xp.asarray(start_alpha, dtype=dtype)[None, :] + (lengths / len(start_alpha))[:, None]
-        best = (None, inputs.topic_word, start_alpha, gamma)
+        best = (None, inputs.topic_word, start_alpha, start_gamma())
         if scorer is not None:
             heldout_history.append(scorer(inputs.topic_word, start_alpha)[0])
     best_score, topics, final_alpha, final_gamma = best
@@ -715,8 +716,8 @@ def _refine_variational(
 class _EmState:
     """One variational EM run: current topics (k, V) and alpha (k,), document posteriors
     gamma (D, k), each chunk's (expected counts (k, V), sum of E[log theta] (k,)) and their
-    totals; the start it came from (topics, alpha, gamma), its mixing weight, and the
-    held-out scores of the start and of the current state."""
+    totals; the topics it started from, their mixing weight, and the held-out scores of
+    the start and of the current state."""
 
     topics: Any
     alpha: np.ndarray
@@ -725,7 +726,7 @@ class _EmState:
     chunk_stats: dict = field(default_factory=dict)
     total_counts: Any = None
     total_log_theta: Any = None
-    start: tuple = ()
+    start_topics: Any = None
     start_score: float | None = None
     score: float | None = None
     train_loglik: float = 0.0
@@ -767,7 +768,7 @@ def _sweeps_with_heldout(X, heldout, topics, alpha, train_gamma, n_sweeps, *, m_
     everything = sparse.vstack([X, csr_on_module(heldout, xp)]).tocsr()
     inputs = validate_inference_inputs(everything, topics, xp.asarray(alpha, dtype=dtype))
     held_lengths = xp.asarray(csr_on_module(heldout, xp).sum(axis=1)).reshape(-1).astype(dtype)
-    fresh = xp.asarray(alpha, dtype=dtype)[None, :] + (held_lengths / len(alpha))[:, None]
+    fresh = prior_gamma(xp.asarray(alpha, dtype=dtype), held_lengths)
     gamma = xp.concatenate([train_gamma.astype(dtype), fresh], axis=0)
     for sweep in range(n_sweeps):
         stats = _e_step(
