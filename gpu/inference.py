@@ -190,11 +190,20 @@ def scaled_counts(xp: Any, counts: Any, rows: Any, weights: Any, topic_word_t: A
     """
     if gathered is None:
         gathered = xp.take(topic_word_t, counts.indices, axis=0)
+    scaled = counts.copy()
+    scaled.data = count_ratios(xp, counts, rows, weights, gathered)
+    return scaled
+
+
+def count_ratios(xp: Any, counts: Any, rows: Any, weights: Any, gathered: Any) -> Any:
+    """(nnz,) c_dw / (weights_d . gathered_dw) for every stored entry of the CSR ``counts``:
+    rows (nnz,) the row of each entry, weights (n, m), gathered (nnz, m) the topic
+    probabilities of each entry's word under the same m topics. A normaliser below the
+    square root of the dtype's smallest normal number is raised to it (words of zero
+    probability under every topic then contribute nothing)."""
     norm = xp.einsum("ij,ij->i", xp.take(weights, rows, axis=0), gathered)
     floor = float(np.sqrt(np.finfo(norm.dtype).tiny))
-    scaled = counts.copy()
-    scaled.data = counts.data / xp.maximum(norm, floor)
-    return scaled
+    return counts.data / xp.maximum(norm, floor)
 
 
 def variational_batch(
@@ -288,14 +297,12 @@ def active_topic_batch(
         (xp.ones(counts.nnz, dtype=gathered.dtype), xp.arange(counts.nnz, dtype=counts.indptr.dtype), counts.indptr),
         shape=(n_docs, counts.nnz),
     )
-    floor = float(np.sqrt(np.finfo(gathered.dtype).tiny))
 
     def weights_of(values: Any) -> Any:  # exp(E[log theta]) of the active topics (n, m)
         return xp.exp(digamma(xp, values) - digamma(xp, values.sum(axis=1, keepdims=True) + inactive_alpha))
 
     def ratio_of(weights: Any) -> Any:  # c_dw / (E_d @ topic_word[:, w]) over the active topics (nnz,)
-        norm = xp.einsum("ij,ij->i", xp.take(weights, rows, axis=0), gathered)
-        return (counts.data / xp.maximum(norm, floor)).astype(gathered.dtype, copy=False)
+        return count_ratios(xp, counts, rows, weights, gathered).astype(gathered.dtype, copy=False)
 
     weights = weights_of(active_gamma)
     for _ in range(n_iter):
