@@ -280,5 +280,6 @@ def print_summary(k: int, rows: dict[str, list[tuple[float, float, float, float]
               f"heldout_loglik {ll - t_ll:+.4f} nats/word, time ratio {seconds / t_s:.3f} "
               f"(target <= 0.2, npmi/loglik gaps >= 0)")
 
+
 if __name__ == "__main__":
     main()
