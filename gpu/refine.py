@@ -765,9 +765,10 @@ def _sweeps_with_heldout(X, heldout, topics, alpha, train_gamma, n_sweeps, *, m_
     xp = get_array_module(X)
     sparse = importlib.import_module("cupyx.scipy.sparse") if xp is not np else sp
     dtype = topics.dtype
-    everything = sparse.vstack([X, csr_on_module(heldout, xp)]).tocsr()
+    heldout = csr_on_module(heldout, xp)
+    everything = sparse.vstack([X, heldout]).tocsr()
     inputs = validate_inference_inputs(everything, topics, xp.asarray(alpha, dtype=dtype))
-    held_lengths = xp.asarray(csr_on_module(heldout, xp).sum(axis=1)).reshape(-1).astype(dtype)
+    held_lengths = xp.asarray(heldout.sum(axis=1)).reshape(-1).astype(dtype)
     fresh = prior_gamma(xp.asarray(alpha, dtype=dtype), held_lengths)
     gamma = xp.concatenate([train_gamma.astype(dtype), fresh], axis=0)
     for sweep in range(n_sweeps):
