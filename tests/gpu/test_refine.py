@@ -1,12 +1,13 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from scipy.special import digamma
+from scipy.optimize import minimize
+from scipy.special import digamma, gammaln
 
 from gpu.inference import infer_doc_topic
 from gpu.matching import mean_matched_l1
 from gpu.quality import split_heldout, word_log_likelihood
-from gpu.refine import inverse_digamma, refine_topics, update_alpha
+from gpu.refine import inverse_digamma, minka_polya_alpha, polya_alpha_shape, refine_topics, update_alpha
 from gpu.synthetic import make_lda_corpus
 
 
@@ -199,6 +200,63 @@ def test_inverse_digamma_and_alpha_fixed_point():
     truth = np.array([0.1, 0.4, 2.0])
     mean_log_theta = digamma(truth) - digamma(truth.sum())
     np.testing.assert_allclose(update_alpha(np.ones(3), mean_log_theta, iterations=2000), truth, rtol=1e-6)
+
+
+def dirichlet_multinomial_loglik(alpha, counts):
+    """log p(counts | alpha) of (D, k) topic counts under the Dirichlet-multinomial, up to
+    the multinomial coefficients (which do not depend on alpha)."""
+    lengths = counts.sum(axis=1)
+    return float((gammaln(alpha.sum()) - gammaln(lengths + alpha.sum())).sum()
+                 + (gammaln(counts + alpha) - gammaln(alpha)).sum())
+
+
+def test_polya_fixed_point_maximises_the_dirichlet_multinomial_likelihood():
+    rng = np.random.default_rng(3)
+    truth = np.array([0.05, 0.3, 0.6, 1.5])
+    theta = rng.dirichlet(truth, size=3000)
+    counts = np.stack([rng.multinomial(n, p) for n, p in zip(rng.poisson(30, 3000) + 1, theta)]).astype(np.float64)
+    lengths = counts.sum(axis=1)
+    fitted = minka_polya_alpha(np.ones(4), counts, lengths, np, iterations=500)
+    # an independent maximiser of the same likelihood, over log alpha
+    direct = minimize(lambda log_a: -dirichlet_multinomial_loglik(np.exp(log_a), counts), np.zeros(4),
+                      method="L-BFGS-B", options={"ftol": 1e-14, "gtol": 1e-10}).x
+    np.testing.assert_allclose(fitted, np.exp(direct), rtol=2e-3)
+    np.testing.assert_allclose(fitted, truth, rtol=0.25)  # 3000 documents of ~30 tokens
+    # summed in blocks of 7 documents: the same steps
+    np.testing.assert_allclose(minka_polya_alpha(np.ones(4), counts, lengths, np, iterations=5, block_rows=7),
+                               minka_polya_alpha(np.ones(4), counts, lengths, np, iterations=5), rtol=1e-12)
+
+
+def test_polya_shape_step_moves_the_shape_and_keeps_the_sum():
+    rng = np.random.default_rng(4)
+    counts = rng.poisson([0.2, 1.0, 4.0], size=(500, 3)).astype(np.float64)
+    lengths = counts.sum(axis=1)
+    alpha = np.array([0.5, 0.5, 0.5])
+    gamma = (counts + alpha).astype(np.float32)  # variational posteriors computed with this alpha
+    shaped = polya_alpha_shape(alpha, gamma, lengths, np, steps=3)
+    assert shaped.sum() == pytest.approx(alpha.sum())
+    stepped = minka_polya_alpha(alpha, counts, lengths, np, iterations=3)
+    np.testing.assert_allclose(shaped, stepped * alpha.sum() / stepped.sum(), rtol=1e-5)
+    assert shaped[0] < shaped[1] < shaped[2]  # the topic used most gets the largest share
+    assert dirichlet_multinomial_loglik(shaped, counts) > dirichlet_multinomial_loglik(alpha, counts)
+
+
+def test_polya_alpha_rule_learns_the_shape_and_scales_it_on_heldout_documents(corpus):
+    train, heldout = split_heldout(corpus.counts, 0.2, seed=1)
+    flat = np.full(5, corpus.alpha.sum() / 5)
+    wrong = flat * np.array([4.0, 0.25, 1.0, 1.0, 1.0]) / 1.25  # same sum, wrong shape
+    options = dict(heldout=corpus.counts[heldout], max_sweeps=6, tol=0.0, method="variational", final_sweeps=0)
+    result = refine_topics(corpus.counts[train], corpus.topic_word, wrong, fit_alpha="polya", **options)
+    shape, true_shape = result.alpha / result.alpha.sum(), corpus.alpha / corpus.alpha.sum()
+    assert np.abs(shape - true_shape).sum() < 0.3 * np.abs(wrong / wrong.sum() - true_shape).sum()
+    # the sum is left to the held-out scaling: powers of sqrt(2) of the starting sum
+    steps = np.log(result.alpha.sum() / wrong.sum()) / np.log(2 ** 0.5)
+    assert abs(steps - round(steps)) < 1e-6 and result.alpha_scale == pytest.approx(2 ** (0.5 * round(steps)))
+    # "auto" with held-out documents is this rule
+    auto = refine_topics(corpus.counts[train], corpus.topic_word, wrong, fit_alpha="auto", **options)
+    np.testing.assert_allclose(auto.alpha, result.alpha)
+    with pytest.raises(ValueError, match="held-out"):
+        refine_topics(corpus.counts, corpus.topic_word, corpus.alpha, fit_alpha="polya")
 
 
 @pytest.mark.parametrize(
