@@ -614,6 +614,7 @@ def fit_selected(
             "final_heldout": refined.final_heldout,
             "final_sweeps": refined.final_sweeps,
             "start_mixing": refined.start_mixing,
+            "alpha_rule": refined.alpha_rule,
         }
     return SelectedFit(
         topic_word=np.asarray(topic_word, dtype=np.float64), alpha=np.asarray(alpha, dtype=np.float64),

@@ -69,6 +69,8 @@ class RefineResult:
                       stopped the refinement (0: none ran).
     start_mixing:     weight of the corpus word distribution in the start the sweeps ran
                       from (0.0: the start as given).
+    alpha_rule:       how alpha was fitted: "polya", "heldout", "minka" or None (kept), with
+                      fit_alpha="auto" resolved.
     """
 
     topic_word: np.ndarray
@@ -83,6 +85,7 @@ class RefineResult:
     final_heldout: float | None = None
     final_sweeps: int = 0
     start_mixing: float = 0.0
+    alpha_rule: str | None = None
 
 
 def inverse_digamma(values: np.ndarray, newton_steps: int = 5) -> np.ndarray:
@@ -418,6 +421,7 @@ def _refine_cvb0(
         topic_word=topics / topics.sum(axis=1, keepdims=True), alpha=np.asarray(final_alpha), sweeps=sweeps,
         heldout_history=heldout_history, train_history=train_history, doc_topic=np.asarray(to_host(doc_topic)),
         stopped=stopped, method="cvb0", alpha_scale=float(alpha_scale), final_heldout=final_heldout,
+        alpha_rule=alpha_rule,
     )
 
 
@@ -748,6 +752,7 @@ def _refine_variational(
         final_heldout=final_heldout,
         final_sweeps=swept_all,
         start_mixing=state.start_mixing if state is not None else 0.0,
+        alpha_rule=alpha_rule,
     )
 
 

@@ -255,6 +255,8 @@ def test_polya_alpha_rule_learns_the_shape_and_scales_it_on_heldout_documents(co
     # "auto" with held-out documents is this rule
     auto = refine_topics(corpus.counts[train], corpus.topic_word, wrong, fit_alpha="auto", **options)
     np.testing.assert_allclose(auto.alpha, result.alpha)
+    assert result.alpha_rule == auto.alpha_rule == "polya"
+    assert refine_topics(corpus.counts, corpus.topic_word, wrong, max_sweeps=1).alpha_rule == "minka"  # no held-out
     with pytest.raises(ValueError, match="held-out"):
         refine_topics(corpus.counts, corpus.topic_word, corpus.alpha, fit_alpha="polya")
 
@@ -299,6 +301,14 @@ def test_cupy_refinement_matches_numpy_when_a_gpu_is_present(corpus):
     device = refine_topics(cupy_sparse.csr_matrix(corpus.counts.astype(np.float64)), start, corpus.alpha,
                            max_sweeps=3, tol=0.0, dtype="float64", fit_alpha=False)
     np.testing.assert_allclose(device.topic_word, host.topic_word, atol=1e-6)
+    # with held-out documents: the mixed starts, the alpha shape fits and the final sweeps
+    train, heldout = split_heldout(corpus.counts, 0.2, seed=1)
+    options = dict(heldout=corpus.counts[heldout], max_sweeps=3, tol=0.0, dtype="float64", fit_alpha="polya")
+    host = refine_topics(corpus.counts[train].astype(np.float64), start, corpus.alpha, **options)
+    device = refine_topics(cupy_sparse.csr_matrix(corpus.counts[train].astype(np.float64)), start, corpus.alpha,
+                           **options)
+    np.testing.assert_allclose(device.topic_word, host.topic_word, atol=1e-6)
+    np.testing.assert_allclose(device.alpha, host.alpha, rtol=1e-6)
 
 
 def brute_force_cvb0_sweep(dense, phi, alpha, eta):
