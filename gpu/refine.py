@@ -252,13 +252,13 @@ def minka_polya_alpha(
     return alpha
 
 
-def polya_alpha_shape(alpha: np.ndarray, gamma: Any, doc_lengths: Any, xp: Any, steps: int = POLYA_SHAPE_STEPS) -> np.ndarray:
+def polya_alpha_shape(
+    alpha: np.ndarray, doc_topic_counts: Any, doc_lengths: Any, xp: Any, steps: int = POLYA_SHAPE_STEPS
+) -> np.ndarray:
     """alpha (k,) with its shape moved ``steps`` fixed-point steps of :func:`minka_polya_alpha`
-    towards the Dirichlet-multinomial fit of the documents' expected topic counts
-    gamma - alpha (gamma: (D, k) variational posteriors computed with this alpha;
-    doc_lengths: (D,)), and its sum kept (the held-out rescaling sets that)."""
-    counts = xp.maximum(gamma - xp.asarray(alpha, dtype=gamma.dtype)[None, :], 0.0)
-    shaped = minka_polya_alpha(alpha, counts, doc_lengths, xp, iterations=steps)
+    towards the Dirichlet-multinomial fit of the (D, k) expected topic counts (doc_lengths:
+    (D,)), and its sum kept (the held-out rescaling sets that)."""
+    shaped = minka_polya_alpha(alpha, doc_topic_counts, doc_lengths, xp, iterations=steps)
     return shaped * (float(np.sum(alpha)) / float(shaped.sum()))
 
 
@@ -389,9 +389,7 @@ def _refine_cvb0(
         if alpha_rule == "minka":
             current_alpha = minka_polya_alpha(current_alpha, doc_counts, lengths, xp)
         elif alpha_rule == "polya":
-            current_alpha = polya_alpha_shape(
-                current_alpha, doc_counts + xp.asarray(current_alpha, dtype=dtype)[None, :], lengths, xp
-            )
+            current_alpha = polya_alpha_shape(current_alpha, doc_counts, lengths, xp)
         doc_gamma = doc_counts + xp.asarray(current_alpha, dtype=dtype)[None, :]
         total, n_tokens = word_log_likelihood(counts, doc_gamma / doc_gamma.sum(axis=1, keepdims=True), topics)
         train_history.append(total / n_tokens if n_tokens else 0.0)
@@ -642,9 +640,11 @@ def _refine_variational(
         return stats.expected_counts * state.topics.astype(xp.float64), stats.log_theta_sum, stats.loglik, stats.tokens
 
     def reshape_alpha(state: _EmState) -> None:
-        """fit_alpha="polya": once a sweep, so every chunk's E-step of a sweep sees one alpha."""
+        """fit_alpha="polya": once a sweep, so every chunk's E-step of a sweep sees one alpha;
+        the documents' expected topic counts are gamma minus the alpha they were computed with."""
         if alpha_rule == "polya":
-            state.alpha = polya_alpha_shape(state.alpha, state.gamma, lengths, xp)
+            counts = xp.maximum(state.gamma - xp.asarray(state.alpha, dtype=dtype)[None, :], 0.0)
+            state.alpha = polya_alpha_shape(state.alpha, counts, lengths, xp)
 
     def batch_sweep(weight: float) -> _EmState:
         """The first sweep, from the start mixed at ``weight``: a batch step that records

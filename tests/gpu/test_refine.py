@@ -232,8 +232,7 @@ def test_polya_shape_step_moves_the_shape_and_keeps_the_sum():
     counts = rng.poisson([0.2, 1.0, 4.0], size=(500, 3)).astype(np.float64)
     lengths = counts.sum(axis=1)
     alpha = np.array([0.5, 0.5, 0.5])
-    gamma = (counts + alpha).astype(np.float32)  # variational posteriors computed with this alpha
-    shaped = polya_alpha_shape(alpha, gamma, lengths, np, steps=3)
+    shaped = polya_alpha_shape(alpha, counts.astype(np.float32), lengths, np, steps=3)
     assert shaped.sum() == pytest.approx(alpha.sum())
     stepped = minka_polya_alpha(alpha, counts, lengths, np, iterations=3)
     np.testing.assert_allclose(shaped, stepped * alpha.sum() / stepped.sum(), rtol=1e-5)
@@ -256,6 +255,13 @@ def test_polya_alpha_rule_learns_the_shape_and_scales_it_on_heldout_documents(co
     auto = refine_topics(corpus.counts[train], corpus.topic_word, wrong, fit_alpha="auto", **options)
     np.testing.assert_allclose(auto.alpha, result.alpha)
     assert result.alpha_rule == auto.alpha_rule == "polya"
+    # CVB0 re-fits the shape from its expected topic counts the same way
+    cvb0 = refine_topics(corpus.counts[train], perturbed_start(corpus), wrong, fit_alpha="polya", heldout=options["heldout"],
+                         max_sweeps=20, check_every=5, tol=0.0, method="cvb0")
+    assert cvb0.alpha_rule == "polya" and cvb0.method == "cvb0"
+    assert np.abs(cvb0.alpha / cvb0.alpha.sum() - true_shape).sum() < 0.3 * np.abs(wrong / wrong.sum() - true_shape).sum()
+    steps = np.log(cvb0.alpha.sum() / wrong.sum()) / np.log(2 ** 0.5)
+    assert abs(steps - round(steps)) < 1e-6
     assert refine_topics(corpus.counts, corpus.topic_word, wrong, max_sweeps=1).alpha_rule == "minka"  # no held-out
     with pytest.raises(ValueError, match="held-out"):
         refine_topics(corpus.counts, corpus.topic_word, corpus.alpha, fit_alpha="polya")
