@@ -327,8 +327,11 @@ class SpectralLDA:
     ``heldout_fraction`` of the documents and learn from the rest
     (:func:`gpu.model_selection.fit_selected`). ``k_range`` bounds k for "auto";
     ``refine_options`` go to :func:`gpu.refine.refine_topics`; the spectral fit that
-    refinement starts from whitens with 5 Krylov blocks unless ``n_krylov_blocks`` is given
-    (:data:`gpu.model_selection.REFINED_START_OPTIONS`). With ``n_extra_components``
+    refinement starts from whitens with 5 Krylov blocks unless ``n_krylov_blocks`` is given,
+    and where it has junk components (alpha below 2% of the mean) it is fitted again with
+    ``refit_extra_components`` (5) extra components, the k with the largest alpha kept and the
+    refit reported in ``selection_["junk_refit"]`` (0: never;
+    :data:`gpu.model_selection.REFINED_START_OPTIONS`). With ``n_extra_components``
     the over-provisioned components that look like junk are dropped and listed in
     ``selection_["dropped_topics"]``.
     """

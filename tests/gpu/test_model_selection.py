@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from gpu.estimator import fit_spectral_lda
 from gpu.matching import mean_matched_l1
@@ -189,8 +190,9 @@ def test_a_refined_fit_starts_from_the_engine_with_the_refined_start_options(cor
     train = corpus5.counts[train_rows]
     no_sweeps = {"max_sweeps": 0}  # the refinement returns its start as given
     started = fit_selected(corpus5.counts, 5, 0.5, backend="numpy", refine_options=no_sweeps)
-    assert REFINED_START_OPTIONS == {"n_krylov_blocks": 5}
-    engine = fit_spectral_lda(train, 5, 0.5, backend="numpy", **REFINED_START_OPTIONS)
+    assert REFINED_START_OPTIONS == {"n_krylov_blocks": 5, "refit_extra_components": 5}
+    engine = fit_spectral_lda(train, 5, 0.5, backend="numpy", n_krylov_blocks=5)
+    assert "junk_refit" not in started.selection  # no junk components: fitted once
     np.testing.assert_allclose(started.topic_word, engine.topic_word, atol=1e-12)
     # options the caller gives win, and a bare spectral fit keeps the engine's defaults
     told = fit_selected(corpus5.counts, 5, 0.5, backend="numpy", refine_options=no_sweeps, options={"n_krylov_blocks": 3})
@@ -200,3 +202,55 @@ def test_a_refined_fit_starts_from_the_engine_with_the_refined_start_options(cor
     bare = fit_selected(corpus5.counts, 5, 0.5, backend="numpy", refine=False)
     np.testing.assert_allclose(bare.topic_word, fit_spectral_lda(corpus5.counts, 5, 0.5, backend="numpy").topic_word,
                                atol=1e-12)
+
+
+def with_junk_documents(corpus, n_docs=8, n_words=2, length=200, seed=1):
+    """The corpus's counts with ``n_words`` new words (last columns) and ``n_docs`` documents
+    of ``length`` tokens made of them alone: a hex-dump-like block that the spectral fit
+    turns into a component with a tiny alpha."""
+    rng = np.random.default_rng(seed)
+    counts = corpus.counts.tocsr().astype(np.int64)
+    junk = np.zeros((n_docs, counts.shape[1] + n_words))
+    junk[:, counts.shape[1]:] = rng.multinomial(length, np.full(n_words, 1.0 / n_words), size=n_docs)
+    widened = sp.hstack([counts, sp.csr_matrix((counts.shape[0], n_words))])
+    return sp.vstack([widened, sp.csr_matrix(junk)]).tocsr()
+
+
+def test_junk_components_trigger_an_over_provisioned_refit_without_a_spectral_gap(corpus10):
+    from gpu.model_selection import REFIT_MIN_EIGENVALUE_RATIO, fit_selected, junk_components
+
+    counts = with_junk_documents(corpus10)
+    train = counts[heldout_rows(counts.shape[0], 0.1, 0)[0]]
+    plain = fit_spectral_lda(train, 6, 1.0, backend="numpy", n_krylov_blocks=5)
+    junk = junk_components(plain.topic_word, plain.alpha)
+    assert len(junk) == 1 and plain.topic_word[np.argmin(plain.alpha), -2:].sum() > 0.9  # the junk words' topic
+    no_sweeps = {"max_sweeps": 0}
+    fit = fit_selected(counts, 6, 1.0, backend="numpy", refine_options=no_sweeps)
+    report = fit.selection["junk_refit"]
+    assert report["refitted"] and report["m2_eigenvalue_ratio"] >= REFIT_MIN_EIGENVALUE_RATIO
+    assert report["junk_alpha"] == pytest.approx(junk) and report["n_extra_components"] == 5
+    refit = fit_spectral_lda(train, 6, 1.0, backend="numpy", n_krylov_blocks=5, n_extra_components=5)
+    np.testing.assert_allclose(fit.topic_word, refit.topic_word, atol=1e-12)
+    assert min(report["discarded_alpha"]) == pytest.approx(junk[0], rel=1e-3)  # the junk was left out
+    assert junk_components(fit.topic_word, fit.alpha) == [] and fit.topic_word[:, -2:].sum(axis=1).max() < 0.1
+    assert fit.timings["whitening"] > refit.timings["whitening"]  # both fits are counted
+    # refit_extra_components=0: fitted once, junk kept
+    once = fit_selected(counts, 6, 1.0, backend="numpy", refine_options=no_sweeps, options={"refit_extra_components": 0})
+    np.testing.assert_allclose(once.topic_word, plain.topic_word, atol=1e-12)
+    assert "junk_refit" not in once.selection
+    with pytest.raises(ValueError, match="refit_extra_components"):
+        fit_selected(counts, 6, 1.0, backend="numpy", options={"refit_extra_components": -1})
+
+
+def test_no_refit_past_a_spectral_gap(corpus5):
+    from gpu.model_selection import REFIT_MIN_EIGENVALUE_RATIO, eigenvalue_ratio, fit_selected
+
+    counts = with_junk_documents(corpus5)  # rank-5 LDA: the 6th-10th eigenvalues of M2 are noise
+    train = counts[heldout_rows(counts.shape[0], 0.1, 0)[0]]
+    fit = fit_selected(counts, 5, 0.5, backend="numpy", refine_options={"max_sweeps": 0})
+    report = fit.selection["junk_refit"]
+    assert not report["refitted"] and report["m2_eigenvalue_ratio"] < REFIT_MIN_EIGENVALUE_RATIO
+    plain = fit_spectral_lda(train, 5, 0.5, backend="numpy", n_krylov_blocks=5)
+    np.testing.assert_allclose(fit.topic_word, plain.topic_word, atol=1e-12)
+    assert eigenvalue_ratio(plain.m2_eigenvalues, 5, 5) == pytest.approx(report["m2_eigenvalue_ratio"])
+    assert eigenvalue_ratio(np.array([3.0, 2.0, 1.0]), 2, 5) is None  # not computed that far
