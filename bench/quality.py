@@ -2,8 +2,11 @@
 tomotopy (Gibbs), scikit-learn (batch variational) and gensim (online variational), all
 scored by the same functions (gpu.quality) in one run.
 
-Text: the reStructuredText sources of the Python documentation from the Debian package
-python3-doc (``apt-get install -y python3-doc``), under /usr/share/doc/python3.*/html/_sources.
+Text (``--corpus``): the reStructuredText sources of the Python documentation from the
+Debian package python3-doc (``apt-get install -y python3-doc``, the default), or of the Linux
+kernel documentation from linux-doc (``apt-get install -y linux-doc``; code, hex dumps and
+Chinese, Japanese and Italian translations among the English, which the spectral fit turns
+into junk components; ``--max-docs 25000`` keeps the peers' fit times near python3-doc's).
 Documents are consecutive paragraphs of one file merged until they hold >= 50 words.
 Tokenised with the service's own tokenizer (app.ingest, default TextOptions) when present,
 else scikit-learn's CountVectorizer; vocabulary from the training documents only (document
@@ -13,7 +16,8 @@ Measures: NPMI of each topic's top 10 words from document co-occurrence in the h
 documents; held-out per-word log likelihood by document completion; topic diversity;
 wall-clock fit time. Timings on a shared machine are noisy.
 
-    python bench/quality.py [--topics 20 50] [--seeds 0 1 2 3 4] [--max-docs 12000] [--tomotopy-iters 500]
+    python bench/quality.py [--corpus python3-doc|linux-doc] [--topics 20 50] [--seeds 0 1 2 3 4]
+                            [--max-docs 12000] [--tomotopy-iters 500]
                             [--synthetic] [--refine-options '{"n_chunks": 1}'] [--alpha0 1.0]
                             [--skip sklearn gensim]
 
@@ -47,15 +51,19 @@ sys.path.insert(0, str(ROOT))
 from gpu.estimator import SpectralLDA  # noqa: E402
 from gpu.quality import heldout_log_likelihood, npmi_coherence, split_heldout, topic_diversity  # noqa: E402
 
-SOURCES = "/usr/share/doc/python3*/html/_sources/**/*.txt"
+CORPORA = {  # name: (Debian package, glob of its reStructuredText sources)
+    "python3-doc": ("python3-doc", "/usr/share/doc/python3*/html/_sources/**/*.txt"),
+    "linux-doc": ("linux-doc", "/usr/share/doc/linux-doc/html/_sources/**/*.txt"),
+}
 
 
-def load_documents(min_words: int = 50, max_docs: int | None = None) -> list[str]:
+def load_documents(min_words: int = 50, max_docs: int | None = None, corpus: str = "python3-doc") -> list[str]:
     """Merge consecutive paragraphs of each documentation source file into >= min_words docs."""
+    package, sources = CORPORA[corpus]
     # several /usr/share/doc entries are symlinks to the same tree: read each file once
-    files = sorted({str(Path(p).resolve()) for p in glob.glob(SOURCES, recursive=True)})
+    files = sorted({str(Path(p).resolve()) for p in glob.glob(sources, recursive=True)})
     if not files:
-        raise SystemExit("no text found: install it with `apt-get install -y python3-doc`")
+        raise SystemExit(f"no text found: install it with `apt-get install -y {package}`")
     documents: list[str] = []
     for path in files:
         text = Path(path).read_text(encoding="utf-8", errors="replace")
@@ -206,6 +214,7 @@ def synthetic_selection(seed: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", choices=sorted(CORPORA), default="python3-doc")
     parser.add_argument("--topics", type=int, nargs="+", default=[20, 50])
     parser.add_argument("--max-docs", type=int, default=None)
     parser.add_argument("--max-words", type=int, default=5000)
@@ -224,10 +233,10 @@ def main() -> None:
     if args.synthetic:
         synthetic_selection(args.seed)
 
-    documents = load_documents(max_docs=args.max_docs)
+    documents = load_documents(max_docs=args.max_docs, corpus=args.corpus)
     train_rows, heldout_rows = split_heldout(np.empty((len(documents), 0)), 0.2, seed=args.seed)
     train, heldout, vocabulary, tokenizer = vectorize(documents, train_rows, heldout_rows, args.max_words)
-    print(f"corpus: python3-doc reST sources, tokenizer: {tokenizer}")
+    print(f"corpus: {args.corpus} reST sources, tokenizer: {tokenizer}")
     print(f"documents: train {train.shape[0]}, held-out {heldout.shape[0]}; vocabulary {train.shape[1]}; "
           f"train tokens {int(train.sum())}")
 
