@@ -26,7 +26,7 @@ from gpu.power_method import robust_tensor_power_method
 from gpu.recovery import alpha_from_eigenvalues, recover
 from gpu.tensor import DenseTensor, ImplicitTensor, tensor_terms, whitened_document_sums, whitened_tensor
 from gpu.validation import as_count_matrix, choose_backend, validate_parameters
-from gpu.whitening import krylov_whitening, word_scale
+from gpu.whitening import Whitening, krylov_whitening, word_scale
 
 Progress = Callable[[str, int, int], None] | None
 
@@ -43,7 +43,12 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "rank_tol": 1e-6,
     "projection_cache_bytes": 2**30,
     "word_scale_power": 0.2,
+    "refit_extra_components": 0,
 }
+# refit_extra_components: see fit_spectral_lda; the (k+extra)-th eigenvalue of M2 must be at
+# least this share of the k-th (no spectral gap at k) for the refit: past a gap the extra
+# components are noise, and on rank-k synthetic corpora keeping them by alpha lost true topics
+REFIT_MIN_EIGENVALUE_RATIO = 0.5
 DENSE_TENSOR_MAX_COMPONENTS = 200  # tensor_mode="auto" forms T (k^3 floats) up to this k
 GPU_BLOCK_ROWS = 262_144
 
@@ -115,7 +120,13 @@ def fit_spectral_lda(
     progress : optional ``progress(stage, done, total)``; its exceptions propagate.
     options : n_oversample (10), n_krylov_blocks (3: M2 applications of the block Krylov range finder), n_restarts (10), n_iter (30),
         tol (1e-10, on 1 - |cos| between iterates), n_extra_components (0: fit that many
-        more components and keep the k with the largest alpha), block_rows (None: auto),
+        more components and keep the k with the largest alpha), refit_extra_components (0:
+        when the fit has junk components, alpha below 2% of the mean, such as the hex dumps
+        and untranslated pages of real documentation, and M2 has no spectral gap at k, decompose
+        again with that many extra components from the same Krylov basis, which is built
+        with room for them, and keep the k with the largest alpha: the topics a fit with
+        n_extra_components would give, without its passes over the data; reported in
+        diagnostics["junk_refit"]), block_rows (None: auto),
         n_threads (None: all cores), tensor_mode ("auto" | "dense" | "implicit"),
         rank_tol (1e-6: eigenvalues of M2 below rank_tol x the largest count as zero),
         projection_cache_bytes (2**30: keep the D x (b m) products X K of the range finder
@@ -206,9 +217,11 @@ def _fit(plan: _FitPlan, clock: _Stopwatch, progress: Progress) -> SpectralLDARe
     blocks = blocks_for(stats.n_docs)
     rng = np.random.default_rng(seed)
     sketch_seed = int(rng.integers(2**62))
+    refit_extra = settings["refit_extra_components"]
 
     clock.start("whitening")
-    n_columns = min(n_components + settings["n_oversample"], n_words)
+    # room in each Krylov block for a refit with refit_extra more components from the same basis
+    n_columns = min(n_components + settings["n_oversample"] + refit_extra, n_words)
     cache_bytes = stats.n_docs * n_columns * settings["n_krylov_blocks"] * np.dtype(dtype).itemsize
     cache = cache_bytes <= settings["projection_cache_bytes"]
     whitening = krylov_whitening(
@@ -226,48 +239,64 @@ def _fit(plan: _FitPlan, clock: _Stopwatch, progress: Progress) -> SpectralLDARe
         scale=word_scale(stats.m1, settings["word_scale_power"]),
     )
 
-    clock.start("tensor")
-    mode = settings["tensor_mode"]
-    if mode == "auto":
-        mode = "dense" if n_components <= DENSE_TENSOR_MAX_COMPONENTS else "implicit"
-    W = whitening.matrix()
-    sums = whitened_document_sums(
-        stats,
-        W,
-        blocks=blocks,
-        with_third=mode == "dense",
-        keep_projection=mode == "implicit",
-        n_threads=n_threads,
-        progress=progress,
-        cached=whitening.cached_projection if cache else None,
-    )
-    terms = tensor_terms(stats, W, sums, alpha0)
-    if mode == "dense":
-        operator: Any = DenseTensor(whitened_tensor(sums, terms, dtype, n_threads=n_threads).astype(dtype))
-    else:
-        operator = ImplicitTensor(sums.projected, stats.doc_w3, terms)
+    def decompose(whitening: Whitening, n_components: int, rng: np.random.Generator):
+        """Whitened tensor, tensor power method and recovery of the k largest-alpha topics."""
+        clock.start("tensor")
+        mode = settings["tensor_mode"]
+        if mode == "auto":
+            mode = "dense" if n_components <= DENSE_TENSOR_MAX_COMPONENTS else "implicit"
+        W = whitening.matrix()
+        sums = whitened_document_sums(
+            stats,
+            W,
+            blocks=blocks,
+            with_third=mode == "dense",
+            keep_projection=mode == "implicit",
+            n_threads=n_threads,
+            progress=progress,
+            cached=whitening.cached_projection if cache else None,
+        )
+        terms = tensor_terms(stats, W, sums, alpha0)
+        if mode == "dense":
+            operator: Any = DenseTensor(whitened_tensor(sums, terms, dtype, n_threads=n_threads).astype(dtype))
+        else:
+            operator = ImplicitTensor(sums.projected, stats.doc_w3, terms)
 
-    clock.start("decomposition")
-    decomposition = robust_tensor_power_method(
-        operator,
-        n_components,
-        rng=rng,
-        n_restarts=settings["n_restarts"],
-        n_iter=settings["n_iter"],
-        tol=settings["tol"],
-        progress=progress,
-    )
+        clock.start("decomposition")
+        decomposition = robust_tensor_power_method(
+            operator,
+            n_components,
+            rng=rng,
+            n_restarts=settings["n_restarts"],
+            n_iter=settings["n_iter"],
+            tol=settings["tol"],
+            progress=progress,
+        )
 
-    clock.start("recovery")
-    if progress is not None:
-        progress("recovery", 0, 1)
-    pseudo_inverse = whitening.pseudo_inverse_transpose()
-    recovered = recover(
-        pseudo_inverse, decomposition.eigenvalues, decomposition.eigenvectors, alpha0, n_topics, n_threads=n_threads
-    )
+        clock.start("recovery")
+        if progress is not None:
+            progress("recovery", 0, 1)
+        recovered = recover(
+            whitening.pseudo_inverse_transpose(), decomposition.eigenvalues, decomposition.eigenvectors, alpha0,
+            n_topics, n_threads=n_threads,
+        )
+        if progress is not None:
+            progress("recovery", 1, 1)
+        return mode, decomposition, recovered
+
+    mode, decomposition, recovered = decompose(whitening, n_components, rng)
+    junk_refit = None
+    if refit_extra:
+        junk_refit = _junk_refit_plan(recovered, whitening, n_topics, n_components, refit_extra,
+                                      min(n_words, stats.n_docs), settings["rank_tol"])
+        if junk_refit is not None and junk_refit["refitted"]:
+            n_components += refit_extra
+            whitening = whitening.with_components(n_components, settings["rank_tol"])
+            # the rng a fit with n_extra_components would hand the power method: the same topics
+            refit_rng = np.random.default_rng(seed)
+            refit_rng.integers(2**62)
+            mode, decomposition, recovered = decompose(whitening, n_components, refit_rng)
     topic_word = np.ascontiguousarray(to_host(recovered.topic_word), dtype=np.float64)
-    if progress is not None:
-        progress("recovery", 1, 1)
     clock.stop()
 
     order = recovered.order
@@ -292,6 +321,7 @@ def _fit(plan: _FitPlan, clock: _Stopwatch, progress: Progress) -> SpectralLDARe
         "alpha_sum": float(recovered.alpha.sum()),
         "discarded_alpha": [float(a) for a in np.sort(alpha_from_eigenvalues(decomposition.eigenvalues, alpha0))[::-1][n_topics:]],
         "m2_spectral_gap": _spectral_gap(whitening.eigenvalues, n_components),
+        "junk_refit": junk_refit,
         "options": {name: settings[name] for name in sorted(settings)},
         "seed": int(seed),
         "alpha0": alpha0,
@@ -306,6 +336,30 @@ def _fit(plan: _FitPlan, clock: _Stopwatch, progress: Progress) -> SpectralLDARe
         diagnostics=diagnostics,
         n_features_in=n_words,
     )
+
+
+def _junk_refit_plan(recovered: Any, whitening: Whitening, n_topics: int, n_components: int, refit_extra: int,
+                     max_components: int, rank_tol: float) -> dict | None:
+    """Whether a fit with junk components (:func:`gpu.model_selection.junk_components` of the
+    recovered topics) is redone with ``refit_extra`` more components from the same Krylov
+    basis: only without a spectral gap (lambda_(k+extra) >= REFIT_MIN_EIGENVALUE_RATIO
+    lambda_k of M2's Ritz values) and within ``max_components`` (V, usable documents) and the
+    basis's rank. None without junk, else the report {junk_alpha, n_extra_components,
+    m2_eigenvalue_ratio, refitted}."""
+    from gpu.model_selection import junk_components
+
+    junk = junk_components(np.asarray(to_host(recovered.topic_word)), np.asarray(recovered.alpha))
+    if not junk:
+        return None
+    eigenvalues = whitening.eigenvalues
+    wanted = n_components + refit_extra
+    ratio = None
+    if len(eigenvalues) >= wanted and eigenvalues[n_components - 1] > 0:
+        ratio = float(eigenvalues[wanted - 1] / eigenvalues[n_components - 1])
+    refitted = (ratio is not None and ratio >= REFIT_MIN_EIGENVALUE_RATIO and wanted <= max_components
+                and eigenvalues[wanted - 1] > rank_tol * eigenvalues[0])
+    return {"junk_alpha": junk, "n_extra_components": int(refit_extra), "m2_eigenvalue_ratio": ratio,
+            "refitted": bool(refitted)}
 
 
 def _spectral_gap(eigenvalues: np.ndarray, n_components: int) -> float | None:
@@ -328,7 +382,7 @@ class SpectralLDA:
     (:func:`gpu.model_selection.fit_selected`). ``k_range`` bounds k for "auto";
     ``refine_options`` go to :func:`gpu.refine.refine_topics`; the spectral fit that
     refinement starts from whitens with 5 Krylov blocks unless ``n_krylov_blocks`` is given,
-    and where it has junk components (alpha below 2% of the mean) it is fitted again with
+    and where it has junk components (alpha below 2% of the mean) it is decomposed again with
     ``refit_extra_components`` (5) extra components, the k with the largest alpha kept and the
     refit reported in ``selection_["junk_refit"]`` (0: never;
     :data:`gpu.model_selection.REFINED_START_OPTIONS`). With ``n_extra_components``

@@ -499,16 +499,14 @@ SELECTION_OPTIONS = ("n_oversample", "n_power_iter", "n_extra_components")
 # "refit_extra_components": when the fit at k has junk components (alpha below
 # JUNK_ALPHA_SHARE x the mean: rare-token artefacts such as hex dumps or untranslated pages,
 # which the tensor power method finds first because their eigenvalues are the largest),
-# fit again with that many extra components and keep the k with the largest alpha, provided
-# M2 has no spectral gap there (its (k+extra)-th eigenvalue is at least
-# REFIT_MIN_EIGENVALUE_RATIO of its k-th; past a gap the extra components are noise, and on
-# synthetic LDA corpora of rank k keeping them by alpha loses true topics). On
+# the engine decomposes again with that many extra components from the same Krylov basis and
+# keeps the k with the largest alpha, provided M2 has no spectral gap there
+# (gpu.estimator.REFIT_MIN_EIGENVALUE_RATIO). On
 # linux-doc text (3-8 junk components at k=20 and 50) refined held-out likelihood rose by
 # 0.047 and 0.018 nats/word and NPMI by 0.07 and 0.05; on python3-doc text k=50 (2 junk) by
 # 0.004; python3-doc k=20 has none and is not refitted (extra components there cost 0.009).
 REFINED_START_OPTIONS = {"n_krylov_blocks": 5, "refit_extra_components": 5}
 JUNK_ALPHA_SHARE = 0.02  # drop_junk_topics' default min_alpha_share
-REFIT_MIN_EIGENVALUE_RATIO = 0.5  # real text: 0.88-0.95 at k=20 and 50 (+5); rank-k synthetic corpora: ~0
 CANDIDATE_OPTIONS = ("n_restarts", "n_iter", "tol", "rank_tol")
 
 
@@ -517,14 +515,6 @@ def junk_components(topic_word: np.ndarray, alpha: np.ndarray, share: float = JU
     that :func:`drop_junk_topics` calls "tiny_alpha": alpha below ``share`` x the mean."""
     _, dropped = drop_junk_topics(topic_word, alpha, n_keep=len(alpha), min_alpha_share=share, max_similarity=1.0)
     return [d["alpha"] for d in dropped if d["reason"] == "tiny_alpha"]
-
-
-def eigenvalue_ratio(m2_eigenvalues: np.ndarray, n_topics: int, n_extra: int) -> float | None:
-    """lambda_(k+extra) / lambda_k of M2's leading eigenvalues (descending; None when the fit
-    did not compute the (k+extra)-th or lambda_k is not positive)."""
-    if len(m2_eigenvalues) < n_topics + n_extra or m2_eigenvalues[n_topics - 1] <= 0:
-        return None
-    return float(m2_eigenvalues[n_topics + n_extra - 1] / m2_eigenvalues[n_topics - 1])
 
 
 def heldout_rows(n_docs: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -556,12 +546,8 @@ def fit_selected(
     X: (D, V) counts. A fraction ``heldout_fraction`` of the documents is held out (seeded)
     to score candidates and to stop refinement; the topics are learned from the rest.
     Fixed k and alpha0 use :func:`gpu.estimator.fit_spectral_lda` with ``options`` (with
-    ``refine``, :data:`REFINED_START_OPTIONS` where ``options`` does not say otherwise); where
-    that fit has junk components (:func:`junk_components`) and ``options`` has
-    ``refit_extra_components`` > 0, it is fitted again with that many extra components, the k
-    with the largest alpha kept (``selection["junk_refit"]`` reports the junk alphas and the
-    discarded ones; ``refit_extra_components`` is ignored with "auto" and explicit
-    ``n_extra_components``, whose fits drop junk themselves); "auto"
+    ``refine``, :data:`REFINED_START_OPTIONS` where ``options`` does not say otherwise; the
+    engine's junk refit, when one was considered, is reported in ``selection["junk_refit"]``); "auto"
     and over-provisioning (``n_extra_components`` > 0, junk components dropped and
     reported) use :func:`select_model` over shared passes; without over-provisioning, the
     chosen k and alpha0 are then fitted once by the engine (its word-scaled whitening gives
@@ -569,15 +555,11 @@ def fit_selected(
     :func:`gpu.refine.refine_topics`.
     """
     import time
-    from functools import partial
 
     from gpu.estimator import fit_spectral_lda
     from gpu.refine import refine_topics
 
     options = {**(REFINED_START_OPTIONS if refine else {}), **(options or {})}
-    refit_extra = options.pop("refit_extra_components", 0)
-    if isinstance(refit_extra, bool) or not isinstance(refit_extra, (int, np.integer)) or refit_extra < 0:
-        raise ValueError(f"refit_extra_components must be an integer >= 0, got {refit_extra!r}")
     choose = n_topics == "auto" or alpha0 == "auto"
     # over-provisioned fits also go through the shared passes, which drop junk components
     auto = choose or int(options.get("n_extra_components", 0) or 0) > 0
@@ -596,6 +578,7 @@ def fit_selected(
     timings: dict[str, float] = {}
 
     started = time.perf_counter()
+    result = None  # the engine fit the topics come from, if any
     if auto:
         from gpu.estimator import DEFAULT_OPTIONS
 
@@ -626,29 +609,17 @@ def fit_selected(
             topic_word, alpha, tensor_eigenvalues = result.topic_word, result.alpha, result.tensor_eigenvalues
             evidence["final_fit"] = "engine (word-scaled whitening) at the chosen n_topics and alpha0"
     else:
-        fit = partial(fit_spectral_lda, train, int(n_topics), float(alpha0), seed=seed, backend=concrete, dtype=dtype,
-                      progress=progress)
-        result = fit(**options)
-        timings.update(result.timings)
+        result = fit_spectral_lda(train, int(n_topics), float(alpha0), seed=seed, backend=concrete, dtype=dtype, progress=progress, **options)
         evidence = {}
-        junk = junk_components(result.topic_word, result.alpha) if refit_extra else []
-        if junk:
-            ratio = eigenvalue_ratio(result.m2_eigenvalues, int(n_topics), int(refit_extra))
-            fits = int(n_topics) + refit_extra <= min(result.n_features_in, int(train.shape[0]) - result.n_dropped_docs)
-            report = evidence["junk_refit"] = {
-                "junk_alpha": junk, "n_extra_components": int(refit_extra), "m2_eigenvalue_ratio": ratio,
-                "refitted": bool(fits and ratio is not None and ratio >= REFIT_MIN_EIGENVALUE_RATIO),
-            }
-            if report["refitted"]:
-                result = fit(**{**options, "n_extra_components": refit_extra})
-                report["discarded_alpha"] = result.diagnostics["discarded_alpha"]
-                for name, seconds in result.timings.items():
-                    timings[name] = timings.get(name, 0.0) + seconds
+        timings.update(result.timings)
         topic_word, alpha = result.topic_word, result.alpha
         chosen_k, chosen_alpha0 = int(n_topics), float(alpha0)
         m2_eigenvalues, tensor_eigenvalues = result.m2_eigenvalues, result.tensor_eigenvalues
         n_dropped_docs = result.n_dropped_docs
     timings["spectral"] = time.perf_counter() - started
+    junk_refit = result.diagnostics.get("junk_refit") if result is not None else None
+    if junk_refit is not None:
+        evidence["junk_refit"] = junk_refit
 
     refinement = None
     if refine:

@@ -59,6 +59,7 @@ PARAMETER_CONSTRAINTS: dict[str, Constraint] = {
     "n_iter": Constraint(_positive_int, "an integer >= 1"),
     "tol": Constraint(lambda v: _is_real(v) and v > 0, "a finite number > 0"),
     "n_extra_components": Constraint(_non_negative_int, "an integer >= 0"),
+    "refit_extra_components": Constraint(_non_negative_int, "an integer >= 0"),
     "block_rows": Constraint(_optional(_positive_int), "None or an integer >= 1"),
     "n_threads": Constraint(_optional(_positive_int), "None or an integer >= 1"),
     "tensor_mode": Constraint(lambda v: v in TENSOR_MODES, f"one of {TENSOR_MODES}"),

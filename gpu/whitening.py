@@ -43,6 +43,9 @@ class Whitening:
     word_scale:  (V,) s of S = diag(s), or None (identity): W = S basis G and
                  (W^T)^+ = S^-1 basis unwhiten.
     projections: X_b S K of each row block (by first row), or None.
+    ritz_vectors: (n, n) float64 host: the Ritz vectors of all ``eigenvalues`` (G and unwhiten
+                 are their first k columns, scaled), so that :meth:`with_components` can
+                 whiten for another number of components from the same basis.
     """
 
     basis: Any
@@ -51,6 +54,13 @@ class Whitening:
     eigenvalues: np.ndarray
     projections: dict[int, list[Any]] | None = None
     word_scale: Any = None
+    ritz_vectors: np.ndarray | None = None
+
+    def with_components(self, n_components: int, rank_tol: float) -> "Whitening":
+        """The whitening for the top ``n_components`` Ritz pairs of the same basis (no pass
+        over the data); ValueError beyond M2's numerical rank on it."""
+        G, unwhiten = _scaled_ritz_vectors(self.eigenvalues, self.ritz_vectors, n_components, rank_tol)
+        return dataclasses.replace(self, G=G, unwhiten=unwhiten)
 
     def cached_projection(self, start: int) -> Any | None:
         """(B, k) X_b W for the block starting at row ``start`` from the kept X_b S K, or None."""
@@ -248,6 +258,15 @@ def whitening_from_rayleigh(
     eigenvalues, vectors = np.linalg.eigh(0.5 * (rayleigh + rayleigh.T))
     order = np.argsort(eigenvalues)[::-1]
     eigenvalues, vectors = eigenvalues[order], vectors[:, order]
+    G, unwhiten = _scaled_ritz_vectors(eigenvalues, vectors, n_components, rank_tol)
+    return Whitening(basis=basis, G=G, unwhiten=unwhiten, eigenvalues=eigenvalues, projections=projections,
+                     ritz_vectors=vectors)
+
+
+def _scaled_ritz_vectors(eigenvalues: np.ndarray, vectors: np.ndarray, n_components: int,
+                         rank_tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """(G, unwhiten), each (n, n_components): the top Ritz vectors (columns of ``vectors``,
+    ``eigenvalues`` descending) scaled by Ritz value^-1/2 and ^+1/2."""
     top = float(eigenvalues[0]) if eigenvalues.size else 0.0
     numerical_rank = int(np.sum(eigenvalues > top * rank_tol)) if top > 0 else 0
     if numerical_rank < n_components:
@@ -258,6 +277,4 @@ def whitening_from_rayleigh(
             f"(leading eigenvalues: {shown})"
         )
     kept = eigenvalues[:n_components]
-    G = vectors[:, :n_components] / np.sqrt(kept)
-    unwhiten = vectors[:, :n_components] * np.sqrt(kept)
-    return Whitening(basis=basis, G=G, unwhiten=unwhiten, eigenvalues=eigenvalues, projections=projections)
+    return vectors[:, :n_components] / np.sqrt(kept), vectors[:, :n_components] * np.sqrt(kept)

@@ -191,11 +191,12 @@ def test_a_refined_fit_starts_from_the_engine_with_the_refined_start_options(cor
     no_sweeps = {"max_sweeps": 0}  # the refinement returns its start as given
     started = fit_selected(corpus5.counts, 5, 0.5, backend="numpy", refine_options=no_sweeps)
     assert REFINED_START_OPTIONS == {"n_krylov_blocks": 5, "refit_extra_components": 5}
-    engine = fit_spectral_lda(train, 5, 0.5, backend="numpy", n_krylov_blocks=5)
-    assert "junk_refit" not in started.selection  # no junk components: fitted once
+    engine = fit_spectral_lda(train, 5, 0.5, backend="numpy", **REFINED_START_OPTIONS)
+    assert engine.diagnostics["junk_refit"] is None and "junk_refit" not in started.selection  # no junk
     np.testing.assert_allclose(started.topic_word, engine.topic_word, atol=1e-12)
     # options the caller gives win, and a bare spectral fit keeps the engine's defaults
-    told = fit_selected(corpus5.counts, 5, 0.5, backend="numpy", refine_options=no_sweeps, options={"n_krylov_blocks": 3})
+    told = fit_selected(corpus5.counts, 5, 0.5, backend="numpy", refine_options=no_sweeps,
+                        options={"n_krylov_blocks": 3, "refit_extra_components": 0})
     default_engine = fit_spectral_lda(train, 5, 0.5, backend="numpy")
     np.testing.assert_allclose(told.topic_word, default_engine.topic_word, atol=1e-12)
     assert np.abs(engine.topic_word - default_engine.topic_word).max() > 1e-9
@@ -216,41 +217,46 @@ def with_junk_documents(corpus, n_docs=8, n_words=2, length=200, seed=1):
     return sp.vstack([widened, sp.csr_matrix(junk)]).tocsr()
 
 
-def test_junk_components_trigger_an_over_provisioned_refit_without_a_spectral_gap(corpus10):
-    from gpu.model_selection import REFIT_MIN_EIGENVALUE_RATIO, fit_selected, junk_components
+def test_junk_components_are_decomposed_again_with_extra_components_from_the_same_basis(corpus10):
+    from gpu.estimator import REFIT_MIN_EIGENVALUE_RATIO, SpectralLDA
+    from gpu.model_selection import fit_selected, junk_components
 
     counts = with_junk_documents(corpus10)
-    train = counts[heldout_rows(counts.shape[0], 0.1, 0)[0]]
-    plain = fit_spectral_lda(train, 6, 1.0, backend="numpy", n_krylov_blocks=5)
+    plain = fit_spectral_lda(counts, 6, 1.0, backend="numpy", n_krylov_blocks=5, n_oversample=15)
     junk = junk_components(plain.topic_word, plain.alpha)
     assert len(junk) == 1 and plain.topic_word[np.argmin(plain.alpha), -2:].sum() > 0.9  # the junk words' topic
-    no_sweeps = {"max_sweeps": 0}
-    fit = fit_selected(counts, 6, 1.0, backend="numpy", refine_options=no_sweeps)
-    report = fit.selection["junk_refit"]
+    stages = []
+    refit = fit_spectral_lda(counts, 6, 1.0, backend="numpy", n_krylov_blocks=5, refit_extra_components=5,
+                             progress=lambda stage, done, total: stages.append(stage))
+    report = refit.diagnostics["junk_refit"]
     assert report["refitted"] and report["m2_eigenvalue_ratio"] >= REFIT_MIN_EIGENVALUE_RATIO
     assert report["junk_alpha"] == pytest.approx(junk) and report["n_extra_components"] == 5
-    refit = fit_spectral_lda(train, 6, 1.0, backend="numpy", n_krylov_blocks=5, n_extra_components=5)
-    np.testing.assert_allclose(fit.topic_word, refit.topic_word, atol=1e-12)
-    assert min(report["discarded_alpha"]) == pytest.approx(junk[0], rel=1e-3)  # the junk was left out
-    assert junk_components(fit.topic_word, fit.alpha) == [] and fit.topic_word[:, -2:].sum(axis=1).max() < 0.1
-    assert fit.timings["whitening"] > refit.timings["whitening"]  # both fits are counted
-    # refit_extra_components=0: fitted once, junk kept
-    once = fit_selected(counts, 6, 1.0, backend="numpy", refine_options=no_sweeps, options={"refit_extra_components": 0})
-    np.testing.assert_allclose(once.topic_word, plain.topic_word, atol=1e-12)
-    assert "junk_refit" not in once.selection
+    # exactly the topics of an over-provisioned fit, whose Krylov basis has the same columns
+    extra = fit_spectral_lda(counts, 6, 1.0, backend="numpy", n_krylov_blocks=5, n_extra_components=5)
+    np.testing.assert_allclose(refit.topic_word, extra.topic_word, atol=1e-12)
+    assert refit.diagnostics["n_components_fitted"] == 11 and min(refit.diagnostics["discarded_alpha"]) == pytest.approx(
+        junk[0], rel=1e-3)
+    assert junk_components(refit.topic_word, refit.alpha) == [] and refit.topic_word[:, -2:].sum(axis=1).max() < 0.1
+    # ... without passing over the data again: one whitening, then two decompositions
+    order = [stage for i, stage in enumerate(stages) if i == 0 or stages[i - 1] != stage]
+    assert order.count("whitening") == 1 and order[-6:] == ["tensor", "decomposition", "recovery"] * 2
+    # the refined path asks for it (REFINED_START_OPTIONS) and reports it with the selection
+    fit = fit_selected(counts, 6, 1.0, backend="numpy", refine_options={"max_sweeps": 0})
+    assert fit.selection["junk_refit"]["refitted"]
+    bare = SpectralLDA(6, alpha0=1.0, backend="numpy", refine=False, refit_extra_components=5).fit(counts)
+    np.testing.assert_allclose(bare.topic_word_, fit_spectral_lda(counts, 6, 1.0, backend="numpy", n_extra_components=5)
+                               .topic_word, atol=1e-12)
     with pytest.raises(ValueError, match="refit_extra_components"):
-        fit_selected(counts, 6, 1.0, backend="numpy", options={"refit_extra_components": -1})
+        fit_spectral_lda(counts, 6, 1.0, backend="numpy", refit_extra_components=-1)
 
 
 def test_no_refit_past_a_spectral_gap(corpus5):
-    from gpu.model_selection import REFIT_MIN_EIGENVALUE_RATIO, eigenvalue_ratio, fit_selected
+    from gpu.estimator import REFIT_MIN_EIGENVALUE_RATIO
 
     counts = with_junk_documents(corpus5)  # rank-5 LDA: the 6th-10th eigenvalues of M2 are noise
-    train = counts[heldout_rows(counts.shape[0], 0.1, 0)[0]]
-    fit = fit_selected(counts, 5, 0.5, backend="numpy", refine_options={"max_sweeps": 0})
-    report = fit.selection["junk_refit"]
+    fit = fit_spectral_lda(counts, 5, 0.5, backend="numpy", n_krylov_blocks=5, refit_extra_components=5)
+    report = fit.diagnostics["junk_refit"]
     assert not report["refitted"] and report["m2_eigenvalue_ratio"] < REFIT_MIN_EIGENVALUE_RATIO
-    plain = fit_spectral_lda(train, 5, 0.5, backend="numpy", n_krylov_blocks=5)
+    assert report["m2_eigenvalue_ratio"] == pytest.approx(fit.m2_eigenvalues[9] / fit.m2_eigenvalues[4])
+    plain = fit_spectral_lda(counts, 5, 0.5, backend="numpy", n_krylov_blocks=5, n_oversample=15)
     np.testing.assert_allclose(fit.topic_word, plain.topic_word, atol=1e-12)
-    assert eigenvalue_ratio(plain.m2_eigenvalues, 5, 5) == pytest.approx(report["m2_eigenvalue_ratio"])
-    assert eigenvalue_ratio(np.array([3.0, 2.0, 1.0]), 2, 5) is None  # not computed that far
