@@ -4,8 +4,9 @@ Where CuPy sees a GPU it prints
   1. parity with the CPU on the 20k synthetic configuration, same seed: largest matched
      L1 distance between CPU and GPU topics (target <= 1e-3 in float64, <= 1e-2 in float32);
   2. refinement parity: 4 variational EM sweeps (k=20, so the active-topic updates run
-     after the first) from the same spectral start on the CPU and on the GPU in float64
-     (target <= 1e-3), with both timings;
+     after the first) from the same spectral start on the CPU and on the GPU in float64,
+     with held-out documents and the alpha shape re-fitted each sweep (target <= 1e-3 on
+     the topics and on alpha / alpha0), with both timings;
   3. the NYTimes-scale fit (300,000 docs, V=100,000, ~100 M tokens, k=100) on the GPU in
      float32, host-to-device copy of the CSR included (target <= 1 s on one H200), after a
      small warm-up fit that loads CUDA kernels.

@@ -287,8 +287,8 @@ def _fit(plan: _FitPlan, clock: _Stopwatch, progress: Progress) -> SpectralLDARe
     mode, decomposition, recovered = decompose(whitening, n_components, rng)
     junk_refit = None
     if refit_extra:
-        junk_refit = _junk_refit_plan(recovered, whitening, n_topics, n_components, refit_extra,
-                                      min(n_words, stats.n_docs), settings["rank_tol"])
+        junk_refit = _junk_refit_plan(recovered, whitening, n_components, refit_extra, min(n_words, stats.n_docs),
+                                      settings["rank_tol"])
         if junk_refit is not None and junk_refit["refitted"]:
             n_components += refit_extra
             whitening = whitening.with_components(n_components, settings["rank_tol"])
@@ -338,7 +338,7 @@ def _fit(plan: _FitPlan, clock: _Stopwatch, progress: Progress) -> SpectralLDARe
     )
 
 
-def _junk_refit_plan(recovered: Any, whitening: Whitening, n_topics: int, n_components: int, refit_extra: int,
+def _junk_refit_plan(recovered: Any, whitening: Whitening, n_components: int, refit_extra: int,
                      max_components: int, rank_tol: float) -> dict | None:
     """Whether a fit with junk components (:func:`gpu.model_selection.junk_components` of the
     recovered topics) is redone with ``refit_extra`` more components from the same Krylov

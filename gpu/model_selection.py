@@ -502,9 +502,10 @@ SELECTION_OPTIONS = ("n_oversample", "n_power_iter", "n_extra_components")
 # the engine decomposes again with that many extra components from the same Krylov basis and
 # keeps the k with the largest alpha, provided M2 has no spectral gap there
 # (gpu.estimator.REFIT_MIN_EIGENVALUE_RATIO). On
-# linux-doc text (3-8 junk components at k=20 and 50) refined held-out likelihood rose by
-# 0.047 and 0.018 nats/word and NPMI by 0.07 and 0.05; on python3-doc text k=50 (2 junk) by
-# 0.004; python3-doc k=20 has none and is not refitted (extra components there cost 0.009).
+# linux-doc text (3-8 junk components at k=20 and 50, seeds 0-2) refined held-out likelihood
+# rose by 0.047 and 0.018 nats/word and NPMI by 0.07 and 0.05; on python3-doc text k=50 (2 junk
+# components on 4 of 5 seeds) by 0.003; python3-doc k=20 has none and is not refitted (extra
+# components there cost 0.009 nats/word).
 REFINED_START_OPTIONS = {"n_krylov_blocks": 5, "refit_extra_components": 5}
 JUNK_ALPHA_SHARE = 0.02  # drop_junk_topics' default min_alpha_share
 CANDIDATE_OPTIONS = ("n_restarts", "n_iter", "tol", "rank_tol")
@@ -610,12 +611,12 @@ def fit_selected(
             evidence["final_fit"] = "engine (word-scaled whitening) at the chosen n_topics and alpha0"
     else:
         result = fit_spectral_lda(train, int(n_topics), float(alpha0), seed=seed, backend=concrete, dtype=dtype, progress=progress, **options)
-        evidence = {}
-        timings.update(result.timings)
         topic_word, alpha = result.topic_word, result.alpha
         chosen_k, chosen_alpha0 = int(n_topics), float(alpha0)
         m2_eigenvalues, tensor_eigenvalues = result.m2_eigenvalues, result.tensor_eigenvalues
         n_dropped_docs = result.n_dropped_docs
+        evidence = {}
+        timings.update(result.timings)
     timings["spectral"] = time.perf_counter() - started
     junk_refit = result.diagnostics.get("junk_refit") if result is not None else None
     if junk_refit is not None:
