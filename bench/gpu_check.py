@@ -3,6 +3,7 @@
 Where CuPy sees a GPU it prints
   1. parity with the CPU on the 20k synthetic configuration, same seed: largest matched
      L1 distance between CPU and GPU topics (target <= 1e-3 in float64, <= 1e-2 in float32);
+     then the same for the junk refit (refit_extra_components), which both sides must take;
   2. refinement parity: 4 variational EM sweeps (k=20, so the active-topic updates run
      after the first) from the same spectral start on the CPU and on the GPU in float64,
      with held-out documents and the alpha shape re-fitted each sweep (target <= 1e-3 on
@@ -29,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from gpu import fit_spectral_lda  # noqa: E402
 from gpu.backend import gpu_available  # noqa: E402
 from gpu.matching import match_topics  # noqa: E402
-from gpu.synthetic import make_lda_corpus, zipf_weights  # noqa: E402
+from gpu.synthetic import make_lda_corpus, with_junk_documents, zipf_weights  # noqa: E402
 
 PARITY_TARGETS = {"float64": 1e-3, "float32": 1e-2}
 SCALE_TARGET_SECONDS = 1.0
@@ -41,14 +42,19 @@ def parity_l1(cpu_topics: np.ndarray, gpu_topics: np.ndarray) -> float:
     return float(l1.max())
 
 
-def parity_report(counts, n_topics: int, dtype: str, gpu_backend: str = "cupy") -> tuple[float, bool, str]:
-    """Fit on NumPy and on ``gpu_backend`` with the same seed; (max L1, met, printable line)."""
-    cpu = fit_spectral_lda(counts, n_topics, 1.0, seed=0, backend="numpy", dtype=dtype)
-    gpu = fit_spectral_lda(counts, n_topics, 1.0, seed=0, backend=gpu_backend, dtype=dtype)
+def parity_report(counts, n_topics: int, dtype: str, gpu_backend: str = "cupy", **options) -> tuple[float, bool, str]:
+    """Fit on NumPy and on ``gpu_backend`` with the same seed and engine ``options``; (max L1,
+    met, printable line; with refit_extra_components, whether each side refitted)."""
+    cpu = fit_spectral_lda(counts, n_topics, 1.0, seed=0, backend="numpy", dtype=dtype, **options)
+    gpu = fit_spectral_lda(counts, n_topics, 1.0, seed=0, backend=gpu_backend, dtype=dtype, **options)
     worst = parity_l1(cpu.topic_word, gpu.topic_word)
     met = worst <= PARITY_TARGETS[dtype]
     line = (f"parity {dtype}: max matched L1 CPU vs {gpu_backend} = {worst:.2e} "
             f"(target <= {PARITY_TARGETS[dtype]:.0e}: {'met' if met else 'MISSED'})")
+    if options.get("refit_extra_components"):
+        refitted = [bool((fit.diagnostics["junk_refit"] or {}).get("refitted")) for fit in (cpu, gpu)]
+        met = met and refitted[0] == refitted[1]
+        line += f"; junk refit CPU {refitted[0]}, {gpu_backend} {refitted[1]}"
     return worst, met, line
 
 
@@ -114,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     corpus = make_lda_corpus(20_000, 5_000, 20, 1.0, 100.0, seed=0)
     for dtype in ("float64", "float32"):
         print(parity_report(corpus.counts, 20, dtype)[2])
+    junk = with_junk_documents(make_lda_corpus(4_000, 400, 10, 2.0, 80.0, seed=10).counts)
+    print("junk refit (k=6 of 10 topics, a hex-dump-like block): "
+          + parity_report(junk, 6, "float64", refit_extra_components=5, n_krylov_blocks=5)[2])
     import cupyx.scipy.sparse as cusparse
 
     counts = corpus.counts.astype(np.float64)

@@ -90,3 +90,16 @@ def make_lda_corpus(
     counts = sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, n_words), dtype=np.int32)
     counts.data = counts.data.astype(np.int32)
     return SyntheticCorpus(counts=counts, topic_word=topic_word, alpha=alpha, doc_topic=doc_topic)
+
+
+def with_junk_documents(counts: sp.csr_matrix, n_docs: int = 8, n_words: int = 2, length: int = 200,
+                        seed: int = 1) -> sp.csr_matrix:
+    """(D + n_docs, V + n_words) int64 CSR: ``counts`` with ``n_words`` new words (the last
+    columns) and ``n_docs`` documents of ``length`` tokens made of them alone, like the hex
+    dumps of real documentation, which a spectral fit turns into a component with a tiny alpha."""
+    rng = np.random.default_rng(seed)
+    counts = sp.csr_matrix(counts).astype(np.int64)
+    junk = np.zeros((n_docs, counts.shape[1] + n_words), dtype=np.int64)
+    junk[:, counts.shape[1]:] = rng.multinomial(length, np.full(n_words, 1.0 / n_words), size=n_docs)
+    widened = sp.hstack([counts, sp.csr_matrix((counts.shape[0], n_words), dtype=np.int64)])
+    return sp.vstack([widened, sp.csr_matrix(junk)], format="csr")

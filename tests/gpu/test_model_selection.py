@@ -17,7 +17,7 @@ from gpu.model_selection import (
     select_model,
 )
 from gpu.quality import split_heldout
-from gpu.synthetic import make_lda_corpus
+from gpu.synthetic import make_lda_corpus, with_junk_documents
 
 
 @pytest.fixture(scope="module")
@@ -205,23 +205,11 @@ def test_a_refined_fit_starts_from_the_engine_with_the_refined_start_options(cor
                                atol=1e-12)
 
 
-def with_junk_documents(corpus, n_docs=8, n_words=2, length=200, seed=1):
-    """The corpus's counts with ``n_words`` new words (last columns) and ``n_docs`` documents
-    of ``length`` tokens made of them alone: a hex-dump-like block that the spectral fit
-    turns into a component with a tiny alpha."""
-    rng = np.random.default_rng(seed)
-    counts = corpus.counts.tocsr().astype(np.int64)
-    junk = np.zeros((n_docs, counts.shape[1] + n_words))
-    junk[:, counts.shape[1]:] = rng.multinomial(length, np.full(n_words, 1.0 / n_words), size=n_docs)
-    widened = sp.hstack([counts, sp.csr_matrix((counts.shape[0], n_words))])
-    return sp.vstack([widened, sp.csr_matrix(junk)]).tocsr()
-
-
 def test_junk_components_are_decomposed_again_with_extra_components_from_the_same_basis(corpus10):
     from gpu.estimator import REFIT_MIN_EIGENVALUE_RATIO, SpectralLDA
     from gpu.model_selection import fit_selected, junk_components
 
-    counts = with_junk_documents(corpus10)
+    counts = with_junk_documents(corpus10.counts)
     plain = fit_spectral_lda(counts, 6, 1.0, backend="numpy", n_krylov_blocks=5, n_oversample=15)
     junk = junk_components(plain.topic_word, plain.alpha)
     assert len(junk) == 1 and plain.topic_word[np.argmin(plain.alpha), -2:].sum() > 0.9  # the junk words' topic
@@ -253,7 +241,7 @@ def test_junk_components_are_decomposed_again_with_extra_components_from_the_sam
 def test_no_refit_past_a_spectral_gap(corpus5):
     from gpu.estimator import REFIT_MIN_EIGENVALUE_RATIO
 
-    counts = with_junk_documents(corpus5)  # rank-5 LDA: the 6th-10th eigenvalues of M2 are noise
+    counts = with_junk_documents(corpus5.counts)  # rank-5 LDA: the 6th-10th eigenvalues of M2 are noise
     fit = fit_spectral_lda(counts, 5, 0.5, backend="numpy", n_krylov_blocks=5, refit_extra_components=5)
     report = fit.diagnostics["junk_refit"]
     assert not report["refitted"] and report["m2_eigenvalue_ratio"] < REFIT_MIN_EIGENVALUE_RATIO
