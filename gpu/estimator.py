@@ -123,10 +123,11 @@ def fit_spectral_lda(
         more components and keep the k with the largest alpha), refit_extra_components (0:
         when the fit has junk components, alpha below 2% of the mean, such as the hex dumps
         and untranslated pages of real documentation, and M2 has no spectral gap at k, decompose
-        again with that many extra components from the same Krylov basis, which is built
-        with room for them, and keep the k with the largest alpha: the topics a fit with
-        n_extra_components would give, without its passes over the data; reported in
-        diagnostics["junk_refit"]), block_rows (None: auto),
+        again with J + that many extra components, J the number of junk components, from
+        the same Krylov basis, which is built with room for them, and keep the k with the
+        largest alpha: the topics a fit with n_extra_components=J+refit_extra_components would
+        give (its basis built with as many columns), without its passes over the data;
+        reported in diagnostics["junk_refit"]), block_rows (None: auto),
         n_threads (None: all cores), tensor_mode ("auto" | "dense" | "implicit"),
         rank_tol (1e-6: eigenvalues of M2 below rank_tol x the largest count as zero),
         projection_cache_bytes (2**30: keep the D x (b m) products X K of the range finder
@@ -220,7 +221,8 @@ def _fit(plan: _FitPlan, clock: _Stopwatch, progress: Progress) -> SpectralLDARe
     refit_extra = settings["refit_extra_components"]
 
     clock.start("whitening")
-    # room in each Krylov block for a refit with refit_extra more components from the same basis
+    # room in each Krylov block for a refit with J + refit_extra more components from the same
+    # basis (the J junk components come out of the oversampling)
     n_columns = min(n_components + settings["n_oversample"] + refit_extra, n_words)
     cache_bytes = stats.n_docs * n_columns * settings["n_krylov_blocks"] * np.dtype(dtype).itemsize
     cache = cache_bytes <= settings["projection_cache_bytes"]
@@ -290,7 +292,7 @@ def _fit(plan: _FitPlan, clock: _Stopwatch, progress: Progress) -> SpectralLDARe
         junk_refit = _junk_refit_plan(recovered, whitening, n_components, refit_extra, min(n_words, stats.n_docs),
                                       settings["rank_tol"])
         if junk_refit is not None and junk_refit["refitted"]:
-            n_components += refit_extra
+            n_components += junk_refit["n_extra_components"]
             whitening = whitening.with_components(n_components, settings["rank_tol"])
             # the rng a fit with n_extra_components would hand the power method: the same topics
             refit_rng = np.random.default_rng(seed)
@@ -340,11 +342,12 @@ def _fit(plan: _FitPlan, clock: _Stopwatch, progress: Progress) -> SpectralLDARe
 
 def _junk_refit_plan(recovered: Any, whitening: Whitening, n_components: int, refit_extra: int,
                      max_components: int, rank_tol: float) -> dict | None:
-    """Whether a fit with junk components (:func:`gpu.model_selection.junk_components` of the
-    recovered topics) is redone with ``refit_extra`` more components from the same Krylov
-    basis: only without a spectral gap (lambda_(k+extra) >= REFIT_MIN_EIGENVALUE_RATIO
-    lambda_k of M2's Ritz values) and within ``max_components`` (V, usable documents) and the
-    basis's rank. None without junk, else the report {junk_alpha, n_extra_components,
+    """Whether a fit with J junk components (:func:`gpu.model_selection.junk_components` of
+    the recovered topics) is redone with J + ``refit_extra`` more components from the same
+    Krylov basis (room for the J it found and for junk the larger decomposition turns up):
+    only without a spectral gap (lambda_(k+extra) >= REFIT_MIN_EIGENVALUE_RATIO lambda_k of
+    M2's Ritz values) and within ``max_components`` (V, usable documents) and the basis's
+    rank. None without junk, else the report {junk_alpha, n_extra_components,
     m2_eigenvalue_ratio, refitted}."""
     from gpu.model_selection import junk_components
 
@@ -352,13 +355,14 @@ def _junk_refit_plan(recovered: Any, whitening: Whitening, n_components: int, re
     if not junk:
         return None
     eigenvalues = whitening.eigenvalues
-    wanted = n_components + refit_extra
+    n_extra = len(junk) + refit_extra
+    wanted = n_components + n_extra
     ratio = None
     if len(eigenvalues) >= wanted and eigenvalues[n_components - 1] > 0:
         ratio = float(eigenvalues[wanted - 1] / eigenvalues[n_components - 1])
     refitted = (ratio is not None and ratio >= REFIT_MIN_EIGENVALUE_RATIO and wanted <= max_components
                 and eigenvalues[wanted - 1] > rank_tol * eigenvalues[0])
-    return {"junk_alpha": junk, "n_extra_components": int(refit_extra), "m2_eigenvalue_ratio": ratio,
+    return {"junk_alpha": junk, "n_extra_components": int(n_extra), "m2_eigenvalue_ratio": ratio,
             "refitted": bool(refitted)}
 
 
@@ -382,8 +386,8 @@ class SpectralLDA:
     (:func:`gpu.model_selection.fit_selected`). ``k_range`` bounds k for "auto";
     ``refine_options`` go to :func:`gpu.refine.refine_topics`; the spectral fit that
     refinement starts from whitens with 5 Krylov blocks unless ``n_krylov_blocks`` is given,
-    and where it has junk components (alpha below 2% of the mean) it is decomposed again with
-    ``refit_extra_components`` (5) extra components, the k with the largest alpha kept and the
+    and where it has J junk components (alpha below 2% of the mean) it is decomposed again
+    with J + ``refit_extra_components`` (5) extra components, the k with the largest alpha kept and the
     refit reported in ``selection_["junk_refit"]`` (0: never;
     :data:`gpu.model_selection.REFINED_START_OPTIONS`). With ``n_extra_components``
     the over-provisioned components that look like junk are dropped and listed in

@@ -499,13 +499,16 @@ SELECTION_OPTIONS = ("n_oversample", "n_power_iter", "n_extra_components")
 # "refit_extra_components": when the fit at k has junk components (alpha below
 # JUNK_ALPHA_SHARE x the mean: rare-token artefacts such as hex dumps or untranslated pages,
 # which the tensor power method finds first because their eigenvalues are the largest),
-# the engine decomposes again with that many extra components from the same Krylov basis and
-# keeps the k with the largest alpha, provided M2 has no spectral gap there
-# (gpu.estimator.REFIT_MIN_EIGENVALUE_RATIO). On
-# linux-doc text (3-8 junk components at k=20 and 50, seeds 0-2) refined held-out likelihood
-# rose by 0.047 and 0.018 nats/word and NPMI by 0.07 and 0.05; on python3-doc text k=50 (2 junk
-# components on 4 of 5 seeds) by 0.003; python3-doc k=20 has none and is not refitted (extra
-# components there cost 0.009 nats/word).
+# the engine decomposes again with J + that many extra components (J junk components found)
+# from the same Krylov basis and keeps the k with the largest alpha, provided M2 has no
+# spectral gap there (gpu.estimator.REFIT_MIN_EIGENVALUE_RATIO). On
+# linux-doc text (3-8 junk components at k=20 and 50, seeds 0-2) 5 extra components raised
+# refined held-out likelihood by 0.047 and 0.018 nats/word and NPMI by 0.07 and 0.05; on
+# python3-doc text k=50 (2 junk components on 4 of 5 seeds) by 0.003; python3-doc k=20 has
+# none and is not refitted (extra components there cost 0.009 nats/word). A flat 5 left 1-3
+# junk components at linux-doc k=50 (5-7 found); J + 5 raised held-out likelihood by another
+# 0.007 there and 0.002 at k=20, and NPMI by 0.010 and 0.016 (5 seeds), with python3-doc k=50
+# the same within 0.001.
 REFINED_START_OPTIONS = {"n_krylov_blocks": 5, "refit_extra_components": 5}
 JUNK_ALPHA_SHARE = 0.02  # drop_junk_topics' default min_alpha_share
 CANDIDATE_OPTIONS = ("n_restarts", "n_iter", "tol", "rank_tol")

@@ -210,32 +210,34 @@ def test_junk_components_are_decomposed_again_with_extra_components_from_the_sam
     from gpu.model_selection import fit_selected, junk_components
 
     counts = with_junk_documents(corpus10.counts)
-    plain = fit_spectral_lda(counts, 6, 1.0, backend="numpy", n_krylov_blocks=5, n_oversample=15)
+    plain = fit_spectral_lda(counts, 4, 1.0, backend="numpy", n_krylov_blocks=5, n_oversample=15)
     junk = junk_components(plain.topic_word, plain.alpha)
     assert len(junk) == 1 and plain.topic_word[np.argmin(plain.alpha), -2:].sum() > 0.9  # the junk words' topic
     stages = []
-    refit = fit_spectral_lda(counts, 6, 1.0, backend="numpy", n_krylov_blocks=5, refit_extra_components=5,
+    refit = fit_spectral_lda(counts, 4, 1.0, backend="numpy", n_krylov_blocks=5, refit_extra_components=5,
                              progress=lambda stage, done, total: stages.append(stage))
     report = refit.diagnostics["junk_refit"]
     assert report["refitted"] and report["m2_eigenvalue_ratio"] >= REFIT_MIN_EIGENVALUE_RATIO
-    assert report["junk_alpha"] == pytest.approx(junk) and report["n_extra_components"] == 5
-    # exactly the topics of an over-provisioned fit, whose Krylov basis has the same columns
-    extra = fit_spectral_lda(counts, 6, 1.0, backend="numpy", n_krylov_blocks=5, n_extra_components=5)
+    # one extra component for the junk one found, 5 more for junk the larger fit turns up
+    assert report["junk_alpha"] == pytest.approx(junk) and report["n_extra_components"] == 6
+    # exactly the topics of an over-provisioned fit whose Krylov basis has the same columns
+    # (k + 6 extra + 9 oversampled = k + 5 refit room + 10 oversampled)
+    extra = fit_spectral_lda(counts, 4, 1.0, backend="numpy", n_krylov_blocks=5, n_extra_components=6, n_oversample=9)
     np.testing.assert_allclose(refit.topic_word, extra.topic_word, atol=1e-12)
-    assert refit.diagnostics["n_components_fitted"] == 11 and min(refit.diagnostics["discarded_alpha"]) == pytest.approx(
+    assert refit.diagnostics["n_components_fitted"] == 10 and min(refit.diagnostics["discarded_alpha"]) == pytest.approx(
         junk[0], rel=1e-3)
     assert junk_components(refit.topic_word, refit.alpha) == [] and refit.topic_word[:, -2:].sum(axis=1).max() < 0.1
     # ... without passing over the data again: one whitening, then two decompositions
     order = [stage for i, stage in enumerate(stages) if i == 0 or stages[i - 1] != stage]
     assert order.count("whitening") == 1 and order[-6:] == ["tensor", "decomposition", "recovery"] * 2
     # the refined path asks for it (REFINED_START_OPTIONS) and reports it with the selection
-    fit = fit_selected(counts, 6, 1.0, backend="numpy", refine_options={"max_sweeps": 0})
+    fit = fit_selected(counts, 4, 1.0, backend="numpy", refine_options={"max_sweeps": 0})
     assert fit.selection["junk_refit"]["refitted"]
-    bare = SpectralLDA(6, alpha0=1.0, backend="numpy", refine=False, refit_extra_components=5).fit(counts)
-    np.testing.assert_allclose(bare.topic_word_, fit_spectral_lda(counts, 6, 1.0, backend="numpy", n_extra_components=5)
-                               .topic_word, atol=1e-12)
+    bare = SpectralLDA(4, alpha0=1.0, backend="numpy", refine=False, refit_extra_components=5).fit(counts)
+    np.testing.assert_allclose(bare.topic_word_, fit_spectral_lda(counts, 4, 1.0, backend="numpy", n_extra_components=6,
+                                                                  n_oversample=9).topic_word, atol=1e-12)
     with pytest.raises(ValueError, match="refit_extra_components"):
-        fit_spectral_lda(counts, 6, 1.0, backend="numpy", refit_extra_components=-1)
+        fit_spectral_lda(counts, 4, 1.0, backend="numpy", refit_extra_components=-1)
 
 
 def test_no_refit_past_a_spectral_gap(corpus5):
@@ -245,6 +247,8 @@ def test_no_refit_past_a_spectral_gap(corpus5):
     fit = fit_spectral_lda(counts, 5, 0.5, backend="numpy", n_krylov_blocks=5, refit_extra_components=5)
     report = fit.diagnostics["junk_refit"]
     assert not report["refitted"] and report["m2_eigenvalue_ratio"] < REFIT_MIN_EIGENVALUE_RATIO
-    assert report["m2_eigenvalue_ratio"] == pytest.approx(fit.m2_eigenvalues[9] / fit.m2_eigenvalues[4])
+    wanted = 5 + len(report["junk_alpha"]) + 5
+    assert report["n_extra_components"] == wanted - 5
+    assert report["m2_eigenvalue_ratio"] == pytest.approx(fit.m2_eigenvalues[wanted - 1] / fit.m2_eigenvalues[4])
     plain = fit_spectral_lda(counts, 5, 0.5, backend="numpy", n_krylov_blocks=5, n_oversample=15)
     np.testing.assert_allclose(fit.topic_word, plain.topic_word, atol=1e-12)
