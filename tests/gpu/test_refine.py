@@ -95,7 +95,7 @@ def test_final_sweeps_cover_training_and_heldout_documents_from_the_best_state()
                             **options)
     twice = refine_topics(sp.csr_matrix(train), topic_word, alpha, heldout=sp.csr_matrix(held), final_sweeps=2,
                           **options)
-    assert (result.final_sweeps, without.final_sweeps, twice.final_sweeps) == (3, 0, 2)  # 3 by default
+    assert (result.final_sweeps, without.final_sweeps, twice.final_sweeps) == (5, 0, 2)  # 5 by default
     swept = brute_force_sweep(train, topic_word, alpha, smoothing)
     best = swept if result.heldout_history[1] > result.heldout_history[0] else topic_word
     np.testing.assert_allclose(without.topic_word, best, atol=1e-9)
