@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from gpu.backend import array_module, backend_of, to_host
+from gpu.junk import junk_components
 from gpu.moments import corpus_stats
 from gpu.passes import default_threads, row_blocks, single_threaded_blas
 from gpu.power_method import robust_tensor_power_method
@@ -342,16 +343,14 @@ def _fit(plan: _FitPlan, clock: _Stopwatch, progress: Progress) -> SpectralLDARe
 
 def _junk_refit_plan(recovered: Any, whitening: Whitening, n_components: int, refit_extra: int,
                      max_components: int, rank_tol: float) -> dict | None:
-    """Whether a fit with J junk components (:func:`gpu.model_selection.junk_components` of
-    the recovered topics) is redone with J + ``refit_extra`` more components from the same
+    """Whether a fit with J junk components (:func:`gpu.junk.junk_components` of the
+    recovered alphas) is redone with J + ``refit_extra`` more components from the same
     Krylov basis (room for the J it found and for junk the larger decomposition turns up):
     only without a spectral gap (lambda_(k+extra) >= REFIT_MIN_EIGENVALUE_RATIO lambda_k of
     M2's Ritz values) and within ``max_components`` (V, usable documents) and the basis's
     rank. None without junk, else the report {junk_alpha, n_extra_components,
     m2_eigenvalue_ratio, refitted}."""
-    from gpu.model_selection import junk_components
-
-    junk = junk_components(np.asarray(to_host(recovered.topic_word)), np.asarray(recovered.alpha))
+    junk = junk_components(np.asarray(recovered.alpha))
     if not junk:
         return None
     eigenvalues = whitening.eigenvalues

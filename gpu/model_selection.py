@@ -39,6 +39,7 @@ from gpu.backend import array_module, to_host
 from gpu.moments import apply_m2, corpus_stats, sketch_m2_range
 from gpu.passes import default_threads, row_blocks
 from gpu.power_method import robust_tensor_power_method
+from gpu.junk import drop_junk_topics, projection_loss
 from gpu.quality import CompletionSplit, completion_log_likelihood, split_document_tokens
 from gpu.recovery import recover, unwhitened_topics
 from gpu.tensor import DenseTensor, WhitenedSums, tensor_terms, whitened_document_sums, whitened_tensor
@@ -237,74 +238,6 @@ class SharedPasses:
         return (1.0 - SCORE_SMOOTHING) * topic_word + SCORE_SMOOTHING * self.unigram[None, :]
 
 
-def topic_similarity(topic_word: np.ndarray) -> np.ndarray:
-    """(k, k) cosine similarity between topics (rows)."""
-    norms = np.linalg.norm(topic_word, axis=1)
-    unit = topic_word / np.where(norms > 0, norms, 1.0)[:, None]
-    return unit @ unit.T
-
-
-def projection_loss(raw: np.ndarray, projected: np.ndarray) -> np.ndarray:
-    """(r,) how far each raw (sign-fixed) topic is from a distribution: the larger of the
-    share of its L1 mass moved by the simplex projection and |sum(raw) - 1|.
-
-    Components recovered from noise directions of an over-provisioned whitening sum to
-    0.5-0.8 and lose 0.2-0.5 of their mass to the projection; real topics sum to ~1 and
-    lose ~0.1.
-    """
-    mass = np.abs(raw).sum(axis=1)
-    moved = np.abs(projected - raw).sum(axis=1) / np.where(mass > 0, mass, 1.0)
-    return np.maximum(moved, np.abs(raw.sum(axis=1) - 1.0))
-
-
-def drop_junk_topics(
-    topic_word: np.ndarray,
-    alpha: np.ndarray,
-    *,
-    n_keep: int,
-    projection_loss: np.ndarray | None = None,
-    max_projection_loss: float = 0.2,
-    min_alpha_share: float = 0.02,
-    max_similarity: float = 0.9,
-) -> tuple[np.ndarray, list[dict]]:
-    """Indices of topics to keep (largest alpha first, at most ``n_keep``) and what was dropped.
-
-    topic_word: (r, V); alpha: (r,); projection_loss: optional (r,) from
-    :func:`projection_loss`. A topic is junk when its projection loss exceeds
-    ``max_projection_loss`` ("unrecoverable"), when its alpha is below ``min_alpha_share``
-    x the mean alpha of the recoverable topics ("tiny_alpha"), or when its cosine similarity to a kept topic with
-    larger alpha exceeds ``max_similarity`` ("duplicate", with duplicate_of). Beyond the
-    ``n_keep`` best, the rest are dropped as "surplus". Indices refer to the input rows.
-    """
-    order = np.argsort(-alpha, kind="stable")
-    similarity = topic_similarity(topic_word)
-    recoverable = np.ones(alpha.shape, dtype=bool) if projection_loss is None else projection_loss <= max_projection_loss
-    mean_alpha = float(alpha[recoverable].mean()) if recoverable.any() else 0.0
-    kept: list[int] = []
-    dropped: list[dict] = []
-    for index in order:
-        index = int(index)
-        if not recoverable[index]:
-            dropped.append({"index": index, "alpha": float(alpha[index]), "reason": "unrecoverable",
-                            "projection_loss": float(projection_loss[index])})
-            continue
-        if alpha[index] < min_alpha_share * mean_alpha:
-            dropped.append({"index": index, "alpha": float(alpha[index]), "reason": "tiny_alpha"})
-            continue
-        twins = [j for j in kept if similarity[index, j] > max_similarity]
-        if twins:
-            dropped.append(
-                {"index": index, "alpha": float(alpha[index]), "reason": "duplicate", "duplicate_of": twins[0],
-                 "similarity": float(similarity[index, twins[0]])}
-            )
-            continue
-        if len(kept) >= n_keep:
-            dropped.append({"index": index, "alpha": float(alpha[index]), "reason": "surplus"})
-            continue
-        kept.append(index)
-    return np.asarray(kept, dtype=np.int64), dropped
-
-
 def gap_choice(eigenvalues: np.ndarray, k_min: int, k_max: int, floor_share: float = 1e-3) -> tuple[int, list[float]]:
     """k in [k_min, k_max] with the largest ratio lambda_k / lambda_(k+1), and the ratios.
 
@@ -497,7 +430,7 @@ SELECTION_OPTIONS = ("n_oversample", "n_power_iter", "n_extra_components")
 # time at scale).
 #
 # "refit_extra_components": when the fit at k has junk components (alpha below
-# JUNK_ALPHA_SHARE x the mean: rare-token artefacts such as hex dumps or untranslated pages,
+# gpu.junk.JUNK_ALPHA_SHARE x the mean: rare-token artefacts such as hex dumps or untranslated pages,
 # which the tensor power method finds first because their eigenvalues are the largest),
 # the engine decomposes again with J + that many extra components (J junk components found)
 # from the same Krylov basis and keeps the k with the largest alpha, provided M2 has no
@@ -510,15 +443,7 @@ SELECTION_OPTIONS = ("n_oversample", "n_power_iter", "n_extra_components")
 # 0.007 there and 0.002 at k=20, and NPMI by 0.010 and 0.016 (5 seeds), with python3-doc k=50
 # the same within 0.001.
 REFINED_START_OPTIONS = {"n_krylov_blocks": 5, "refit_extra_components": 5}
-JUNK_ALPHA_SHARE = 0.02  # drop_junk_topics' default min_alpha_share
 CANDIDATE_OPTIONS = ("n_restarts", "n_iter", "tol", "rank_tol")
-
-
-def junk_components(topic_word: np.ndarray, alpha: np.ndarray, share: float = JUNK_ALPHA_SHARE) -> list[float]:
-    """Alphas (descending) of the components of a spectral fit (topic_word (k, V), alpha (k,))
-    that :func:`drop_junk_topics` calls "tiny_alpha": alpha below ``share`` x the mean."""
-    _, dropped = drop_junk_topics(topic_word, alpha, n_keep=len(alpha), min_alpha_share=share, max_similarity=1.0)
-    return [d["alpha"] for d in dropped if d["reason"] == "tiny_alpha"]
 
 
 def heldout_rows(n_docs: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -10,10 +10,8 @@ from gpu.model_selection import (
     SharedPasses,
     candidates_around,
     consistent_alpha0,
-    drop_junk_topics,
     gap_choice,
     heldout_rows,
-    projection_loss,
     select_model,
 )
 from gpu.quality import split_heldout
@@ -49,23 +47,6 @@ def test_candidates_and_alpha0_crossing():
     # ratio 2 at 1 and 0.5 at 10: crossing at sqrt(10) in log-linear interpolation
     assert consistent_alpha0(grid, [1.01, 2.0, 0.5]) == pytest.approx(10 ** 0.5)
     assert consistent_alpha0(grid, [2.0, 1.5, 1.2]) is None
-
-
-def test_drop_junk_topics_reports_each_reason():
-    rng = np.random.default_rng(0)
-    topics = rng.dirichlet(np.ones(50), size=5)
-    topics[3] = 0.97 * topics[0] + 0.03 * topics[1]  # near-duplicate of topic 0
-    alpha = np.array([1.0, 0.8, 0.6, 0.5, 0.001])
-    loss = np.array([0.05, 0.05, 0.6, 0.05, 0.05])
-    keep, dropped = drop_junk_topics(topics, alpha, n_keep=1, projection_loss=loss)
-    assert keep.tolist() == [0]
-    reasons = {d["index"]: d["reason"] for d in dropped}
-    assert reasons == {1: "surplus", 2: "unrecoverable", 3: "duplicate", 4: "tiny_alpha"}
-    assert [d for d in dropped if d["index"] == 3][0]["duplicate_of"] == 0
-    raw = np.array([[0.5, 0.5, 0.0], [1.0, -1.0, 0.5], [0.3, 0.3, 0.0]])
-    projected = np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0], [0.5, 0.5, 0.0]])
-    # moved share 1.5 / 2.5 beats |0.5 - 1|; the third row moved 0.4 / 0.6 of its mass
-    np.testing.assert_allclose(projection_loss(raw, projected), [0.0, 1.5 / 2.5, 0.4 / 0.6])
 
 
 def test_shared_passes_agree_with_the_engine_fit(corpus5):
@@ -207,11 +188,12 @@ def test_a_refined_fit_starts_from_the_engine_with_the_refined_start_options(cor
 
 def test_junk_components_are_decomposed_again_with_extra_components_from_the_same_basis(corpus10):
     from gpu.estimator import REFIT_MIN_EIGENVALUE_RATIO, SpectralLDA
-    from gpu.model_selection import fit_selected, junk_components
+    from gpu.junk import junk_components
+    from gpu.model_selection import fit_selected
 
     counts = with_junk_documents(corpus10.counts)
     plain = fit_spectral_lda(counts, 4, 1.0, backend="numpy", n_krylov_blocks=5, n_oversample=15)
-    junk = junk_components(plain.topic_word, plain.alpha)
+    junk = junk_components(plain.alpha)
     assert len(junk) == 1 and plain.topic_word[np.argmin(plain.alpha), -2:].sum() > 0.9  # the junk words' topic
     stages = []
     refit = fit_spectral_lda(counts, 4, 1.0, backend="numpy", n_krylov_blocks=5, refit_extra_components=5,
@@ -226,7 +208,7 @@ def test_junk_components_are_decomposed_again_with_extra_components_from_the_sam
     np.testing.assert_allclose(refit.topic_word, extra.topic_word, atol=1e-12)
     assert refit.diagnostics["n_components_fitted"] == 10 and min(refit.diagnostics["discarded_alpha"]) == pytest.approx(
         junk[0], rel=1e-3)
-    assert junk_components(refit.topic_word, refit.alpha) == [] and refit.topic_word[:, -2:].sum(axis=1).max() < 0.1
+    assert junk_components(refit.alpha) == [] and refit.topic_word[:, -2:].sum(axis=1).max() < 0.1
     # ... without passing over the data again: one whitening, then two decompositions
     order = [stage for i, stage in enumerate(stages) if i == 0 or stages[i - 1] != stage]
     assert order.count("whitening") == 1 and order[-6:] == ["tensor", "decomposition", "recovery"] * 2
