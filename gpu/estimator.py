@@ -203,7 +203,6 @@ def _fit(plan: _FitPlan, clock: _Stopwatch, progress: Progress) -> SpectralLDARe
     seed, dtype, settings, concrete, n_threads = plan.seed, plan.dtype, plan.settings, plan.backend, plan.n_threads
     blocks_for = plan.blocks_for
     n_docs_all, n_words = (int(size) for size in counts.shape)
-    xp = array_module(concrete)
 
     stats = corpus_stats(counts, blocks_for=blocks_for, n_threads=n_threads, progress=progress)
     if stats.n_docs < 3:

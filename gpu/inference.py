@@ -226,7 +226,6 @@ def variational_batch(
     xp = inputs.xp
     alpha, topic_word = inputs.alpha, inputs.topic_word
     topic_word_t = topic_word.T.copy()
-    n_topics = alpha.shape[0]
     if gamma is None:
         gamma = prior_gamma(alpha, xp.asarray(counts.sum(axis=1)).reshape(-1))
     gamma = gamma.copy()

@@ -179,7 +179,6 @@ def word_tensor(terms: TensorTerms, dtype: Any, *, n_threads: int = 1, block_wor
 
 def moment_corrections(terms: TensorTerms) -> Any:
     """(k, k, k) -a0/(a0+2) (E2(x)M1 + 2 placements) + 2 a0^2/((a0+1)(a0+2)) M1^(x3), whitened."""
-    xp = get_array_module(terms.A)
     a0, e2, m = terms.alpha0, terms.e2, terms.m
     placements = e2[:, :, None] * m[None, None, :] + e2[:, None, :] * m[None, :, None] + m[:, None, None] * e2[None, :, :]
     cube = m[:, None, None] * m[None, :, None] * m[None, None, :]

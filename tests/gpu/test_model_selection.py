@@ -2,7 +2,6 @@ import json
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 from gpu.estimator import fit_spectral_lda
 from gpu.matching import mean_matched_l1
