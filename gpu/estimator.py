@@ -385,8 +385,8 @@ class SpectralLDA:
     ``refine_options`` go to :func:`gpu.refine.refine_topics`; the spectral fit that
     refinement starts from whitens with 5 Krylov blocks unless ``n_krylov_blocks`` is given,
     and where it has J junk components (alpha below 2% of the mean) it is decomposed again
-    with J + ``refit_extra_components`` (5) extra components, the k with the largest alpha kept and the
-    refit reported in ``selection_["junk_refit"]`` (0: never;
+    with J + ``refit_extra_components`` (5) extra components, the k with the largest alpha
+    kept and the refit reported in ``selection_["junk_refit"]`` (0: never;
     :data:`gpu.model_selection.REFINED_START_OPTIONS`). With ``n_extra_components``
     the over-provisioned components that look like junk are dropped and listed in
     ``selection_["dropped_topics"]``.
