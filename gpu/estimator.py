@@ -27,7 +27,7 @@ from gpu.power_method import robust_tensor_power_method
 from gpu.recovery import alpha_from_eigenvalues, recover
 from gpu.tensor import DenseTensor, ImplicitTensor, tensor_terms, whitened_document_sums, whitened_tensor
 from gpu.validation import as_count_matrix, choose_backend, validate_parameters
-from gpu.whitening import Whitening, krylov_whitening, word_scale
+from gpu.whitening import Whitening, krylov_whitening, numerical_rank, word_scale
 
 Progress = Callable[[str, int, int], None] | None
 
@@ -127,8 +127,8 @@ def fit_spectral_lda(
         again with J + that many extra components, J the number of junk components, from
         the same Krylov basis, which is built with room for them, and keep the k with the
         largest alpha: the topics a fit with n_extra_components=J+refit_extra_components would
-        give (its basis built with as many columns), without its passes over the data;
-        reported in diagnostics["junk_refit"]), block_rows (None: auto),
+        give (its basis built with as many columns), without its whitening passes over the
+        data (the tensor pass runs again); reported in diagnostics["junk_refit"]), block_rows (None: auto),
         n_threads (None: all cores), tensor_mode ("auto" | "dense" | "implicit"),
         rank_tol (1e-6: eigenvalues of M2 below rank_tol x the largest count as zero),
         projection_cache_bytes (2**30: keep the D x (b m) products X K of the range finder
@@ -216,8 +216,7 @@ def _fit(plan: _FitPlan, clock: _Stopwatch, progress: Progress) -> SpectralLDARe
             f"number of usable documents ({stats.n_docs})"
         )
     blocks = blocks_for(stats.n_docs)
-    rng = np.random.default_rng(seed)
-    sketch_seed = int(rng.integers(2**62))
+    sketch_seed, rng = _seeded_streams(seed)
     refit_extra = settings["refit_extra_components"]
 
     clock.start("whitening")
@@ -295,9 +294,7 @@ def _fit(plan: _FitPlan, clock: _Stopwatch, progress: Progress) -> SpectralLDARe
             n_components += junk_refit["n_extra_components"]
             whitening = whitening.with_components(n_components, settings["rank_tol"])
             # the rng a fit with n_extra_components would hand the power method: the same topics
-            refit_rng = np.random.default_rng(seed)
-            refit_rng.integers(2**62)
-            mode, decomposition, recovered = decompose(whitening, n_components, refit_rng)
+            mode, decomposition, recovered = decompose(whitening, n_components, _seeded_streams(seed)[1])
     topic_word = np.ascontiguousarray(to_host(recovered.topic_word), dtype=np.float64)
     clock.stop()
 
@@ -340,6 +337,12 @@ def _fit(plan: _FitPlan, clock: _Stopwatch, progress: Progress) -> SpectralLDARe
     )
 
 
+def _seeded_streams(seed: int) -> tuple[int, np.random.Generator]:
+    """(the range finder's sketch seed, the power method's generator), both drawn from ``seed``."""
+    rng = np.random.default_rng(seed)
+    return int(rng.integers(2**62)), rng
+
+
 def _junk_refit_plan(recovered: Any, whitening: Whitening, n_components: int, refit_extra: int,
                      max_components: int, rank_tol: float) -> dict | None:
     """Whether a fit with J junk components (:func:`gpu.junk.junk_components` of the
@@ -359,7 +362,7 @@ def _junk_refit_plan(recovered: Any, whitening: Whitening, n_components: int, re
     if len(eigenvalues) >= wanted and eigenvalues[n_components - 1] > 0:
         ratio = float(eigenvalues[wanted - 1] / eigenvalues[n_components - 1])
     refitted = (ratio is not None and ratio >= REFIT_MIN_EIGENVALUE_RATIO and wanted <= max_components
-                and eigenvalues[wanted - 1] > rank_tol * eigenvalues[0])
+                and wanted <= numerical_rank(eigenvalues, rank_tol))
     return {"junk_alpha": junk, "n_extra_components": int(n_extra), "m2_eigenvalue_ratio": ratio,
             "refitted": bool(refitted)}
 

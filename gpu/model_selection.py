@@ -36,15 +36,15 @@ from typing import Any, Callable
 import numpy as np
 
 from gpu.backend import array_module, to_host
+from gpu.junk import drop_junk_topics, projection_loss
 from gpu.moments import apply_m2, corpus_stats, sketch_m2_range
 from gpu.passes import default_threads, row_blocks
 from gpu.power_method import robust_tensor_power_method
-from gpu.junk import drop_junk_topics, projection_loss
 from gpu.quality import CompletionSplit, completion_log_likelihood, split_document_tokens
 from gpu.recovery import recover, unwhitened_topics
 from gpu.tensor import DenseTensor, WhitenedSums, tensor_terms, whitened_document_sums, whitened_tensor
 from gpu.validation import as_count_matrix, choose_backend
-from gpu.whitening import orthonormalize
+from gpu.whitening import orthonormalize, scaled_ritz_vectors
 
 Progress = Callable[[str, int, int], None] | None
 
@@ -165,15 +165,7 @@ class SharedPasses:
         m2 = _symmetric(self.leading.T @ self.m2_on_wide(alpha0) @ self.leading)
         values, vectors = np.linalg.eigh(m2)
         order = np.argsort(values)[::-1]
-        values, vectors = values[order], vectors[:, order]
-        top = max(float(values[0]), 0.0)
-        rank = int(np.sum(values > top * rank_tol)) if top > 0 else 0
-        if rank < n_components:
-            raise ValueError(
-                f"n_topics is larger than M2's numerical rank: {n_components} components requested, rank {rank}"
-            )
-        kept = values[:n_components]
-        return vectors[:, :n_components] / np.sqrt(kept), vectors[:, :n_components] * np.sqrt(kept)
+        return scaled_ritz_vectors(values[order], vectors[:, order], n_components, rank_tol)
 
     def fit(
         self,

@@ -647,8 +647,8 @@ def _refine_variational(
         """fit_alpha="polya": once a sweep, so every chunk's E-step of a sweep sees one alpha;
         the documents' expected topic counts are gamma minus the alpha they were computed with."""
         if alpha_rule == "polya":
-            counts = xp.maximum(state.gamma - xp.asarray(state.alpha, dtype=dtype)[None, :], 0.0)
-            state.alpha = polya_alpha_shape(state.alpha, counts, lengths, xp)
+            topic_counts = xp.maximum(state.gamma - xp.asarray(state.alpha, dtype=dtype)[None, :], 0.0)
+            state.alpha = polya_alpha_shape(state.alpha, topic_counts, lengths, xp)
 
     def batch_sweep(weight: float) -> _EmState:
         """The first sweep, from the start mixed at ``weight``: a batch step that records

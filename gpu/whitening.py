@@ -59,7 +59,7 @@ class Whitening:
     def with_components(self, n_components: int, rank_tol: float) -> "Whitening":
         """The whitening for the top ``n_components`` Ritz pairs of the same basis (no pass
         over the data); ValueError beyond M2's numerical rank on it."""
-        G, unwhiten = _scaled_ritz_vectors(self.eigenvalues, self.ritz_vectors, n_components, rank_tol)
+        G, unwhiten = scaled_ritz_vectors(self.eigenvalues, self.ritz_vectors, n_components, rank_tol)
         return dataclasses.replace(self, G=G, unwhiten=unwhiten)
 
     def cached_projection(self, start: int) -> Any | None:
@@ -258,22 +258,29 @@ def whitening_from_rayleigh(
     eigenvalues, vectors = np.linalg.eigh(0.5 * (rayleigh + rayleigh.T))
     order = np.argsort(eigenvalues)[::-1]
     eigenvalues, vectors = eigenvalues[order], vectors[:, order]
-    G, unwhiten = _scaled_ritz_vectors(eigenvalues, vectors, n_components, rank_tol)
+    G, unwhiten = scaled_ritz_vectors(eigenvalues, vectors, n_components, rank_tol)
     return Whitening(basis=basis, G=G, unwhiten=unwhiten, eigenvalues=eigenvalues, projections=projections,
                      ritz_vectors=vectors)
 
 
-def _scaled_ritz_vectors(eigenvalues: np.ndarray, vectors: np.ndarray, n_components: int,
-                         rank_tol: float) -> tuple[np.ndarray, np.ndarray]:
-    """(G, unwhiten), each (n, n_components): the top Ritz vectors (columns of ``vectors``,
-    ``eigenvalues`` descending) scaled by Ritz value^-1/2 and ^+1/2."""
+def numerical_rank(eigenvalues: np.ndarray, rank_tol: float) -> int:
+    """How many of the (n,) descending ``eigenvalues`` exceed rank_tol x the largest (0 when
+    none is positive)."""
     top = float(eigenvalues[0]) if eigenvalues.size else 0.0
-    numerical_rank = int(np.sum(eigenvalues > top * rank_tol)) if top > 0 else 0
-    if numerical_rank < n_components:
+    return int(np.sum(eigenvalues > top * rank_tol)) if top > 0 else 0
+
+
+def scaled_ritz_vectors(eigenvalues: np.ndarray, vectors: np.ndarray, n_components: int,
+                        rank_tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """(G, unwhiten), each (n, n_components): the top Ritz vectors (columns of ``vectors``,
+    ``eigenvalues`` descending) scaled by Ritz value^-1/2 and ^+1/2; ValueError beyond the
+    :func:`numerical_rank`."""
+    rank = numerical_rank(eigenvalues, rank_tol)
+    if rank < n_components:
         shown = ", ".join(f"{value:.3g}" for value in eigenvalues[: n_components + 1])
         raise ValueError(
             f"n_topics is larger than M2's numerical rank: {n_components} components requested but "
-            f"only {numerical_rank} eigenvalues of M2 exceed {rank_tol:g} x the largest "
+            f"only {rank} eigenvalues of M2 exceed {rank_tol:g} x the largest "
             f"(leading eigenvalues: {shown})"
         )
     kept = eigenvalues[:n_components]

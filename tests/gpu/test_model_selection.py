@@ -208,7 +208,7 @@ def test_junk_components_are_decomposed_again_with_extra_components_from_the_sam
     assert refit.diagnostics["n_components_fitted"] == 10 and min(refit.diagnostics["discarded_alpha"]) == pytest.approx(
         junk[0], rel=1e-3)
     assert junk_components(refit.alpha) == [] and refit.topic_word[:, -2:].sum(axis=1).max() < 0.1
-    # ... without passing over the data again: one whitening, then two decompositions
+    # ... without whitening again: one whitening, then two tensor passes and decompositions
     order = [stage for i, stage in enumerate(stages) if i == 0 or stages[i - 1] != stage]
     assert order.count("whitening") == 1 and order[-6:] == ["tensor", "decomposition", "recovery"] * 2
     # the refined path asks for it (REFINED_START_OPTIONS) and reports it with the selection
