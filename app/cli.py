@@ -92,14 +92,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args):
-    from app.settings import get_settings
+    from app.core.settings import get_settings
 
     overrides = {"data_dir": Path(args.data_dir)} if getattr(args, "data_dir", None) else {}
     return get_settings(**overrides)
 
 
 def _migrate(settings) -> None:
-    from app.context import build_context
+    from app.core.context import build_context
     from app.migrations import upgrade_database
 
     ctx = build_context(settings)
@@ -111,7 +111,7 @@ def _migrate(settings) -> None:
 
 def _check_bind(settings, host: str) -> bool:
     """False (after saying why) if the API must not start on ``host`` with these settings."""
-    from app.security import check_bind
+    from app.core.security import check_bind
 
     try:
         warning = check_bind(host, settings.require_api_keys)
@@ -124,9 +124,9 @@ def _check_bind(settings, host: str) -> bool:
 
 
 def _keys(args) -> int:
-    from app.context import build_context
-    from app.db import transaction
-    from app.security import create_api_key, list_api_keys, revoke_api_key
+    from app.core.context import build_context
+    from app.core.db import transaction
+    from app.core.security import create_api_key, list_api_keys, revoke_api_key
 
     settings = _settings(args)
     _migrate(settings)

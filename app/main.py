@@ -5,13 +5,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api import corpora, health, jobs, models
+from app.api import corpus_routes, health_routes, job_routes, model_routes
+from app.api.body_limit import BodySizeLimitMiddleware
 from app.api.deps import error_responses
-from app.body_limit import BodySizeLimitMiddleware
-from app.context import ServiceContext, build_context
-from app.errors import install_error_handlers
+from app.core.api_errors import install_error_handlers
+from app.core.context import ServiceContext, build_context
+from app.core.settings import Settings, get_settings
 from app.migrations import upgrade_database
-from app.settings import Settings, get_settings
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True,
@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True,
     app.state.context = ctx
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    for module in (corpora, models, jobs):
+    for module in (corpus_routes, model_routes, job_routes):
         app.include_router(module.router, responses=error_responses(401))
-    app.include_router(health.router)
+    app.include_router(health_routes.router)
     return app

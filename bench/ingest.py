@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
+from app.artifacts.artifact_files import remove_path  # noqa: E402
 from app.ingest import ENGLISH_STOP_WORDS, TextOptions, ingest, load_corpus  # noqa: E402
-from app.storage import remove_path  # noqa: E402
 
 DOC_ROOT = Path("/usr/share/doc")
 OPTIONS = TextOptions(min_df=2, max_df=0.5)

@@ -49,7 +49,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gpu.estimator import SpectralLDA  # noqa: E402
-from gpu.quality import heldout_log_likelihood, npmi_coherence, split_heldout, topic_diversity  # noqa: E402
+from gpu.quality import (  # noqa: E402
+    heldout_log_likelihood,
+    npmi_coherence,
+    split_heldout,
+    topic_diversity,
+)
 
 CORPORA = {  # name: (Debian package, glob of its reStructuredText sources)
     "python3-doc": ("python3-doc", "/usr/share/doc/python3*/html/_sources/**/*.txt"),

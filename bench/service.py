@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from fastapi.testclient import TestClient
 
+from app.core.settings import Settings
 from app.main import create_app
-from app.settings import Settings
 from gpu import SpectralLDA
 from gpu.synthetic import make_lda_corpus
 from workers.handlers import HANDLERS

@@ -13,11 +13,11 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from app.context import build_context
-from app.ids import new_id
+from app.core.context import build_context
+from app.core.ids import new_id
+from app.core.settings import Settings
 from app.main import create_app
 from app.migrations import upgrade_database
-from app.settings import Settings
 
 
 def embedded_settings(data_dir: Path, **overrides) -> Settings:

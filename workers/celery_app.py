@@ -10,8 +10,8 @@ import logging
 from celery import Celery
 from sqlalchemy.exc import OperationalError
 
-from app.broker import FIT_TASK, INGEST_TASK, enqueue, make_celery
-from app.context import ServiceContext
+from app.core.broker import FIT_TASK, INGEST_TASK, enqueue, make_celery
+from app.core.context import ServiceContext
 from workers.heartbeat import worker_id
 from workers.jobs import run_job
 

@@ -1,9 +1,9 @@
 """Job kind -> the function that does its work (called by workers.jobs.run_job)."""
 from __future__ import annotations
 
-from app.context import ServiceContext
-from app.corpora import ingest_staged
-from app.tables import JobRow
+from app.core.context import ServiceContext
+from app.core.tables import JobRow
+from app.services.corpus_service import ingest_staged
 from workers.fit import run_fit
 
 

@@ -13,9 +13,9 @@ import sys
 import threading
 from collections.abc import Callable
 
-from app.context import ServiceContext
-from app.db import transaction, utcnow
-from app.tables import JobRow, WorkerRow
+from app.core.context import ServiceContext
+from app.core.db import transaction, utcnow
+from app.core.tables import JobRow, WorkerRow
 from workers.jobs import reap_expired_leases
 
 log = logging.getLogger(__name__)

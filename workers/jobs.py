@@ -23,10 +23,12 @@ from datetime import timedelta
 
 from sqlalchemy import or_, select, update
 
-from app.context import ServiceContext
-from app.db import transaction, utcnow
-from app.jobs import finish_job
-from app.tables import FINAL_JOB_STATES, JobRow
+from app.artifacts.artifact_files import ArtifactCorrupt
+from app.core.context import ServiceContext
+from app.core.db import transaction, utcnow
+from app.core.tables import FINAL_JOB_STATES, JobRow
+from app.services.job_service import finish_job
+from gpu.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +163,8 @@ def attempts_exhausted_message(job: JobRow) -> str:
 
 def verify_outputs(ctx: ServiceContext, job: JobRow) -> None:
     """Raise unless the artifact the job made is on disk and matches its recorded checksum."""
-    from app.storage import verify_checksum
-    from app.tables import CorpusRow, ModelRow
+    from app.artifacts.artifact_files import verify_checksum
+    from app.core.tables import CorpusRow, ModelRow
 
     with ctx.sessions() as session:
         if job.kind == "fit":
@@ -177,7 +179,7 @@ def verify_outputs(ctx: ServiceContext, job: JobRow) -> None:
         raise ArtifactMissing(f"job {job.id}: its {job.kind} output has no recorded checksum")
     try:
         verify_checksum(path, row.checksum)
-    except ValueError as exc:  # not bad input: the write went wrong, so retry
+    except ArtifactCorrupt as exc:  # not bad input: the write went wrong, so retry
         raise ArtifactMissing(str(exc)) from exc
 
 
@@ -214,7 +216,7 @@ def run_job(ctx: ServiceContext, job_id: str, worker_id: str, handlers: dict[str
         return _settle(ctx, job, worker_id, reporter, "cancelled", "cancelled", str(exc))
     except JobTimeLimit as exc:
         return _settle(ctx, job, worker_id, reporter, "failed", "time_limit", str(exc))
-    except ValueError as exc:  # bad input: the message says what; never retried
+    except InvalidInput as exc:  # bad input: the message says what; never retried
         return _settle(ctx, job, worker_id, reporter, "failed", "invalid_input", str(exc))
     except Exception as exc:
         message = f"{exc.__class__.__name__}: {exc}"

@@ -19,9 +19,9 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from app.context import ServiceContext
-from app.db import transaction, utcnow
-from app.tables import JobRow
+from app.core.context import ServiceContext
+from app.core.db import transaction, utcnow
+from app.core.tables import JobRow
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class LeaseGuard:
     def _enforce_hard_limit(self) -> None:
         if self._stop.is_set():
             return
-        from app.jobs import finish_job
+        from app.services.job_service import finish_job
 
         with transaction(self._ctx.sessions) as session:
             job = session.get(JobRow, self._job_id, with_for_update=True)

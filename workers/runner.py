@@ -12,10 +12,10 @@ import socket
 
 from celery.signals import worker_process_init
 
-from app.context import build_context
-from app.corpora import sweep_stale_uploads
+from app.core.context import build_context
+from app.core.settings import Settings
 from app.migrations import upgrade_database
-from app.settings import Settings
+from app.services.corpus_service import sweep_stale_uploads
 from workers.celery_app import create_worker_app, requeue_job
 from workers.heartbeat import Heartbeat, probe_gpu, worker_id
 

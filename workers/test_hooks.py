@@ -14,6 +14,8 @@ import signal
 import time
 from typing import Any
 
+from gpu.errors import InvalidInput
+
 OPTION = "test_hook"
 
 
@@ -21,7 +23,7 @@ def run_test_hook(hook: dict[str, Any], progress) -> None:
     """Do what ``hook`` says (see the module docstring); ValueError for unknown keys."""
     unknown = set(hook) - {"sleep_s", "block_s", "kill"}
     if unknown:
-        raise ValueError(f"options.test_hook: unknown keys {sorted(unknown)}")
+        raise InvalidInput(f"options.test_hook: unknown keys {sorted(unknown)}")
     if hook.get("kill") == "always":
         os.kill(os.getpid(), signal.SIGKILL)
     if hook.get("sleep_s"):

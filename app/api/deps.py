@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from app.context import ServiceContext
-from app.errors import ApiError
-from app.schemas import ErrorPublic
-from app.security import is_loopback, verify_token
+from app.api.schemas import ErrorPublic
+from app.core.api_errors import ApiError
+from app.core.context import ServiceContext
+from app.core.security import is_loopback, verify_token
 
 
 def get_context(request: Request) -> ServiceContext:

@@ -1,9 +1,9 @@
 """Table rows -> public response bodies."""
 from __future__ import annotations
 
-from app.jobs import job_percent
-from app.schemas import CorpusPublic, JobPublic, ModelPublic, ProgressPublic
-from app.tables import CorpusRow, JobRow, ModelRow
+from app.api.schemas import CorpusPublic, JobPublic, ModelPublic, ProgressPublic
+from app.core.tables import CorpusRow, JobRow, ModelRow
+from app.services.job_service import job_percent
 
 
 def job_public(job: JobRow) -> JobPublic:

@@ -4,7 +4,7 @@ counts, document ids, options, statistics), and the same tokenizer for new docum
 
 Policy: documents that are empty, or have no terms left after tokenization, filtering or
 vocabulary pruning, are dropped and counted by reason in ``stats["dropped"]``; only an
-entirely empty corpus is an error. Bad input raises ValueError naming the file, line or
+entirely empty corpus is an error. Bad input raises InvalidInput naming the file, line or
 element and the limit broken, and leaves nothing behind.
 """
 from app.ingest.analyzer import Analyzer

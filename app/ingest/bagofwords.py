@@ -18,7 +18,16 @@ import numpy as np
 import scipy.sparse as sp
 
 from app.ingest.options import IngestLimits
-from app.ingest.streams import BLOCK, CORRUPT_DATA_ERRORS, Budget, capped, decode_utf8, iter_lines, read_all
+from app.ingest.streams import (
+    BLOCK,
+    CORRUPT_DATA_ERRORS,
+    Budget,
+    capped,
+    decode_utf8,
+    iter_lines,
+    read_all,
+)
+from gpu.errors import InvalidInput
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -37,20 +46,20 @@ def read_vocabulary(stream: io.BufferedReader, where: str, limits: IngestLimits)
         try:
             terms = json.loads(decode_utf8(raw, where).lstrip("\ufeff"))
         except json.JSONDecodeError as error:
-            raise ValueError(f"{where}: invalid JSON vocabulary ({error.msg} at line {error.lineno} column {error.colno})") from None
+            raise InvalidInput(f"{where}: invalid JSON vocabulary ({error.msg} at line {error.lineno} column {error.colno})") from None
         except RecursionError:
-            raise ValueError(f"{where}: invalid JSON vocabulary (nested too deeply)") from None
+            raise InvalidInput(f"{where}: invalid JSON vocabulary (nested too deeply)") from None
         if not isinstance(terms, list):
-            raise ValueError(f"{where}: a JSON vocabulary must be a list of strings")
+            raise InvalidInput(f"{where}: a JSON vocabulary must be a list of strings")
         located = [(f"{where} element {i}", term) for i, term in enumerate(terms)]
     else:
         located = [(f"{where} line {n}", line.strip()) for n, line in iter_lines(stream, where, limits.max_document_bytes)]
     seen: dict[str, str] = {}
     for term_where, term in located:
         if not isinstance(term, str) or not term:
-            raise ValueError(f"{term_where}: vocabulary terms must be non-empty strings, got {term!r}")
+            raise InvalidInput(f"{term_where}: vocabulary terms must be non-empty strings, got {term!r}")
         if term in seen:
-            raise ValueError(f"{term_where}: term {term!r} repeats {seen[term]}")
+            raise InvalidInput(f"{term_where}: term {term!r} repeats {seen[term]}")
         seen[term] = term_where
     return [term for _, term in located]
 
@@ -69,7 +78,7 @@ def _iter_data_lines(stream: io.BufferedReader, where: str, first_line: int) -> 
         if cut < 0:
             carry = block
             if len(carry) > BLOCK * 4:
-                raise ValueError(f"{where} line {number}: line too long")
+                raise InvalidInput(f"{where} line {number}: line too long")
             continue
         lines, carry = block[:cut].split(b"\n"), block[cut + 1:]
         yield number, lines
@@ -109,25 +118,25 @@ def _raise_bad_line(lines: list[bytes], start: int, where: str, n_values: int, i
             continue
         line_where = f"{where} line {start + offset}"
         if len(fields) != n_values:
-            raise ValueError(f"{line_where}: expected {n_values} numbers, found {len(fields)} fields")
+            raise InvalidInput(f"{line_where}: expected {n_values} numbers, found {len(fields)} fields")
         try:
             [int(f) for f in fields[:2]]
             float(fields[2]) if n_values == 3 and not integral else [int(f) for f in fields[2:]]
         except (ValueError, OverflowError):
-            raise ValueError(f"{line_where}: not a number in {decode_utf8(line, line_where)[:80]!r}") from None
-    raise ValueError(f"{where} lines {start}-{start + len(lines) - 1}: malformed entries")
+            raise InvalidInput(f"{line_where}: not a number in {decode_utf8(line, line_where)[:80]!r}") from None
+    raise InvalidInput(f"{where} lines {start}-{start + len(lines) - 1}: malformed entries")
 
 
 def _assemble(rows, cols, values, n_docs: int, n_terms: int, n_entries: int, where: str) -> sp.csr_matrix:
     if len(rows) != n_entries:
-        raise ValueError(f"{where}: header declares {n_entries} entries, found {len(rows)}")
+        raise InvalidInput(f"{where}: header declares {n_entries} entries, found {len(rows)}")
     if len(rows):
         if rows.min() < 1 or rows.max() > n_docs:
             bad = int(np.flatnonzero((rows < 1) | (rows > n_docs))[0])
-            raise ValueError(f"{where}: entry {bad + 1} has document index {int(rows[bad])} outside 1..{n_docs}")
+            raise InvalidInput(f"{where}: entry {bad + 1} has document index {int(rows[bad])} outside 1..{n_docs}")
         if cols.min() < 1 or cols.max() > n_terms:
             bad = int(np.flatnonzero((cols < 1) | (cols > n_terms))[0])
-            raise ValueError(f"{where}: entry {bad + 1} has term index {int(cols[bad])} outside 1..{n_terms}")
+            raise InvalidInput(f"{where}: entry {bad + 1} has term index {int(cols[bad])} outside 1..{n_terms}")
     return to_count_matrix(sp.coo_matrix((values, (rows - 1, cols - 1)), shape=(n_docs, n_terms)), where)
 
 
@@ -137,16 +146,16 @@ def to_count_matrix(matrix, where: str) -> sp.csr_matrix:
     csr.sum_duplicates()
     data = csr.data
     if data.dtype.kind not in "biuf":
-        raise ValueError(f"{where}: counts must be numbers, got dtype {data.dtype}")
+        raise InvalidInput(f"{where}: counts must be numbers, got dtype {data.dtype}")
     if data.size:
         if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
-            raise ValueError(f"{where}: counts contain NaN or infinity")
+            raise InvalidInput(f"{where}: counts contain NaN or infinity")
         if data.min() < 0:
-            raise ValueError(f"{where}: counts must be non-negative (found {data.min()})")
+            raise InvalidInput(f"{where}: counts must be non-negative (found {data.min()})")
         if data.dtype.kind == "f" and not np.all(data == np.round(data)):
-            raise ValueError(f"{where}: counts must be integers (found a fractional value)")
+            raise InvalidInput(f"{where}: counts must be integers (found a fractional value)")
         if data.max() > np.iinfo(np.int32).max:
-            raise ValueError(f"{where}: a count exceeds the int32 range")
+            raise InvalidInput(f"{where}: a count exceeds the int32 range")
     csr = sp.csr_matrix((data.astype(np.int32), csr.indices.astype(np.int32), csr.indptr), shape=csr.shape)
     csr.eliminate_zeros()
     return csr
@@ -159,7 +168,7 @@ def _header_ints(line: str, count: int, line_where: str, what: str) -> list[int]
     except ValueError:
         values = []
     if len(values) != count or any(v < 0 for v in values):
-        raise ValueError(f"{line_where}: expected {what}, got {line[:80]!r}")
+        raise InvalidInput(f"{line_where}: expected {what}, got {line[:80]!r}")
     return values
 
 
@@ -179,16 +188,16 @@ def read_matrix_market(stream: io.BufferedReader, where: str, vocabulary: list[s
     """Matrix Market ``coordinate`` ``integer|real|pattern`` ``general``, documents x terms."""
     banner = decode_utf8(stream.readline(1024), f"{where} line 1").strip().lower().split()
     if len(banner) != 5 or banner[0] != "%%matrixmarket" or banner[1] != "matrix":
-        raise ValueError(f"{where} line 1: not a Matrix Market header ('%%MatrixMarket matrix coordinate ...')")
+        raise InvalidInput(f"{where} line 1: not a Matrix Market header ('%%MatrixMarket matrix coordinate ...')")
     layout, field, symmetry = banner[2:]
     if layout != "coordinate" or field not in ("integer", "real", "pattern") or symmetry != "general":
-        raise ValueError(f"{where} line 1: only 'coordinate integer|real|pattern general' is supported, got {' '.join(banner[2:])!r}")
+        raise InvalidInput(f"{where} line 1: only 'coordinate integer|real|pattern general' is supported, got {' '.join(banner[2:])!r}")
     number = 1
     while True:
         number += 1
         raw = stream.readline(1024)
         if not raw:
-            raise ValueError(f"{where}: missing size line")
+            raise InvalidInput(f"{where}: missing size line")
         line = decode_utf8(raw, f"{where} line {number}")
         if line.strip() and not line.lstrip().startswith("%"):
             break
@@ -200,11 +209,11 @@ def read_matrix_market(stream: io.BufferedReader, where: str, vocabulary: list[s
 
 def _check_sizes(n_docs: int, n_terms: int, n_entries: int, where: str, vocabulary: list[str], limits: IngestLimits) -> None:
     if n_terms != len(vocabulary):
-        raise ValueError(f"{where}: {n_terms} terms declared but the vocabulary has {len(vocabulary)}")
+        raise InvalidInput(f"{where}: {n_terms} terms declared but the vocabulary has {len(vocabulary)}")
     if n_docs > limits.max_documents:
-        raise ValueError(f"{where}: {n_docs} documents, more than max_documents={limits.max_documents}")
+        raise InvalidInput(f"{where}: {n_docs} documents, more than max_documents={limits.max_documents}")
     if n_docs == 0:
-        raise ValueError(f"{where}: empty corpus (0 documents)")
+        raise InvalidInput(f"{where}: empty corpus (0 documents)")
 
 
 def read_npz(stream: BinaryIO, where: str, vocabulary: list[str], limits: IngestLimits) -> sp.csr_matrix:
@@ -215,20 +224,20 @@ def read_npz(stream: BinaryIO, where: str, vocabulary: list[str], limits: Ingest
         with zipfile.ZipFile(buffer) as archive:
             declared = sum(info.file_size for info in archive.infolist())
     except CORRUPT_DATA_ERRORS + (ValueError,) as error:
-        raise ValueError(f"{where}: not a .npz file ({error})") from None
+        raise InvalidInput(f"{where}: not a .npz file ({error})") from None
     if declared > limits.max_decompressed_bytes:
-        raise ValueError(f"{where}: arrays declare {declared} bytes, more than max_decompressed_bytes={limits.max_decompressed_bytes}")
+        raise InvalidInput(f"{where}: arrays declare {declared} bytes, more than max_decompressed_bytes={limits.max_decompressed_bytes}")
     buffer.seek(0)
     try:
         matrix = sp.load_npz(buffer)
     except MemoryError:
         raise
     except Exception as error:  # noqa: BLE001 - any failure of the third-party parser is bad input
-        raise ValueError(f"{where}: not a scipy sparse .npz matrix ({type(error).__name__}: {error})") from None
+        raise InvalidInput(f"{where}: not a scipy sparse .npz matrix ({type(error).__name__}: {error})") from None
     if matrix.ndim != 2:
-        raise ValueError(f"{where}: expected a 2-D matrix, got shape {matrix.shape}")
+        raise InvalidInput(f"{where}: expected a 2-D matrix, got shape {matrix.shape}")
     n_docs, n_terms = matrix.shape
     if n_terms != len(vocabulary):
-        raise ValueError(f"{where}: matrix has {n_terms} columns but the vocabulary has {len(vocabulary)} terms")
+        raise InvalidInput(f"{where}: matrix has {n_terms} columns but the vocabulary has {len(vocabulary)} terms")
     _check_sizes(n_docs, n_terms, matrix.nnz, where, vocabulary, limits)
     return to_count_matrix(matrix, where)

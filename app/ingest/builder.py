@@ -35,6 +35,7 @@ from app.ingest.finalize import BuiltCorpus, assemble, prune_vocabulary
 from app.ingest.options import IngestLimits, TextOptions
 from app.ingest.pool import Counter, InProcessCounter, WorkerPool
 from app.ingest.readers import Fields, RawDocument
+from gpu.errors import InvalidInput
 
 Progress = Callable[[str, int, int], None]
 
@@ -105,9 +106,9 @@ class CorpusBuilder:
     def __init__(self, options: TextOptions, limits: IngestLimits, work_dir: Path, *,
                  chunk_bytes: int = 2 << 20, n_workers: int = 1, progress: Progress | None = None):
         if chunk_bytes < 1:
-            raise ValueError(f"chunk_bytes must be >= 1, got {chunk_bytes}")
+            raise InvalidInput(f"chunk_bytes must be >= 1, got {chunk_bytes}")
         if n_workers < 1:
-            raise ValueError(f"n_workers must be >= 1, got {n_workers}")
+            raise InvalidInput(f"n_workers must be >= 1, got {n_workers}")
         self.options, self.limits, self.work_dir = options, limits, Path(work_dir)
         self.chunk_bytes = chunk_bytes
         self.n_workers = 1 if multiprocessing.current_process().daemon else n_workers
@@ -142,10 +143,10 @@ class CorpusBuilder:
     def add(self, document: RawDocument) -> None:
         """Add one document (ids are checked for duplicates when its chunk is merged)."""
         if self._documents_read >= self.limits.max_documents:
-            raise ValueError(f"{document.where}: more than max_documents={self.limits.max_documents} documents")
+            raise InvalidInput(f"{document.where}: more than max_documents={self.limits.max_documents} documents")
         self._documents_read += 1
         if document.doc_id in self._known_ids():
-            raise ValueError(f"{document.where}: duplicate document id {document.doc_id!r}")
+            raise InvalidInput(f"{document.where}: duplicate document id {document.doc_id!r}")
         self._seen_ids.add(document.doc_id)
         if document.metadata:
             self._text_metadata[len(self._texts)] = document.metadata
@@ -165,7 +166,7 @@ class CorpusBuilder:
         self._documents_read += (next_line - first_line) + (0 if block.endswith(b"\n") else 1)
         if self._documents_read > self.limits.max_documents:
             line = first_line + self.limits.max_documents - before
-            raise ValueError(f"{where} line {line}: more than max_documents={self.limits.max_documents} documents")
+            raise InvalidInput(f"{where} line {line}: more than max_documents={self.limits.max_documents} documents")
         args = (block, where, first_line, first_offset, self.limits.max_document_bytes, self.options)
         self._submit(_Task(chunks.run_text_lines, args, where, line_ids=(id_prefix, first_line)))
 
@@ -251,7 +252,7 @@ class CorpusBuilder:
             doc_ids, metadata = result.doc_ids, result.metadata
         self.input_documents += result.n_docs
         if self.input_documents > self.limits.max_documents:
-            raise ValueError(f"{task.where}: more than max_documents={self.limits.max_documents} documents")
+            raise InvalidInput(f"{task.where}: more than max_documents={self.limits.max_documents} documents")
         if task.line_ids is not None and self._defer_line_ids(task.line_ids, doc_ids):
             pass
         elif task.line_ids is not None and self._known_ids().isdisjoint(doc_ids):
@@ -260,10 +261,10 @@ class CorpusBuilder:
             fresh = set(doc_ids)
             if len(fresh) != len(doc_ids):
                 repeated = next(doc_id for doc_id, n in collections.Counter(doc_ids).items() if n > 1)
-                raise ValueError(f"{task.where}: duplicate document id {repeated!r}")
+                raise InvalidInput(f"{task.where}: duplicate document id {repeated!r}")
             clash = fresh & self._known_ids()
             if clash:
-                raise ValueError(f"{task.where}: duplicate document id {min(clash)!r}")
+                raise InvalidInput(f"{task.where}: duplicate document id {min(clash)!r}")
             self._seen_ids |= fresh
         self._doc_ids.extend(doc_ids)
         self._empty_parts.append(result.empty)
@@ -322,7 +323,7 @@ class CorpusBuilder:
                 counter.send(("frequencies",))  # answered after the counts still pending
             self._drain(keep=0)
             if self.input_documents == 0:
-                raise ValueError("empty corpus: the input contains no documents")
+                raise InvalidInput("empty corpus: the input contains no documents")
             vocabulary = self._vocabulary
             df, tf = vocabulary.frequencies([counter.receive() for counter in self._counters])
             terms = vocabulary.terms

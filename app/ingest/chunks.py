@@ -14,6 +14,7 @@ import numpy as np
 from app.ingest.counting import ChunkCounts, ChunkTokenizer, count_chunk
 from app.ingest.options import TextOptions
 from app.ingest.readers import Fields, document_from_value
+from gpu.errors import InvalidInput
 
 
 @dataclass
@@ -43,7 +44,7 @@ def _decode_block(block: bytes, where: str, first_line: int, first_offset: int) 
         return block.decode("utf-8")
     except UnicodeDecodeError as error:
         line = first_line + block.count(b"\n", 0, error.start)
-        raise ValueError(f"{where} line {line}: invalid UTF-8 at byte {first_offset + error.start} ({error.reason})") from None
+        raise InvalidInput(f"{where} line {line}: invalid UTF-8 at byte {first_offset + error.start} ({error.reason})") from None
 
 
 def _check_line_lengths(lines: list[bytes], where: str, first_line: int, max_line_bytes: int) -> None:
@@ -51,7 +52,7 @@ def _check_line_lengths(lines: list[bytes], where: str, first_line: int, max_lin
         return
     for offset, line in enumerate(lines):
         if len(line.rstrip(b"\r")) > max_line_bytes:
-            raise ValueError(f"{where} line {first_line + offset}: longer than max_document_bytes={max_line_bytes}")
+            raise InvalidInput(f"{where} line {first_line + offset}: longer than max_document_bytes={max_line_bytes}")
 
 
 def _block_lines(block: bytes) -> bytes:
@@ -122,7 +123,7 @@ def run_text_lines(block: bytes, where: str, first_line: int, first_offset: int,
             texts.append(body[start:stop].decode("utf-8"))
         except UnicodeDecodeError as error:
             offset = first_offset + start + error.start
-            raise ValueError(f"{where} line {first_line + row}: invalid UTF-8 at byte {offset} ({error.reason})") from None
+            raise InvalidInput(f"{where} line {first_line + row}: invalid UTF-8 at byte {offset} ({error.reason})") from None
     empty[other_rows] = np.fromiter(map(_is_blank, texts), dtype=bool, count=len(texts))
     tokenizer.add_texts(texts, other_rows)
     return ChunkResult(tokenizer.counts(), n_lines, empty)
@@ -146,9 +147,9 @@ def run_jsonl_lines(block: bytes, where: str, first_line: int, first_offset: int
         try:
             value = json.loads(line)
         except json.JSONDecodeError as error:
-            raise ValueError(f"{line_where}: invalid JSON ({error.msg} at column {error.colno})") from None
+            raise InvalidInput(f"{line_where}: invalid JSON ({error.msg} at column {error.colno})") from None
         except RecursionError:
-            raise ValueError(f"{line_where}: invalid JSON (nested too deeply)") from None
+            raise InvalidInput(f"{line_where}: invalid JSON (nested too deeply)") from None
         document = document_from_value(value, line_where, f"{id_prefix}{number}", fields, max_document_bytes)
         if document.metadata:
             metadata[len(texts)] = document.metadata

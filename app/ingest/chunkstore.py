@@ -20,6 +20,7 @@ import scipy.sparse as sp
 from app.ingest.countfiles import CountsTarget
 from app.ingest.counting import remap_columns
 from app.ingest.finalize import ChunkRows
+from gpu.errors import InvalidInput
 
 
 @dataclass
@@ -131,7 +132,7 @@ class ChunkStore:
         elif kind == "fill":
             yield self.fill(*args)
         else:
-            raise ValueError(f"unknown request {kind!r}")
+            raise InvalidInput(f"unknown request {kind!r}")
 
     def count(self, function: Callable, args: tuple) -> ChunkSummary:
         """Count one chunk with ``function(*args)`` (a ChunkResult), store its counts

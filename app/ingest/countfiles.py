@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from app.artifacts.artifact_files import ArtifactCorrupt
+
 INDPTR, INDICES, DATA = "indptr.npy", "indices.npy", "data.npy"
 _ENTRY = np.dtype("<i4")
 
@@ -66,11 +68,11 @@ def write_counts(folder: Path, counts: sp.csr_matrix) -> None:
 
 
 def read_counts(folder: Path, shape: tuple[int, int]) -> sp.csr_matrix:
-    """The stored CSR matrix of ``shape``; raises ValueError if the files do not fit it."""
+    """The stored CSR matrix of ``shape``; raises ArtifactCorrupt if the files do not fit it."""
     folder = Path(folder)
     indptr, indices, data = (np.load(folder / name, allow_pickle=False) for name in (INDPTR, INDICES, DATA))
     if indptr.ndim != 1 or indptr.size != shape[0] + 1 or indices.shape != data.shape or indptr[-1] != indices.size:
-        raise ValueError(f"corpus {folder}: count arrays do not form a {shape[0]} x {shape[1]} CSR matrix")
+        raise ArtifactCorrupt(f"corpus {folder}: count arrays do not form a {shape[0]} x {shape[1]} CSR matrix")
     if indices.dtype != np.int32 or data.dtype != np.int32:
-        raise ValueError(f"corpus {folder}: counts must be int32 (found {indices.dtype}, {data.dtype})")
+        raise ArtifactCorrupt(f"corpus {folder}: counts must be int32 (found {indices.dtype}, {data.dtype})")
     return sp.csr_matrix((data, indices, indptr), shape=shape)

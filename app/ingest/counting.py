@@ -16,7 +16,6 @@ from app.ingest.analyzer import BIGRAM_JOINER, Analyzer, find_words
 from app.ingest.ascii_tokens import ascii_table, scan_ascii
 from app.ingest.options import TextOptions
 
-
 # Documents joined into one string are tokenized by one call. In Unicode text they are
 # separated by DOC_BREAK, upper case so it cannot occur in lowercased text; in ASCII bytes
 # by a NUL byte, which the translation tables below turn into a token of its own.

@@ -16,6 +16,7 @@ import scipy.sparse as sp
 
 from app.ingest.countfiles import CountsTarget
 from app.ingest.options import TextOptions
+from gpu.errors import InvalidInput
 
 Progress = Callable[[str, int, int], None]
 
@@ -131,7 +132,7 @@ def assemble(chunks: Iterable[ChunkRows], n_chunks: int, fill: Callable[[CountsT
             progress("finalize", done, n_chunks)
     rows = np.concatenate(kept_rows) if kept_rows else np.empty(0, np.int64)
     if rows.size == 0 or not vocabulary:
-        raise ValueError(
+        raise InvalidInput(
             f"empty corpus: all {len(doc_ids)} documents are empty after processing "
             f"(dropped: {dict(dropped) or 'none'}; vocabulary terms removed: {pruned_terms})"
         )

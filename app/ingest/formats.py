@@ -1,6 +1,8 @@
 """Input format names and detection from a file name, a content type and the first bytes."""
 from __future__ import annotations
 
+from gpu.errors import InvalidInput
+
 FORMATS: tuple[str, ...] = ("json", "jsonl", "text", "csv", "tsv", "zip", "tar.gz", "uci", "mm", "npz")
 
 # Formats whose input is a matrix source plus a vocabulary source.
@@ -24,7 +26,7 @@ def detect_format(filename: str | None, content_type: str | None = None, head: b
     """Guess one of :data:`FORMATS`: magic bytes of ``head`` first for binary formats, then
     the file name's suffix, then the content type, then the shape of ``head``.
 
-    Raises ValueError naming the file when nothing fits.
+    Raises InvalidInput naming the file when nothing fits.
     """
     name = (filename or "").lower()
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
@@ -52,5 +54,5 @@ def detect_format(filename: str | None, content_type: str | None = None, head: b
         return "jsonl"
     if head:
         return "text"
-    raise ValueError(f"cannot detect the format of {filename or 'the upload'!r}: name it with one of the suffixes "
+    raise InvalidInput(f"cannot detect the format of {filename or 'the upload'!r}: name it with one of the suffixes "
                      f"{', '.join(s for s, _ in _SUFFIXES)} or pass fmt (one of {', '.join(FORMATS)})")

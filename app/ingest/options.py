@@ -68,7 +68,7 @@ class TextOptions(BaseModel):
 
 
 class IngestLimits(BaseModel):
-    """Caps on what one ingestion accepts; breaking one raises ValueError naming it."""
+    """Caps on what one ingestion accepts; breaking one raises InvalidInput naming it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

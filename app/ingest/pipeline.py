@@ -9,16 +9,23 @@ from typing import BinaryIO
 
 import numpy as np
 
+from app.artifacts.artifact_files import remove_path
 from app.ingest import archives, bagofwords, readers
 from app.ingest.builder import CorpusBuilder
 from app.ingest.counting import remap_columns
-from app.ingest.finalize import NO_TOKENS, BuiltCorpus, ChunkRows, assemble, prune_vocabulary
+from app.ingest.finalize import (
+    NO_TOKENS,
+    BuiltCorpus,
+    ChunkRows,
+    assemble,
+    prune_vocabulary,
+)
 from app.ingest.formats import BAG_OF_WORDS_FORMATS, FORMATS, detect_format
 from app.ingest.options import IngestLimits, TextOptions
 from app.ingest.readers import Fields
 from app.ingest.store import CorpusInfo, write_corpus
 from app.ingest.streams import Budget, capped, iter_line_blocks
-from app.storage import remove_path
+from gpu.errors import InvalidInput
 
 Progress = Callable[[str, int, int], None]
 
@@ -49,14 +56,14 @@ def ingest(sources: list[tuple[str, BinaryIO]], dest: Path, *, tmp_root: Path, f
         exceptions it raises abort the ingestion.
 
     Empty documents are dropped and counted by reason (see app.ingest.builder); an
-    entirely empty corpus, malformed input or a broken limit raises ValueError naming the
+    entirely empty corpus, malformed input or a broken limit raises InvalidInput naming the
     file, line/element and limit, and leaves nothing at ``dest`` nor under ``tmp_root``.
     """
     dest, tmp_root = Path(dest), Path(tmp_root)
     if not sources:
-        raise ValueError("no input: sources is empty")
+        raise InvalidInput("no input: sources is empty")
     if fmt is not None and fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
+        raise InvalidInput(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
     if dest.exists():
         raise FileExistsError(f"corpus {dest} already exists")
     tmp_root.mkdir(parents=True, exist_ok=True)
@@ -124,7 +131,7 @@ def _feed(builder: CorpusBuilder, stream, name: str, fmt: str, fields: Fields, l
             suffix = "." + base.rsplit(".", 1)[-1].lower() if "." in base else ""
             kind = _MEMBER_FORMATS.get(suffix)
             if kind is None:
-                raise ValueError(f"{member_where}: unsupported member type {suffix or '(no extension)'!r}; "
+                raise InvalidInput(f"{member_where}: unsupported member type {suffix or '(no extension)'!r}; "
                                  f"archives may hold {', '.join(sorted(_MEMBER_FORMATS))} files")
             if kind == "document":
                 for document in readers.read_whole_text(member_stream, member_where, max_doc, f"{prefix}{member}"):
@@ -132,23 +139,23 @@ def _feed(builder: CorpusBuilder, stream, name: str, fmt: str, fields: Fields, l
             else:
                 _feed(builder, member_stream, member_where, kind, fields, limits, work_dir, f"{prefix}{member}:", chunk_bytes)
     else:
-        raise ValueError(f"{name}: format {fmt!r} is not a text format")
+        raise InvalidInput(f"{name}: format {fmt!r} is not a text format")
 
 
 def _build_bag_of_words(streams, formats, options: TextOptions, limits: IngestLimits, fmt: str | None,
                         progress: Progress | None = None) -> BuiltCorpus:
     if len(streams) != 2:
-        raise ValueError(f"bag-of-words input needs two sources (matrix, vocabulary), got {len(streams)}")
+        raise InvalidInput(f"bag-of-words input needs two sources (matrix, vocabulary), got {len(streams)}")
     vocab_index = next((i for i, (name, _) in enumerate(streams) if "vocab" in name.lower()), 1)
     matrix_index = 1 - vocab_index
     kind = fmt or formats[matrix_index]
     if kind not in BAG_OF_WORDS_FORMATS:
-        raise ValueError(f"{streams[matrix_index][0]}: expected a uci, mm or npz matrix, detected {kind!r}")
+        raise InvalidInput(f"{streams[matrix_index][0]}: expected a uci, mm or npz matrix, detected {kind!r}")
     vocab_name, vocab_stream = streams[vocab_index]
     matrix_name, matrix_stream = streams[matrix_index]
     vocabulary = bagofwords.read_vocabulary(vocab_stream, vocab_name, limits)
     if not vocabulary:
-        raise ValueError(f"{vocab_name}: empty vocabulary")
+        raise InvalidInput(f"{vocab_name}: empty vocabulary")
     if kind == "npz":
         counts = bagofwords.read_npz(matrix_stream, matrix_name, vocabulary, limits)
     else:

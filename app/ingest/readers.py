@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from app.ingest.streams import iter_lines, iter_text_blocks
+from gpu.errors import InvalidInput
 
 # Room for the JSON syntax, escapes and metadata around a document's text on one line.
 JSON_OVERHEAD = 1 << 20
@@ -39,7 +40,7 @@ class Fields:
 
 def check_document_size(text: str, where: str, max_document_bytes: int) -> None:
     if len(text) * 4 > max_document_bytes and len(text.encode("utf-8")) > max_document_bytes:
-        raise ValueError(f"{where}: document longer than max_document_bytes={max_document_bytes}")
+        raise InvalidInput(f"{where}: document longer than max_document_bytes={max_document_bytes}")
 
 
 def read_text_lines(stream: io.BufferedReader, where: str, max_document_bytes: int, id_prefix: str = "") -> Iterator[RawDocument]:
@@ -62,7 +63,7 @@ class _LimitedRead:
         data = self._stream.read(min(n, self._left + 1))
         self._left -= len(data)
         if self._left < 0:
-            raise ValueError(f"{self._where}: document longer than max_document_bytes={self._limit}")
+            raise InvalidInput(f"{self._where}: document longer than max_document_bytes={self._limit}")
         return data
 
 
@@ -72,25 +73,25 @@ def document_from_value(value: Any, where: str, default_id: str, fields: Fields,
         check_document_size(value, where, max_document_bytes)
         return RawDocument(default_id, value, None, where)
     if not isinstance(value, dict):
-        raise ValueError(f"{where}: expected a string or an object, got {_json_type(value)}")
+        raise InvalidInput(f"{where}: expected a string or an object, got {_json_type(value)}")
     if fields.text not in value:
-        raise ValueError(f"{where}: missing text field {fields.text!r}")
+        raise InvalidInput(f"{where}: missing text field {fields.text!r}")
     text = value[fields.text]
     if not isinstance(text, str):
-        raise ValueError(f"{where}: field {fields.text!r} must be a string, got {_json_type(text)}")
+        raise InvalidInput(f"{where}: field {fields.text!r} must be a string, got {_json_type(text)}")
     check_document_size(text, where, max_document_bytes)
     id_field = fields.id or "id"
     doc_id = default_id
     if id_field in value and value[id_field] is not None:
         raw_id = value[id_field]
         if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
-            raise ValueError(f"{where}: field {id_field!r} must be a string or an integer, got {_json_type(raw_id)}")
+            raise InvalidInput(f"{where}: field {id_field!r} must be a string or an integer, got {_json_type(raw_id)}")
         doc_id = str(raw_id)
     elif fields.id is not None:
-        raise ValueError(f"{where}: missing id field {fields.id!r}")
+        raise InvalidInput(f"{where}: missing id field {fields.id!r}")
     metadata = value.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
-        raise ValueError(f"{where}: field 'metadata' must be an object, got {_json_type(metadata)}")
+        raise InvalidInput(f"{where}: field 'metadata' must be an object, got {_json_type(metadata)}")
     return RawDocument(doc_id, text, metadata or None, where)
 
 
@@ -104,9 +105,9 @@ def _loads(text: str, where: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(f"{where}: invalid JSON ({error.msg} at column {error.colno})") from None
+        raise InvalidInput(f"{where}: invalid JSON ({error.msg} at column {error.colno})") from None
     except RecursionError:
-        raise ValueError(f"{where}: invalid JSON (nested too deeply)") from None
+        raise InvalidInput(f"{where}: invalid JSON (nested too deeply)") from None
 
 
 def read_jsonl(stream: io.BufferedReader, where: str, fields: Fields, max_document_bytes: int, id_prefix: str = "") -> Iterator[RawDocument]:
@@ -147,7 +148,7 @@ def read_json_array(stream: io.BufferedReader, where: str, fields: Fields, max_d
                 return ""
 
     if skip_space() != "[":
-        raise ValueError(f"{where}: expected a JSON array of documents at character {base + pos}")
+        raise InvalidInput(f"{where}: expected a JSON array of documents at character {base + pos}")
     pos += 1
     index = 0
     if skip_space() == "]":
@@ -156,18 +157,18 @@ def read_json_array(stream: io.BufferedReader, where: str, fields: Fields, max_d
         while True:
             element_where = f"{where} element {index}"
             if skip_space() == "":
-                raise ValueError(f"{element_where}: unexpected end of JSON")
+                raise InvalidInput(f"{element_where}: unexpected end of JSON")
             while True:
                 try:
                     value, end = decoder.raw_decode(buffer, pos)
                     break
                 except json.JSONDecodeError as error:
                     if len(buffer) - pos > max_element:
-                        raise ValueError(f"{element_where}: document longer than max_document_bytes={max_document_bytes}") from None
+                        raise InvalidInput(f"{element_where}: document longer than max_document_bytes={max_document_bytes}") from None
                     if not fill():
-                        raise ValueError(f"{element_where}: invalid JSON ({error.msg} at character {base + error.pos})") from None
+                        raise InvalidInput(f"{element_where}: invalid JSON ({error.msg} at character {base + error.pos})") from None
                 except RecursionError:
-                    raise ValueError(f"{element_where}: invalid JSON (nested too deeply)") from None
+                    raise InvalidInput(f"{element_where}: invalid JSON (nested too deeply)") from None
             pos = end
             yield document_from_value(value, element_where, f"{id_prefix}{index}", fields, max_document_bytes)
             index += 1
@@ -178,9 +179,9 @@ def read_json_array(stream: io.BufferedReader, where: str, fields: Fields, max_d
             if separator == "]":
                 pos += 1
                 break
-            raise ValueError(f"{where}: expected ',' or ']' after element {index - 1} at character {base + pos}")
+            raise InvalidInput(f"{where}: expected ',' or ']' after element {index - 1} at character {base + pos}")
     if skip_space() != "":
-        raise ValueError(f"{where}: unexpected data after the JSON array at character {base + pos}")
+        raise InvalidInput(f"{where}: unexpected data after the JSON array at character {base + pos}")
 
 
 def read_delimited(stream: io.BufferedReader, where: str, fields: Fields, max_document_bytes: int, delimiter: str, id_prefix: str = "") -> Iterator[RawDocument]:
@@ -195,7 +196,7 @@ def read_delimited(stream: io.BufferedReader, where: str, fields: Fields, max_do
     try:
         header = next(reader, None)
         if header is None:
-            raise ValueError(f"{where}: empty {kind} file (no header row)")
+            raise InvalidInput(f"{where}: empty {kind} file (no header row)")
         columns = [name.strip() for name in header]
         text_index = _column_index(columns, fields.text, where, "text")
         id_index = _column_index(columns, fields.id, where, "id") if fields.id else None
@@ -206,20 +207,20 @@ def read_delimited(stream: io.BufferedReader, where: str, fields: Fields, max_do
             row_number += 1
             row_where = f"{where} line {reader.line_num}"
             if len(row) != len(columns):
-                raise ValueError(f"{row_where}: {len(row)} fields, header has {len(columns)}")
+                raise InvalidInput(f"{row_where}: {len(row)} fields, header has {len(columns)}")
             text = row[text_index]
             check_document_size(text, row_where, max_document_bytes)
             doc_id = row[id_index] if id_index is not None else f"{id_prefix}{row_number}"
             yield RawDocument(doc_id, text, None, row_where)
     except csv.Error as error:
-        raise ValueError(f"{where} line {reader.line_num}: malformed {kind} ({error})") from None
+        raise InvalidInput(f"{where} line {reader.line_num}: malformed {kind} ({error})") from None
 
 
 def _column_index(columns: list[str], name: str, where: str, role: str) -> int:
     matches = [i for i, column in enumerate(columns) if column == name]
     if not matches:
         shown = ", ".join(repr(c) for c in columns[:20])
-        raise ValueError(f"{where}: no {role} column {name!r} in the header (columns: {shown})")
+        raise InvalidInput(f"{where}: no {role} column {name!r} in the header (columns: {shown})")
     if len(matches) > 1:
-        raise ValueError(f"{where}: {role} column {name!r} appears {len(matches)} times in the header")
+        raise InvalidInput(f"{where}: {role} column {name!r} appears {len(matches)} times in the header")
     return matches[0]

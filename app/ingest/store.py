@@ -20,12 +20,19 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from app.artifacts.artifact_files import (
+    ArtifactCorrupt,
+    atomic_directory,
+    directory_checksum,
+    file_sha256,
+    read_json,
+    remove_path,
+    verify_checksum,
+    write_json,
+)
 from app.ingest.countfiles import DATA, INDICES, CountsTarget, read_counts
 from app.ingest.finalize import BuiltCorpus, metadata_lines
 from app.ingest.options import TextOptions
-from app.storage import (
-    atomic_directory, directory_checksum, file_sha256, read_json, remove_path, verify_checksum, write_json,
-)
 
 FORMAT_VERSION = 2
 VOCABULARY, DOC_IDS, METADATA, MANIFEST = "vocabulary.json", "doc_ids.json", "metadata.jsonl", "corpus.json"
@@ -98,18 +105,18 @@ def _write_strings(path: Path, strings: list[str]) -> None:
 def load_corpus(path: Path, expected_checksum: str | None = None) -> Corpus:
     """Load a stored corpus; with ``expected_checksum`` first verify the files match it.
 
-    Raises ValueError if the folder is missing, corrupt or inconsistent.
+    Raises ArtifactCorrupt if the folder is missing, corrupt or inconsistent.
     """
     path = Path(path)
     if expected_checksum is not None:
         verify_checksum(path, expected_checksum)
     if not (path / MANIFEST).is_file():
-        raise ValueError(f"corpus {path} is missing or incomplete (no {MANIFEST})")
+        raise ArtifactCorrupt(f"corpus {path} is missing or incomplete (no {MANIFEST})")
     try:
         manifest = read_json(path / MANIFEST)
         version = manifest.get("format_version")
         if version not in (1, FORMAT_VERSION):
-            raise ValueError(f"corpus {path}: unsupported format_version {version!r}")
+            raise ArtifactCorrupt(f"corpus {path}: unsupported format_version {version!r}")
         vocabulary = read_json(path / VOCABULARY)
         doc_ids = read_json(path / DOC_IDS)
         shape = (len(doc_ids), len(vocabulary))
@@ -122,11 +129,11 @@ def load_corpus(path: Path, expected_checksum: str | None = None) -> Corpus:
                     metadata[int(record["row"])] = record["metadata"]
         options = TextOptions.model_validate(manifest["options"])
     except (OSError, KeyError, TypeError, json.JSONDecodeError) as error:
-        raise ValueError(f"corpus {path} is unreadable ({type(error).__name__}: {error})") from None
+        raise ArtifactCorrupt(f"corpus {path} is unreadable ({type(error).__name__}: {error})") from None
     if counts.shape != shape:
-        raise ValueError(f"corpus {path}: counts shape {counts.shape} does not match {len(doc_ids)} ids x {len(vocabulary)} terms")
+        raise ArtifactCorrupt(f"corpus {path}: counts shape {counts.shape} does not match {len(doc_ids)} ids x {len(vocabulary)} terms")
     if counts.indices.dtype != np.int32 or counts.data.dtype != np.int32:
-        raise ValueError(f"corpus {path}: counts must be int32 (found {counts.indices.dtype}, {counts.data.dtype})")
+        raise ArtifactCorrupt(f"corpus {path}: counts must be int32 (found {counts.indices.dtype}, {counts.data.dtype})")
     checksum = expected_checksum or directory_checksum(path)
     return Corpus(counts=counts, vocabulary=vocabulary, doc_ids=doc_ids, options=options,
                   stats=manifest["stats"], checksum=checksum, path=path, metadata=metadata)
@@ -136,5 +143,5 @@ def delete_corpus(path: Path) -> None:
     """Remove a stored corpus folder and all its files (no error if already gone)."""
     path = Path(path)
     if path.exists() and not (path / MANIFEST).is_file():
-        raise ValueError(f"{path} is not a corpus folder (no {MANIFEST}); refusing to delete it")
+        raise ArtifactCorrupt(f"{path} is not a corpus folder (no {MANIFEST}); refusing to delete it")
     remove_path(path)

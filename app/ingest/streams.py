@@ -2,7 +2,7 @@
 
 Every byte an ingestion reads passes through a :class:`CappedReader`, which charges it to
 one or more :class:`Budget` objects (total input, one archive member, all decompressed
-bytes) and raises ValueError as soon as a budget is exceeded, so an oversized input or an
+bytes) and raises InvalidInput as soon as a budget is exceeded, so an oversized input or an
 archive bomb is refused after reading at most ``limit + one block`` bytes.
 """
 from __future__ import annotations
@@ -17,9 +17,11 @@ import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from gpu.errors import InvalidInput
+
 BLOCK = 1 << 20
 # What corrupt compressed data raises from the standard library's readers (gzip.BadGzipFile
-# is an OSError); CappedReader turns these into ValueError naming the input.
+# is an OSError); CappedReader turns these into InvalidInput naming the input.
 CORRUPT_DATA_ERRORS = (
     OSError, EOFError, zlib.error, lzma.LZMAError, struct.error, zipfile.BadZipFile,
     tarfile.TarError, NotImplementedError, RuntimeError,
@@ -39,7 +41,7 @@ class Budget:
     def spend(self, n_bytes: int, where: str) -> None:
         self.used += n_bytes
         if self.used > self.limit:
-            raise ValueError(f"{where}: input exceeds {self.name}={self.limit} bytes")
+            raise InvalidInput(f"{where}: input exceeds {self.name}={self.limit} bytes")
 
 
 class CappedReader(io.RawIOBase):
@@ -59,7 +61,7 @@ class CappedReader(io.RawIOBase):
         try:
             data = self._raw.read(len(view))
         except CORRUPT_DATA_ERRORS as error:
-            raise ValueError(f"{self.where}: corrupt or unreadable data ({error})") from None
+            raise InvalidInput(f"{self.where}: corrupt or unreadable data ({error})") from None
         if data is None:
             return None
         n = len(data)
@@ -79,7 +81,7 @@ def decode_utf8(data: bytes, where: str, offset: int = 0) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ValueError(
+        raise InvalidInput(
             f"{where}: invalid UTF-8 at byte {offset + error.start} ({error.reason})"
         ) from None
 
@@ -88,7 +90,7 @@ def iter_lines(stream: io.BufferedReader, where: str, max_line_bytes: int, keep_
     """Yield (line number from 1, decoded line) for each line of ``stream``.
 
     A leading UTF-8 byte-order mark is skipped. A line longer than ``max_line_bytes``
-    (without its end) raises ValueError naming the line.
+    (without its end) raises InvalidInput naming the line.
     """
     offset = 0
     for number in range(1, 1 << 62):
@@ -100,7 +102,7 @@ def iter_lines(stream: io.BufferedReader, where: str, max_line_bytes: int, keep_
             offset += len(UTF8_BOM)
         body = line.rstrip(b"\r\n")
         if len(body) > max_line_bytes:
-            raise ValueError(f"{where} line {number}: longer than max_document_bytes={max_line_bytes}")
+            raise InvalidInput(f"{where} line {number}: longer than max_document_bytes={max_line_bytes}")
         text = decode_utf8(line if keep_ends else body, f"{where} line {number}", offset)
         offset += len(line)
         yield number, text
@@ -110,7 +112,7 @@ def read_all(stream: BinaryIO, where: str, limit: int, limit_name: str) -> bytes
     """Read a whole stream, refusing more than ``limit`` bytes."""
     data = stream.read(limit + 1)
     if len(data) > limit:
-        raise ValueError(f"{where}: larger than {limit_name}={limit} bytes")
+        raise InvalidInput(f"{where}: larger than {limit_name}={limit} bytes")
     return data
 
 
@@ -129,7 +131,7 @@ def iter_text_blocks(stream: BinaryIO, where: str) -> Iterator[str]:
         try:
             text = decoder.decode(data, final=final)
         except UnicodeDecodeError as error:
-            raise ValueError(f"{where}: invalid UTF-8 near byte {consumed + max(error.start, 0)} ({error.reason})") from None
+            raise InvalidInput(f"{where}: invalid UTF-8 near byte {consumed + max(error.start, 0)} ({error.reason})") from None
         consumed += len(data)
         if text:
             yield text
@@ -142,7 +144,7 @@ def iter_line_blocks(stream: BinaryIO, where: str, block_bytes: int,
     """Yield (first line number, next block's first line number, byte offset, block) for
     blocks of about ``block_bytes`` holding whole lines (cut just after a ``\\n``; the last
     may lack it). A leading UTF-8 byte-order mark is dropped. A line whose end is not found
-    within ``max_line_bytes`` raises ValueError (lines inside a block are checked by whoever
+    within ``max_line_bytes`` raises InvalidInput (lines inside a block are checked by whoever
     splits it)."""
     line, offset, buffer, first = 1, 0, bytearray(), True
     while True:
@@ -159,7 +161,7 @@ def iter_line_blocks(stream: BinaryIO, where: str, block_bytes: int,
         cut = buffer.rfind(b"\n") + 1
         if len(buffer) - cut > max_line_bytes + 2:
             bad_line = line + buffer.count(NEWLINE)
-            raise ValueError(f"{where} line {bad_line}: longer than max_document_bytes={max_line_bytes}")
+            raise InvalidInput(f"{where} line {bad_line}: longer than max_document_bytes={max_line_bytes}")
         if len(buffer) < block_bytes or cut == 0:
             continue
         block = bytes(buffer[:cut])

@@ -8,6 +8,7 @@ import scipy.sparse as sp
 
 from app.ingest.counting import count_chunk, remap_columns
 from app.ingest.options import TextOptions
+from gpu.errors import InvalidInput
 
 
 def vectorize_texts(texts: Sequence[str], vocabulary: Sequence[str] | dict, options: TextOptions) -> sp.csr_matrix:
@@ -18,10 +19,10 @@ def vectorize_texts(texts: Sequence[str], vocabulary: Sequence[str] | dict, opti
     Returns int32 CSR (n, V), V = len(vocabulary).
     """
     if isinstance(texts, str):
-        raise ValueError("texts must be a sequence of strings, got a single string")
+        raise InvalidInput("texts must be a sequence of strings, got a single string")
     for index, text in enumerate(texts):
         if not isinstance(text, str):
-            raise ValueError(f"texts[{index}] is {type(text).__name__}, expected str")
+            raise InvalidInput(f"texts[{index}] is {type(text).__name__}, expected str")
     if isinstance(vocabulary, dict):
         columns = dict(vocabulary)
         n_columns = (max(columns.values()) + 1) if columns else 0
@@ -29,7 +30,7 @@ def vectorize_texts(texts: Sequence[str], vocabulary: Sequence[str] | dict, opti
         columns = {term: column for column, term in enumerate(vocabulary)}
         n_columns = len(vocabulary)
         if len(columns) != n_columns:
-            raise ValueError("vocabulary has duplicate terms")
+            raise InvalidInput("vocabulary has duplicate terms")
     chunk = count_chunk(list(texts), options)
     to_column = np.fromiter((columns.get(t, -1) for t in chunk.terms), dtype=np.int64, count=len(chunk.terms))
     return remap_columns(chunk.counts, to_column, n_columns)

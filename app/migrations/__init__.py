@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
-from app.db import make_engine
+from app.core.db import make_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from app.tables import Base
+from app.core.tables import Base
 
 config = context.config
 engine = config.attributes["engine"]

@@ -177,8 +177,8 @@ def test_stale_uploads_are_swept_unless_a_job_needs_them(ctx_factory):
 
     from fastapi.testclient import TestClient
 
-    from app.corpora import sweep_stale_uploads
     from app.main import create_app
+    from app.services.corpus_service import sweep_stale_uploads
 
     ctx = ctx_factory(inline_ingest_max_bytes=100)
     with TestClient(create_app(context=ctx, migrate=False)) as client:

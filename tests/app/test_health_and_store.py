@@ -6,10 +6,10 @@ from datetime import timedelta
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from app.db import transaction, utcnow
+from app.core.db import transaction, utcnow
+from app.core.tables import WorkerRow
 from app.main import create_app
 from app.migrations import downgrade_database, upgrade_database
-from app.tables import WorkerRow
 from tests.app.helpers import upload
 from workers.heartbeat import beat
 

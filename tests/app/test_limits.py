@@ -10,11 +10,11 @@ import zipfile
 import pytest
 from fastapi.testclient import TestClient
 
-from app.body_limit import BodySizeLimitMiddleware
-from app.db import transaction
-from app.ids import new_id
+from app.api.body_limit import BodySizeLimitMiddleware
+from app.core.db import transaction
+from app.core.ids import new_id
+from app.core.security import create_api_key
 from app.main import create_app
-from app.security import create_api_key
 from tests.app.helpers import WORDS_DOCS, upload
 
 
@@ -70,7 +70,7 @@ def test_queue_length_gives_503_with_retry_after(limited):
 def _count_queued(ctx) -> int:
     from sqlalchemy import func, select
 
-    from app.tables import JobRow
+    from app.core.tables import JobRow
 
     with ctx.sessions() as session:
         return session.scalar(select(func.count()).select_from(JobRow).where(JobRow.state == "queued"))
@@ -184,7 +184,7 @@ def test_open_mode_refuses_keyless_calls_that_arrive_on_a_public_address(ctx_fac
     from fastapi import Request
 
     from app.api.deps import get_tenant
-    from app.errors import ApiError
+    from app.core.api_errors import ApiError
 
     ctx = ctx_factory()
     request = Request({"type": "http", "method": "GET", "path": "/v1/jobs", "headers": [], "server": server})

@@ -6,18 +6,27 @@ import hmac
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-import sqlalchemy as sa
 
 from app.cli import main
 from app.client import ApiClient
-from app.db import transaction
-from app.ids import new_id
-from app.security import (check_bind, create_api_key, hash_secret, is_loopback, list_api_keys, parse_token,
-                          revoke_api_key, verify_token)
-from app.tables import ApiKeyRow
+from app.core.db import transaction
+from app.core.ids import new_id
+from app.core.security import (
+    check_bind,
+    create_api_key,
+    hash_secret,
+    is_loopback,
+    list_api_keys,
+    parse_token,
+    revoke_api_key,
+    verify_token,
+)
+from app.core.tables import ApiKeyRow
+from gpu.errors import InvalidInput
 
 
 def test_hash_is_hmac_sha256_of_the_secret_keyed_by_the_salt():
@@ -61,14 +70,14 @@ def test_verify_accepts_only_the_exact_unrevoked_token(ctx):
         assert again == revoked.revoked_at
     with ctx.sessions() as session:
         assert verify_token(session, key.token) is None
-        with pytest.raises(ValueError, match="does not exist"):
+        with pytest.raises(InvalidInput, match="does not exist"):
             revoke_api_key(session, "f" * 16)
 
 
 def test_tenant_names_are_checked(ctx):
     with ctx.sessions() as session:
         for bad in ("", " a", "a/b", "x" * 65):
-            with pytest.raises(ValueError, match="tenant"):
+            with pytest.raises(InvalidInput, match="tenant"):
                 create_api_key(session, bad)
 
 
@@ -81,7 +90,7 @@ def test_open_mode_only_on_loopback(host, loopback):
     if loopback:
         assert "OPEN" in check_bind(host, require_api_keys=False)
     else:
-        with pytest.raises(ValueError, match="REQUIRE_API_KEYS"):
+        with pytest.raises(InvalidInput, match="REQUIRE_API_KEYS"):
             check_bind(host, require_api_keys=False)
 
 
@@ -148,7 +157,7 @@ def test_cli_reads_the_key_from_the_environment(monkeypatch):
 
 def test_cli_says_when_the_api_is_open(capsys):
     from app.cli import _check_bind
-    from app.settings import Settings
+    from app.core.settings import Settings
 
     assert _check_bind(Settings(require_api_keys=False), "127.0.0.1") is True
     assert "OPEN" in capsys.readouterr().err

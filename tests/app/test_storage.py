@@ -1,12 +1,14 @@
 import pytest
 
-from app.storage import (
+from app.artifacts.artifact_files import (
+    ArtifactCorrupt,
     DataLayout,
     atomic_directory,
     directory_checksum,
     verify_checksum,
     write_bytes_atomic,
 )
+from gpu.errors import InvalidInput
 
 
 def test_atomic_directory_publishes_only_on_success(tmp_path):
@@ -47,16 +49,16 @@ def test_checksum_detects_changes(tmp_path):
     digest = directory_checksum(tmp_path / "d")
     verify_checksum(tmp_path / "d", digest)
     (tmp_path / "d" / "x").write_bytes(b"abd")
-    with pytest.raises(ValueError, match="corrupt"):
+    with pytest.raises(ArtifactCorrupt, match="corrupt"):
         verify_checksum(tmp_path / "d", digest)
-    with pytest.raises(ValueError, match="missing"):
+    with pytest.raises(ArtifactCorrupt, match="missing"):
         verify_checksum(tmp_path / "nope", digest)
 
 
 def test_ids_with_path_tricks_are_rejected(tmp_path):
     layout = DataLayout(tmp_path)
     for bad in ["../x", "a/b", "", "."]:
-        with pytest.raises(ValueError):
+        with pytest.raises(InvalidInput):
             layout.corpus_dir(bad)
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from app.db import transaction
-from app.ids import new_id
+from app.core.db import transaction
+from app.core.ids import new_id
+from app.core.security import create_api_key, parse_token, revoke_api_key
 from app.main import create_app
-from app.security import create_api_key, parse_token, revoke_api_key
 from tests.app.helpers import WORDS_DOCS, run_now
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.ids import new_id
+from app.core.ids import new_id
 from tests.service_fixtures import pg_schema_url  # noqa: F401  (session fixture)
 
 REPO = Path(__file__).resolve().parents[2]

@@ -19,13 +19,20 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from app.context import build_context
-from app.ids import new_id
+from app.core.context import build_context
+from app.core.ids import new_id
+from app.core.settings import Settings
+from app.core.tables import JobRow, ModelRow
 from app.main import create_app
-from app.settings import Settings
-from app.tables import JobRow, ModelRow
 from tests.corpus_helpers import synthetic_documents
-from tests.e2e.conftest import REPO, free_port, poll_job, service_env, stop_process, wait_for
+from tests.e2e.conftest import (
+    REPO,
+    free_port,
+    poll_job,
+    service_env,
+    stop_process,
+    wait_for,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server on PATH")
 

@@ -15,7 +15,14 @@ import pytest
 
 from gpu.matching import mean_matched_l1
 from tests.corpus_helpers import synthetic_documents, topic_matrix_in_truth_order
-from tests.e2e.conftest import REPO, free_port, poll_job, service_env, stop_process, wait_for
+from tests.e2e.conftest import (
+    REPO,
+    free_port,
+    poll_job,
+    service_env,
+    stop_process,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from app.core.settings import Settings
 from app.main import create_app
-from app.settings import Settings
 from gpu.matching import mean_matched_l1
 from tests.corpus_helpers import synthetic_documents, topic_matrix_in_truth_order
 from tests.e2e.conftest import poll_job, wait_for

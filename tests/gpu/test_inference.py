@@ -3,7 +3,12 @@ import pytest
 import scipy.sparse as sp
 from scipy.special import digamma
 
-from gpu.inference import active_topic_batch, infer_doc_topic, validate_inference_inputs, variational_batch
+from gpu.inference import (
+    active_topic_batch,
+    infer_doc_topic,
+    validate_inference_inputs,
+    variational_batch,
+)
 from gpu.synthetic import make_lda_corpus
 
 

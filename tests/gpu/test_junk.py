@@ -1,6 +1,12 @@
 import numpy as np
 
-from gpu.junk import JUNK_ALPHA_SHARE, drop_junk_topics, junk_components, projection_loss, tiny_alpha
+from gpu.junk import (
+    JUNK_ALPHA_SHARE,
+    drop_junk_topics,
+    junk_components,
+    projection_loss,
+    tiny_alpha,
+)
 
 
 def test_drop_junk_topics_reports_each_reason():

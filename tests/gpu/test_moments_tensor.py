@@ -5,7 +5,13 @@ import scipy.sparse as sp
 
 from gpu.moments import apply_m2, corpus_stats
 from gpu.passes import row_blocks
-from gpu.tensor import DenseTensor, ImplicitTensor, tensor_terms, whitened_document_sums, whitened_tensor
+from gpu.tensor import (
+    DenseTensor,
+    ImplicitTensor,
+    tensor_terms,
+    whitened_document_sums,
+    whitened_tensor,
+)
 from gpu.whitening import krylov_whitening, orthonormalize, word_scale
 from tests.gpu.brute_force import dense_moments, multilinear
 

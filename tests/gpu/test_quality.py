@@ -12,9 +12,9 @@ from gpu.quality import (
     npmi_coherence,
     split_document_tokens,
     split_heldout,
+    top_words,
     topic_diversity,
     topic_token_shares,
-    top_words,
 )
 from gpu.synthetic import make_lda_corpus
 from tests.gpu.test_inference import reference_doc_topic

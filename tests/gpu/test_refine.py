@@ -7,7 +7,13 @@ from scipy.special import digamma, gammaln
 from gpu.inference import infer_doc_topic
 from gpu.matching import mean_matched_l1
 from gpu.quality import split_heldout, word_log_likelihood
-from gpu.refine import inverse_digamma, minka_polya_alpha, polya_alpha_shape, refine_topics, update_alpha
+from gpu.refine import (
+    inverse_digamma,
+    minka_polya_alpha,
+    polya_alpha_shape,
+    refine_topics,
+    update_alpha,
+)
 from gpu.synthetic import make_lda_corpus
 
 

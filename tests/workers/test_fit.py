@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.model_artifacts import load_alpha, load_doc_topic, load_topic_word
-from app.storage import directory_checksum
-from app.tables import ModelRow
+from app.artifacts.artifact_files import directory_checksum
+from app.artifacts.model_artifact import load_alpha, load_doc_topic, load_topic_word
+from app.core.tables import ModelRow
 from gpu.matching import mean_matched_l1
-from tests.corpus_helpers import synthetic_documents
 from tests.app.helpers import run_now, submit_fit
+from tests.corpus_helpers import synthetic_documents
 from workers.fit import run_fit
 from workers.jobs import run_job
 

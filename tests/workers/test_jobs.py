@@ -5,8 +5,9 @@ from datetime import timedelta
 
 import pytest
 
-from app.db import transaction, utcnow
-from app.tables import JobRow
+from app.core.db import transaction, utcnow
+from app.core.tables import JobRow
+from gpu.errors import InvalidInput
 from tests.app.helpers import submit_fit, upload
 from workers import jobs
 from workers.jobs import ProgressReporter, acquire_lease, backoff_s, reap_expired_leases
@@ -68,11 +69,23 @@ def test_bad_input_is_never_retried(client, ctx):
     job_id = _queued_fit(client)
 
     def bad(ctx_, job, progress):
-        raise ValueError("document 7: negative count")
+        raise InvalidInput("document 7: negative count")
 
     assert run_job(ctx, job_id, "w", {"fit": bad}).state == "failed"
     job = _job(ctx, job_id)
     assert job.attempts == 1 and job.error_code == "invalid_input" and job.error_message == "document 7: negative count"
+
+
+def test_a_plain_value_error_is_a_server_fault_and_retried(client, ctx):
+    job_id = _queued_fit(client)
+
+    def broken(ctx_, job, progress):
+        raise ValueError("shapes (3,4) and (5,) not aligned")  # a bug, not the caller's input
+
+    outcome = run_job(ctx, job_id, "w", {"fit": broken})
+    assert outcome.state == "queued" and outcome.retry_in is not None
+    job = _job(ctx, job_id)
+    assert job.error_code == "retrying" and job.attempts == 1
 
 
 def test_backoff_is_capped(ctx_factory):

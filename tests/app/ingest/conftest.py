@@ -3,6 +3,7 @@ import io
 import pytest
 
 from app.ingest import ingest, load_corpus
+from gpu.errors import InvalidInput
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def assert_fails(roots):
     def check(named_payloads, match, **kwargs):
         sources = [(name, io.BytesIO(data)) for name, data in named_payloads]
         before = sorted(corpora.iterdir())
-        with pytest.raises(ValueError, match=match):
+        with pytest.raises(InvalidInput, match=match):
             ingest(sources, corpora / "bad", tmp_root=tmp_root, **kwargs)
         assert sorted(corpora.iterdir()) == before
         assert list(tmp_root.iterdir()) == []

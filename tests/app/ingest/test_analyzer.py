@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.ingest import Analyzer, TextOptions, vectorize_texts
 from app.ingest.counting import count_chunk

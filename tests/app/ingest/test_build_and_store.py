@@ -7,9 +7,23 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.ingest import IngestLimits, TextOptions, delete_corpus, detect_format, ingest, load_corpus, vectorize_texts
+from app.artifacts.artifact_files import (
+    ArtifactCorrupt,
+    directory_checksum,
+    file_sha256,
+    write_json,
+)
+from app.ingest import (
+    IngestLimits,
+    TextOptions,
+    delete_corpus,
+    detect_format,
+    ingest,
+    load_corpus,
+    vectorize_texts,
+)
 from app.ingest.store import _write_strings
-from app.storage import directory_checksum, file_sha256, write_json
+from gpu.errors import InvalidInput
 from tests.app.ingest._reference import jsonb, reference_corpus
 
 
@@ -86,16 +100,16 @@ def test_store_load_checksum_and_delete(run_ingest, roots):
     with pytest.raises(FileExistsError):
         ingest([("d.txt", io.BytesIO(b"x y\n"))], path, tmp_root=tmp_root)
     (path / "vocabulary.json").write_text('["alpha", "beta", "zeta"]')
-    with pytest.raises(ValueError, match="corrupt"):
+    with pytest.raises(ArtifactCorrupt, match="corrupt"):
         load_corpus(path, expected_checksum=info.checksum)
     delete_corpus(path)
     assert not path.exists()
     delete_corpus(path)  # idempotent
-    with pytest.raises(ValueError, match="missing"):
+    with pytest.raises(ArtifactCorrupt, match="missing"):
         load_corpus(path)
     stranger = corpora / "not-a-corpus"
     stranger.mkdir()
-    with pytest.raises(ValueError, match="not a corpus folder"):
+    with pytest.raises(ArtifactCorrupt, match="not a corpus folder"):
         delete_corpus(stranger)
 
 
@@ -113,7 +127,7 @@ def test_detect_format(name, content_type, head, expected):
 
 
 def test_detect_format_fails_clearly():
-    with pytest.raises(ValueError, match="cannot detect the format of 'blob'"):
+    with pytest.raises(InvalidInput, match="cannot detect the format of 'blob'"):
         detect_format("blob", None, b"")
 
 
@@ -176,5 +190,5 @@ def test_format_version_1_corpora_still_load(run_ingest):
 def test_counts_files_that_do_not_fit_are_refused(run_ingest):
     _, corpus = run_ingest([("d.txt", b"alpha beta\nbeta gamma gamma\n")])
     np.save(corpus.path / "indptr.npy", np.array([0, 1, 2], dtype=np.int32))  # 2 + 2 entries stored
-    with pytest.raises(ValueError, match="do not form a 2 x 3 CSR matrix"):
+    with pytest.raises(ArtifactCorrupt, match="do not form a 2 x 3 CSR matrix"):
         load_corpus(corpus.path)

@@ -10,6 +10,7 @@ import pytest
 
 from app.ingest import chunks, ingest
 from app.ingest.pool import InProcessCounter, WorkerPool
+from gpu.errors import InvalidInput
 
 
 def _lines(n: int) -> bytes:
@@ -61,7 +62,7 @@ def test_a_worker_that_dies_is_reported(roots, no_leftovers, monkeypatch):
 def test_worker_errors_keep_their_type_message_and_traceback(roots, no_leftovers):
     corpora, tmp_root = roots
     bad = _lines(100).replace(b"line 60 ", b"line \xff ")
-    with pytest.raises(ValueError, match=r"d\.txt line 61: invalid UTF-8") as caught:
+    with pytest.raises(InvalidInput, match=r"d\.txt line 61: invalid UTF-8") as caught:
         ingest([("d.txt", io.BytesIO(bad))], corpora / "c", tmp_root=tmp_root, chunk_bytes=200, n_workers=2)
     assert "run_text_lines" in str(caught.value.__cause__)
     assert list(corpora.iterdir()) == [] and list(tmp_root.iterdir()) == []

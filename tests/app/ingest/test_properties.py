@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from app.ingest import IngestLimits, TextOptions, ingest
 from tests.app.ingest._archives import make_tar_gz, make_zip

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from app.ingest import IngestLimits, TextOptions
+from gpu.errors import InvalidInput
 from tests.app.ingest._reference import jsonb, reference_corpus
 
 TEXTS = [
@@ -56,7 +57,8 @@ def test_jsonl_text_csv_tsv_agree(run_ingest):
     lines = "\n".join(TEXTS).encode() + b"\n"
     _, from_text = run_ingest([("d.txt", lines)])
     _, from_crlf = run_ingest([("d.txt", lines.replace(b"\n", b"\r\n"))])
-    import csv, io
+    import csv
+    import io
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["id", "title", "text"])
@@ -131,12 +133,13 @@ def test_missing_id_column(assert_fails):
 
 
 def test_unknown_format_and_no_sources(roots):
-    from app.ingest import ingest
     import io
+
+    from app.ingest import ingest
     corpora, tmp_root = roots
-    with pytest.raises(ValueError, match="unknown format 'docx'"):
+    with pytest.raises(InvalidInput, match="unknown format 'docx'"):
         ingest([("a.docx", io.BytesIO(b"x"))], corpora / "x", tmp_root=tmp_root, fmt="docx")
-    with pytest.raises(ValueError, match="sources is empty"):
+    with pytest.raises(InvalidInput, match="sources is empty"):
         ingest([], corpora / "x", tmp_root=tmp_root)
     assert list(corpora.iterdir()) == [] and list(tmp_root.iterdir()) == []
 
@@ -152,6 +155,7 @@ def test_jsonl_metadata_and_ids_survive_blocks_and_workers(run_ingest):
 
 def test_progress_error_after_write_removes_the_corpus(roots):
     import io
+
     from app.ingest import ingest
     corpora, tmp_root = roots
 

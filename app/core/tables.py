@@ -1,6 +1,6 @@
 """Table models. The job row is the source of truth for every job's state.
 
-Every corpus, model and job carries a ``tenant_id``; ids are random hex (see app.ids).
+Every corpus, model and job carries a ``tenant_id``; ids are random hex (see app.core.ids).
 JSON columns hold small documents (statistics, options, spectra, timings, metrics); arrays
 live in artifact folders whose checksum is recorded here.
 """
@@ -9,10 +9,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from app.db import UTCDateTime, utcnow
+from app.core.db import UTCDateTime, utcnow
 
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_JOB_STATES = ("succeeded", "failed", "cancelled")

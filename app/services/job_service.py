@@ -13,14 +13,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.broker import enqueue
-from app.context import ServiceContext
-from app.db import transaction, utcnow
-from app.errors import ApiError
-from app.ids import new_id
-from app.limits import check_job_admission
-from app.queries import get_owned
-from app.tables import FINAL_JOB_STATES, JobRow, ModelRow
+from app.core.api_errors import ApiError
+from app.core.broker import enqueue
+from app.core.context import ServiceContext
+from app.core.db import transaction, utcnow
+from app.core.ids import new_id
+from app.core.limits import check_job_admission
+from app.core.tables import FINAL_JOB_STATES, JobRow, ModelRow
+from app.core.tenant_queries import get_owned
 
 
 def request_hash(payload: dict[str, Any]) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from app.errors import ApiError, error_body
+from app.core.api_errors import ApiError, error_body
 
 
 class BodyTooLarge(ApiError):

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import not_found
+from app.core.api_errors import not_found
 
 Row = TypeVar("Row")
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpu.errors import InvalidInput
+
 _CHUNK = 1 << 20
 
 
@@ -61,9 +63,14 @@ class DataLayout:
         return removed
 
 
+class ArtifactCorrupt(RuntimeError):
+    """A stored artifact is missing, unreadable or does not match its recorded checksum: a
+    server fault (500 in the API, retried by a worker), never the caller's input."""
+
+
 def _safe_id(identifier: str) -> str:
     if not identifier or not all(c.isalnum() or c in "-_" for c in identifier):
-        raise ValueError(f"invalid artifact id {identifier!r}: use letters, digits, '-' and '_'")
+        raise InvalidInput(f"invalid artifact id {identifier!r}: use letters, digits, '-' and '_'")
     return identifier
 
 
@@ -143,10 +150,10 @@ def verify_checksum(path: Path, expected: str) -> None:
     """Raise ValueError if the artifact at ``path`` is missing or does not match ``expected``."""
     path = Path(path)
     if not path.is_dir():
-        raise ValueError(f"artifact {path} is missing")
+        raise ArtifactCorrupt(f"artifact {path} is missing")
     actual = directory_checksum(path)
     if actual != expected:
-        raise ValueError(f"artifact {path} is corrupt: checksum {actual} != recorded {expected}")
+        raise ArtifactCorrupt(f"artifact {path} is corrupt: checksum {actual} != recorded {expected}")
 
 
 def remove_path(path: Path) -> None:

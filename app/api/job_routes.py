@@ -7,10 +7,10 @@ from fastapi import APIRouter, Query
 
 from app.api.deps import MAX_OFFSET, Context, SessionDep, Tenant, error_responses
 from app.api.presenters import job_public
-from app.jobs import cancel_job, get_job
-from app.queries import list_owned
-from app.schemas import JobList, JobPublic
-from app.tables import JobRow
+from app.api.schemas import JobList, JobPublic
+from app.core.tables import JobRow
+from app.core.tenant_queries import list_owned
+from app.services.job_service import cancel_job, get_job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db import utcnow
-from app.tables import ApiKeyRow
+from app.core.db import utcnow
+from app.core.tables import ApiKeyRow
+from gpu.errors import InvalidInput
 
 TOKEN_PREFIX = "st_"
 _TOKEN = re.compile(r"st_([0-9a-f]{16})_([A-Za-z0-9_\-]{43})")
@@ -47,7 +48,7 @@ def parse_token(token: str) -> tuple[str, str] | None:
 
 def check_tenant_id(tenant_id: str) -> str:
     if not _TENANT.fullmatch(tenant_id or ""):
-        raise ValueError(f"tenant {tenant_id!r}: use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit")
+        raise InvalidInput(f"tenant {tenant_id!r}: use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit")
     return tenant_id
 
 
@@ -89,7 +90,7 @@ def revoke_api_key(session: Session, key_id: str) -> ApiKeyRow:
     """Mark key ``key_id`` revoked (idempotent); ValueError if there is no such key."""
     row = session.get(ApiKeyRow, key_id)
     if row is None:
-        raise ValueError(f"API key {key_id!r} does not exist")
+        raise InvalidInput(f"API key {key_id!r} does not exist")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
     return row
@@ -110,7 +111,7 @@ def check_bind(host: str, require_api_keys: bool) -> str | None:
     if require_api_keys:
         return None
     if not is_loopback(host):
-        raise ValueError(f"refusing to bind {host!r} without API keys: set REQUIRE_API_KEYS=true and create keys "
+        raise InvalidInput(f"refusing to bind {host!r} without API keys: set REQUIRE_API_KEYS=true and create keys "
                          "with 'spectral-topics keys create --tenant T', or bind 127.0.0.1")
     return (f"API running OPEN on {host} (REQUIRE_API_KEYS=false): requests without a key act as the "
             "default tenant; only this machine can connect")

@@ -12,15 +12,25 @@ from starlette.datastructures import UploadFile
 
 from app.api.deps import MAX_OFFSET, Context, SessionDep, Tenant, error_responses
 from app.api.presenters import corpus_public, job_public
-from app.broker import INGEST_TASK
-from app.corpora import (corpus_vocabulary, delete_corpus_row, get_corpus, ingest_staged,
-                         parse_options_json, parse_upload_request, staged_size, staging_dir, write_manifest)
-from app.ids import new_id
-from app.queries import list_owned
-from app.tables import CorpusRow
-from app.jobs import new_job, submit
-from app.schemas import CorpusAccepted, CorpusList, CorpusPublic, Vocabulary
-from app.storage import remove_path
+from app.api.schemas import CorpusAccepted, CorpusList, CorpusPublic, Vocabulary
+from app.artifacts.artifact_files import remove_path
+from app.core.broker import INGEST_TASK
+from app.core.ids import new_id
+from app.core.tables import CorpusRow
+from app.core.tenant_queries import list_owned
+from app.services.corpus_service import (
+    corpus_vocabulary,
+    delete_corpus_row,
+    get_corpus,
+    ingest_staged,
+    parse_options_json,
+    parse_upload_request,
+    staged_size,
+    staging_dir,
+    write_manifest,
+)
+from app.services.job_service import new_job, submit
+from gpu.errors import InvalidInput
 
 router = APIRouter(prefix="/v1/corpora", tags=["corpora"])
 
@@ -128,14 +138,14 @@ async def upload(request: Request, response: Response, ctx: Context, tenant: Ten
                     elif key in fields and value != "":
                         fields[key] = value
             if not files:
-                raise ValueError("multipart upload has no file part")
+                raise InvalidInput("multipart upload has no file part")
         else:
             suffix = _SUFFIX_BY_TYPE.get(content_type)
             default_name = f"upload.{suffix}" if suffix else "upload"
             files = [_safe_filename(filename, default_name)]
             await _stream_body(request, folder / "0")
             if (folder / "0").stat().st_size == 0:
-                raise ValueError("the request body is empty: send the documents")
+                raise InvalidInput("the request body is empty: send the documents")
             if content_type == "application/json":
                 envelope = await run_in_threadpool(_unwrap_envelope, folder / "0")
                 if envelope is not None:

@@ -5,9 +5,9 @@ from datetime import timedelta
 
 from sqlalchemy import select, text
 
-from app.context import ServiceContext
-from app.db import utcnow
-from app.tables import WorkerRow
+from app.core.context import ServiceContext
+from app.core.db import utcnow
+from app.core.tables import WorkerRow
 
 
 def check_database(ctx: ServiceContext) -> tuple[bool, str]:

@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, description="Used as the broker when BROKER_URL is unset.")
     default_tenant: str = Field(default="local", description="The tenant of keyless requests in open mode.")
 
-    # Authentication. Open (no keys) is allowed only on a loopback bind; see app.security.
+    # Authentication. Open (no keys) is allowed only on a loopback bind; see app.core.security.
     require_api_keys: bool = Field(default=False, description=(
         "REQUIRE_API_KEYS: every /v1 request needs 'Authorization: Bearer <key>'. When false the API "
         "runs open (keyless requests act as DEFAULT_TENANT) and refuses to bind a non-loopback host."))

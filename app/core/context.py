@@ -10,11 +10,11 @@ from celery import Celery
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.broker import make_celery
-from app.db import make_engine, make_session_factory
+from app.artifacts.artifact_files import DataLayout
+from app.core.broker import make_celery
+from app.core.db import make_engine, make_session_factory
+from app.core.settings import Settings
 from app.ingest import Corpus, load_corpus
-from app.settings import Settings
-from app.storage import DataLayout
 
 
 @dataclass

@@ -6,8 +6,8 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import Context
-from app.health import check_broker, check_database, live_workers
-from app.schemas import ComponentHealth, HealthPublic, WorkerPublic
+from app.api.schemas import ComponentHealth, HealthPublic, WorkerPublic
+from app.services.health_checks import check_broker, check_database, live_workers
 
 router = APIRouter(tags=["health"])
 

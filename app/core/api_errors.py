@@ -1,7 +1,8 @@
 """JSON errors: every error response is ``{"error": {"code": ..., "message": ...}}``.
 
-Bad input (ValueError from ingestion, the engine or our own checks) becomes a 4xx with its
-message; unknown ids a 404; anything unexpected a 500 without internals.
+Bad input (:class:`gpu.errors.InvalidInput` from ingestion, the engine or our own checks)
+becomes a 422 with its message; unknown ids a 404; anything else, a ValueError included, is a
+server fault: a 500 whose message and paths never reach the client.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gpu.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +68,8 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body("validation_error", _format_validation(exc.errors()), details=details), status_code=422
         )
 
-    @app.exception_handler(ValueError)
-    async def _value_error(_request: Request, exc: ValueError):
+    @app.exception_handler(InvalidInput)
+    async def _invalid_input(_request: Request, exc: InvalidInput):
         return JSONResponse(error_body("invalid_input", str(exc)), status_code=422)
 
     @app.exception_handler(Exception)

@@ -7,13 +7,21 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from app import topic_models
 from app.api.deps import MAX_OFFSET, Context, SessionDep, Tenant, error_responses
 from app.api.presenters import job_public, model_public
-from app.queries import list_owned
-from app.schemas import (DocumentsPublic, InferRequest, InferResponse, ModelAccepted, ModelCreate, ModelList,
-                         ModelPublic, TopicsPublic)
-from app.tables import ModelRow
+from app.api.schemas import (
+    DocumentsPublic,
+    InferRequest,
+    InferResponse,
+    ModelAccepted,
+    ModelCreate,
+    ModelList,
+    ModelPublic,
+    TopicsPublic,
+)
+from app.core.tables import ModelRow
+from app.core.tenant_queries import list_owned
+from app.services import model_service
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -23,7 +31,7 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 def create(request: ModelCreate, ctx: Context, tenant: Tenant,
            idempotency_key: Annotated[str | None, Header(max_length=255, description=(
                "Sending the same request again with the same key returns the same job."))] = None) -> JSONResponse:
-    job = topic_models.submit_fit(ctx, tenant, request, idempotency_key)
+    job = model_service.submit_fit(ctx, tenant, request, idempotency_key)
     body = ModelAccepted(model_id=job.model_id, job=job_public(job))
     return JSONResponse(body.model_dump(mode="json"), status_code=202,
                         headers={"Location": f"/v1/jobs/{job.id}"})
@@ -39,23 +47,23 @@ def list_all(session: SessionDep, tenant: Tenant, corpus_id: str | None = None,
 @router.get("/{model_id}", response_model=ModelPublic, responses=error_responses(404),
             summary="Parameters, alpha, dropped documents, eigenvalue spectra, timings, quality")
 def read(model_id: str, session: SessionDep, tenant: Tenant) -> ModelPublic:
-    return model_public(topic_models.get_model(session, tenant, model_id))
+    return model_public(model_service.get_model(session, tenant, model_id))
 
 
 @router.get("/{model_id}/topics", response_model=TopicsPublic, responses=error_responses(404, 409),
             summary="Each topic's top words with weights, and its alpha")
 def topics(model_id: str, ctx: Context, session: SessionDep, tenant: Tenant,
            top_n: int = Query(10, ge=1, le=1000)) -> TopicsPublic:
-    row = topic_models.ready_model(session, tenant, model_id)
-    return TopicsPublic(model_id=model_id, topics=topic_models.topics(ctx, row, top_n))
+    row = model_service.ready_model(session, tenant, model_id)
+    return TopicsPublic(model_id=model_id, topics=model_service.topics(ctx, row, top_n))
 
 
 @router.get("/{model_id}/documents", response_model=DocumentsPublic, responses=error_responses(404, 409),
             summary="Topic mixtures of the training documents, by document id")
 def documents(model_id: str, ctx: Context, session: SessionDep, tenant: Tenant,
               offset: int = Query(0, ge=0, le=MAX_OFFSET), limit: int = Query(100, ge=1, le=10_000)) -> DocumentsPublic:
-    row = topic_models.ready_model(session, tenant, model_id)
-    total, docs = topic_models.documents(ctx, row, offset, limit)
+    row = model_service.ready_model(session, tenant, model_id)
+    total, docs = model_service.documents(ctx, row, offset, limit)
     return DocumentsPublic(model_id=model_id, offset=offset, limit=limit, total=total, documents=docs)
 
 
@@ -64,8 +72,8 @@ def documents(model_id: str, ctx: Context, session: SessionDep, tenant: Tenant,
 async def infer(model_id: str, request: InferRequest, ctx: Context, tenant: Tenant) -> InferResponse:
     def work():
         with ctx.sessions() as session:
-            row = topic_models.ready_model(session, tenant, model_id)
-        return topic_models.infer(ctx, row, request.texts)
+            row = model_service.ready_model(session, tenant, model_id)
+        return model_service.infer(ctx, row, request.texts)
 
     doc_topic, known = await run_in_threadpool(work)
     return InferResponse(model_id=model_id, doc_topic=doc_topic.tolist(), n_known_tokens=known.tolist())
@@ -77,8 +85,8 @@ async def infer(model_id: str, request: InferRequest, ctx: Context, tenant: Tena
             summary="topic-terms.csv and doc-topics.csv in one zip archive")
 def export(model_id: str, ctx: Context, session: SessionDep, tenant: Tenant,
            top_n: int = Query(100, ge=1, le=1_000_000, description="Terms per topic in topic-terms.csv.")) -> Response:
-    row = topic_models.ready_model(session, tenant, model_id)
-    data = topic_models.export(ctx, row, top_n)
+    row = model_service.ready_model(session, tenant, model_id)
+    data = model_service.export(ctx, row, top_n)
     return Response(data, media_type="application/zip",
                     headers={"Content-Disposition": f'attachment; filename="model-{model_id}.zip"'})
 
@@ -86,5 +94,5 @@ def export(model_id: str, ctx: Context, session: SessionDep, tenant: Tenant,
 @router.delete("/{model_id}", status_code=204, responses=error_responses(404),
                summary="Delete a model and its files (cancels its job if still running)")
 def delete(model_id: str, ctx: Context, tenant: Tenant) -> Response:
-    topic_models.delete_model(ctx, tenant, model_id)
+    model_service.delete_model(ctx, tenant, model_id)
     return Response(status_code=204)

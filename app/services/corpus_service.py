@@ -12,18 +12,19 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.context import ServiceContext
-from app.db import transaction
-from app.errors import ApiError
-from app.queries import get_owned
+from app.artifacts.artifact_files import remove_path
+from app.core.api_errors import ApiError
+from app.core.context import ServiceContext
+from app.core.db import transaction
+from app.core.limits import ingest_limits
+from app.core.tables import FINAL_JOB_STATES, CorpusRow, JobRow, ModelRow
+from app.core.tenant_queries import get_owned
 from app.ingest import FORMATS, TextOptions, delete_corpus, ingest
-from app.limits import ingest_limits
-from app.storage import remove_path
-from app.tables import FINAL_JOB_STATES, CorpusRow, JobRow, ModelRow
+from gpu.errors import InvalidInput
 
 MANIFEST = "manifest.json"  # the UploadRequest
 FILES = "files.json"  # original names of the staged files 0, 1, ...
@@ -49,8 +50,11 @@ class UploadRequest(BaseModel):
 
 
 def parse_upload_request(fields: dict[str, Any]) -> dict[str, Any]:
-    """Validate the upload parameters (unset ones take defaults); ValueError names the bad one."""
-    request = UploadRequest.model_validate({k: v for k, v in fields.items() if v is not None})
+    """Validate the upload parameters (unset ones take defaults); InvalidInput names the bad one."""
+    try:
+        request = UploadRequest.model_validate({k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        raise InvalidInput(str(exc)) from exc
     return request.model_dump(mode="json")
 
 
@@ -60,9 +64,9 @@ def parse_options_json(raw: str | None, where: str) -> dict[str, Any] | None:
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{where} is not valid JSON: {exc}") from exc
+        raise InvalidInput(f"{where} is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
-        raise ValueError(f"{where} must be a JSON object")
+        raise InvalidInput(f"{where} must be a JSON object")
     return value
 
 
@@ -94,7 +98,7 @@ def ingest_staged(ctx: ServiceContext, upload_id: str, corpus_id: str, tenant_id
         return existing
     folder = staging_dir(ctx, upload_id)
     if not (folder / MANIFEST).is_file():
-        raise ValueError(f"upload {upload_id!r} is missing (already processed or removed)")
+        raise InvalidInput(f"upload {upload_id!r} is missing (already processed or removed)")
     manifest = UploadRequest.model_validate_json((folder / MANIFEST).read_text(encoding="utf-8"))
     with open(folder / FILES, encoding="utf-8") as fh:
         files = json.load(fh)
@@ -108,7 +112,7 @@ def ingest_staged(ctx: ServiceContext, upload_id: str, corpus_id: str, tenant_id
                 limits=ingest_limits(ctx.settings), text_column=manifest.text_column, id_column=manifest.id_column,
                 progress=progress,
             )
-    except ValueError:
+    except InvalidInput:
         remove_path(folder)
         raise
     stats = dict(info.stats)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Exchange, Queue
 
-from app.settings import Settings
+from app.core.settings import Settings
 
 FIT_TASK = "spectral_topics.fit_model"
 INGEST_TASK = "spectral_topics.ingest_corpus"

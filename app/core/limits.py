@@ -10,10 +10,10 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.errors import ApiError
+from app.core.api_errors import ApiError
+from app.core.settings import Settings
+from app.core.tables import JobRow
 from app.ingest import IngestLimits
-from app.settings import Settings
-from app.tables import JobRow
 
 ACTIVE_JOB_STATES = ("queued", "running")
 

@@ -6,19 +6,25 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from app.broker import FIT_TASK
-from app.context import ServiceContext
-from app.corpora import get_corpus
-from app.db import transaction
-from app.errors import ApiError
-from app.ids import new_id
-from app.queries import get_owned
+from app.api.schemas import ModelCreate
+from app.artifacts.artifact_files import remove_path
+from app.artifacts.model_artifact import (
+    export_zip,
+    load_alpha,
+    load_doc_topic,
+    load_topic_word,
+    top_words,
+)
+from app.core.api_errors import ApiError
+from app.core.broker import FIT_TASK
+from app.core.context import ServiceContext
+from app.core.db import transaction
+from app.core.ids import new_id
+from app.core.tables import FINAL_JOB_STATES, CorpusRow, JobRow, ModelRow
+from app.core.tenant_queries import get_owned
 from app.ingest import vectorize_texts
-from app.jobs import finish_job, new_job, request_hash, submit
-from app.model_artifacts import export_zip, load_alpha, load_doc_topic, load_topic_word, top_words
-from app.schemas import ModelCreate
-from app.storage import remove_path
-from app.tables import FINAL_JOB_STATES, CorpusRow, JobRow, ModelRow
+from app.services.corpus_service import get_corpus
+from app.services.job_service import finish_job, new_job, request_hash, submit
 
 
 def check_model_request(ctx: ServiceContext, request: ModelCreate, vocabulary_size: int) -> None:

@@ -6,7 +6,7 @@
         doc_topic.npy    (D, k) float32, training documents in corpus order
         meta.json        small JSON: spectra, timings, diagnostics, quality
 
-Written through :func:`app.storage.atomic_directory`, so it appears whole or not at all.
+Written through :func:`app.artifacts.artifact_files.atomic_directory`, so it appears whole or not at all.
 """
 from __future__ import annotations
 
@@ -18,7 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from app.storage import atomic_directory, directory_checksum, write_json
+from app.artifacts.artifact_files import (
+    atomic_directory,
+    directory_checksum,
+    write_json,
+)
 
 TOPIC_WORD = "topic_word.npy"
 ALPHA = "alpha.npy"
@@ -31,7 +35,7 @@ def write_model_artifact(final: Path, tmp_root: Path, *, topic_word: np.ndarray,
     """Write the folder atomically; returns its checksum."""
     k, _ = topic_word.shape
     if alpha.shape != (k,) or doc_topic.ndim != 2 or doc_topic.shape[1] != k:
-        raise ValueError(f"inconsistent model arrays: topic_word {topic_word.shape}, alpha {alpha.shape}, "
+        raise RuntimeError(f"inconsistent model arrays: topic_word {topic_word.shape}, alpha {alpha.shape}, "
                          f"doc_topic {doc_topic.shape}")
     with atomic_directory(final, tmp_root) as tmp:
         np.save(tmp / TOPIC_WORD, np.ascontiguousarray(topic_word, dtype=np.float64))

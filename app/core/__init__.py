@@ -1,0 +1,1 @@
+"""What every process of the service shares: settings, database, tables, broker, errors, security."""

@@ -1,0 +1,1 @@
+"""The service's operations on corpora, models and jobs, called by the API routes and the workers."""
