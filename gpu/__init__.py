@@ -3,6 +3,7 @@
 Imports no web, queue or settings code, and never touches CUDA at import time.
 """
 
-from gpu.estimator import SpectralLDA, SpectralLDAResult, fit_spectral_lda
+from gpu.estimator import SpectralLDA
+from gpu.spectral.spectral_fit import SpectralLDAResult, fit_spectral_lda
 
 __all__ = ["SpectralLDA", "SpectralLDAResult", "fit_spectral_lda"]

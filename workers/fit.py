@@ -11,6 +11,7 @@ from app.db import transaction, utcnow
 from app.model_artifacts import write_model_artifact
 from app.storage import remove_path
 from app.tables import CorpusRow, JobRow, ModelRow
+from gpu.errors import InvalidInput
 from workers.test_hooks import OPTION, run_test_hook
 
 Progress = Callable[[str, int, int], None]
@@ -53,21 +54,21 @@ def _quality(topic_word, alpha, train, heldout, seed: int, vocabulary: list[str]
 
 def run_fit(ctx: ServiceContext, job: JobRow, progress: Progress,
             make_estimator: EstimatorFactory = _default_estimator) -> None:
-    """Fit the model of ``job`` and record it; ValueError for bad input."""
+    """Fit the model of ``job`` and record it; InvalidInput for bad input (options, a deleted corpus)."""
     params = job.params
     with ctx.sessions() as session:
         corpus_row = session.get(CorpusRow, job.corpus_id)
         model = session.get(ModelRow, job.model_id)
     if model is None:
-        raise ValueError(f"model {job.model_id!r} was deleted before its fit ran")
+        raise InvalidInput(f"model {job.model_id!r} was deleted before its fit ran")
     if corpus_row is None:
-        raise ValueError(f"corpus {job.corpus_id!r} does not exist (deleted?)")
+        raise InvalidInput(f"corpus {job.corpus_id!r} does not exist (deleted?)")
     corpus = ctx.corpus(corpus_row.id, corpus_row.checksum)
 
     options = dict(params.get("options") or {})
     clash = RESERVED_OPTIONS & options.keys()
     if clash:
-        raise ValueError(f"options may not set {sorted(clash)}: they are top-level parameters")
+        raise InvalidInput(f"options may not set {sorted(clash)}: they are top-level parameters")
     if ctx.settings.enable_test_hooks and OPTION in options:
         run_test_hook(dict(options.pop(OPTION)), progress)
     options.setdefault("backend", ctx.settings.fit_backend)
@@ -76,7 +77,7 @@ def run_fit(ctx: ServiceContext, job: JobRow, progress: Progress,
         estimator = make_estimator(n_topics=params["n_topics"], alpha0=params.get("alpha0", 1.0), seed=seed,
                                    progress=progress, **options)
     except TypeError as exc:
-        raise ValueError(f"invalid estimator options {sorted(options)}: {exc}") from exc
+        raise InvalidInput(f"invalid estimator options {sorted(options)}: {exc}") from exc
     counts = corpus.counts
     train_rows, heldout_rows = _split(counts, float(params.get("heldout_fraction", 0.0)), seed)
     estimator.fit(counts[train_rows] if heldout_rows.size else counts)
@@ -112,7 +113,7 @@ def run_fit(ctx: ServiceContext, job: JobRow, progress: Progress,
             _check_still_leased(session, job)
             row = session.get(ModelRow, model.id)
             if row is None:
-                raise ValueError(f"model {model.id!r} was deleted while it was being fitted")
+                raise InvalidInput(f"model {model.id!r} was deleted while it was being fitted")
             for key, value in result.items():
                 setattr(row, key, value)
             row.checksum = checksum
