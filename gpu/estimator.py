@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
 from gpu.backend import array_module, backend_of, csr_on_module, get_array_module, to_host
 from gpu.errors import InvalidInput
@@ -215,10 +215,10 @@ class SpectralLDA(TransformerMixin, BaseEstimator):
                                    f"{self.n_features_in_} features as input.")
             return X
         try:
-            return validate_data(self, X, reset=reset, accept_sparse="csr", dtype=[np.float64, np.float32],
-                                 ensure_min_samples=3 if reset else 1)
-        except InvalidInput:
-            raise
+            X = validate_data(self, X, reset=reset, accept_sparse="csr", dtype=[np.float64, np.float32],
+                              ensure_min_samples=3 if reset else 1)
+            check_non_negative(X, f"SpectralLDA.{'fit' if reset else 'transform'}")
+            return X
         except ValueError as error:  # scikit-learn's messages: shape, NaN / inf, too few documents
             raise InvalidInput(str(error)) from error
 
