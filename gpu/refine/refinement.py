@@ -16,13 +16,7 @@ from gpu.refine.variational_em import refine_variational
 from gpu.validation import REFINE_OPTION_CONSTRAINTS, validate_parameters
 
 METHOD_DEFAULTS = {
-    # variational, chosen on python3-doc text (bench/quality.py) with the fresh-start held-out
-    # scorer: eta 0.01 and 8 incremental chunks beat eta 0.1 and batch EM at k=50; gains per
-    # sweep fall below 2e-3 nats/word after ~8-11 sweeps, and later ones add < 0.01; 4 warm
-    # inner iterations per sweep score the same as 5 (3 lose 0.004 nats/word at k=20).
-    # Stopping after 2 sweeps in a row gaining < 1e-3 (not the first gaining < 2e-3), with 5
-    # final sweeps (not 3), gained 0.0018 nats/word at linux-doc k=20 and 50 and python3-doc
-    # k=20, 0.0006 at python3-doc k=50 (5 seeds each), for 1-2 more sweeps
+    # how each default was chosen: docs/decisions.md, "Refinement method defaults"
     "variational": {"max_sweeps": 20, "topic_smoothing": 0.01, "check_every": 1, "n_chunks": 8, "inner_iter": 4, "patience": 2, "tol": 1e-3,
                     "start_mixing": "auto"},
     "cvb0": {"max_sweeps": 100, "topic_smoothing": 0.01, "check_every": 10, "n_chunks": 1, "inner_iter": 5, "patience": 2, "tol": 5e-4,
@@ -75,14 +69,11 @@ def refine_topics(
     fit_alpha : how alpha changes: "minka" (or True) re-estimates it each sweep by Minka's
         fixed point on the variational posteriors (which tends to shrink it); "heldout"
         keeps its shape and, once the sweeps stop, scales the best state's alpha by powers
-        of sqrt(2) while that raises the held-out likelihood (:func:`polish_alpha_scale`;
-        on python3-doc text rescaling during the sweeps gained nothing over this);
+        of sqrt(2) while that raises the held-out likelihood (:func:`gpu.refine.alpha_rules.polish_alpha_scale`);
         "polya" also re-estimates its shape after every sweep, its sum kept, by
-        :data:`POLYA_SHAPE_STEPS` steps of Minka's Dirichlet-multinomial fixed point on the
-        documents' expected topic counts (:func:`polya_alpha_shape`), then scales it like
-        "heldout" (on python3-doc text +0.003-0.005 nats/word over "heldout" at k=20 and
-        k=50, on every one of 5 seeds and 2 splits: the spectral alpha shape starves some
-        topics); False keeps it; "auto" is "polya" with held-out documents and "minka" without.
+        :data:`gpu.refine.alpha_rules.POLYA_SHAPE_STEPS` steps of Minka's Dirichlet-multinomial fixed point on the
+        documents' expected topic counts (:func:`gpu.refine.alpha_rules.polya_alpha_shape`), then scales it like
+        "heldout"; False keeps it; "auto" is "polya" with held-out documents and "minka" without.
     n_active_topics : variational only: after the first sweep, each document's E-step updates
         only its n_active_topics topics of largest posterior weight and leaves the others at
         their prior (:func:`gpu.inference.active_topic_batch`), when k >= ACTIVE_SPEEDUP_RATIO
@@ -92,10 +83,7 @@ def refine_topics(
     final_sweeps : variational only, with held-out documents: after stopping (and the alpha
         scaling), run this many batch sweeps over the training and held-out documents
         together, alpha fixed, and return their topics (held-out documents only choose when
-        to stop). On python3-doc text one such sweep raised the likelihood of documents
-        outside both sets by 0.003-0.008 nats/word, and three by another 0.003 (k=50, 5
-        seeds) for 0.1 s each; five (the default) by about 0.001 more than three on
-        linux-doc text. ``heldout_history`` describes the states before them.
+        to stop). ``heldout_history`` describes the states before them.
     inner_iter, inner_tol : E-step fixed-point iterations per sweep (warm-started) and tolerance.
     batch_size : documents per E-step batch (None: sized by memory).
     dtype : "float32" (default: E-steps about 5x faster, memory-bound gathers) or "float64";
@@ -105,8 +93,6 @@ def refine_topics(
         collapsed variational Bayes: cheaper sweeps, more of them; keeps nnz x k
         responsibilities, so beyond ``memory_budget`` bytes it falls back to "variational"; the
         budget also caps variational ``n_chunks``).
-        On python3-doc text (bench/quality.py) CVB0 reached a better held-out likelihood at
-        k=20 and a worse one at k=50, in 3-5x the time.
     check_every : sweeps between held-out checks (default 1 for variational, 10 for cvb0).
     n_chunks : variational only: after a first batch sweep, each sweep visits the documents in
         this many chunks of about equal nonzeros and re-estimates the topics after each chunk
@@ -114,18 +100,13 @@ def refine_topics(
         pass over the corpus makes n_chunks M-steps. 1 is plain batch EM. Each chunk keeps a
         (k, V) float64 share of the statistics, so fewer chunks are used beyond ``memory_budget``.
     start_mixing : "auto", or a weight in [0, 1) of the training documents' word
-        distribution (:func:`corpus_word_distribution`) mixed into every starting topic
+        distribution (:func:`gpu.refine.starts_and_scoring.corpus_word_distribution`) mixed into every starting topic
         before the first sweep (not with max_sweeps=0, which returns the start as given).
-        Spectral topics are clipped at zero (about 3/4 of the (topic, word) entries on
-        python3-doc text) and EM keeps a topic's zero words near zero, so on real text an
-        unmixed start locks words out of topics; where the start is accurate (synthetic LDA
-        corpora) mixing throws information away that the sweeps do not win back. "auto"
-        (variational, with held-out documents) runs the first sweep from the start as given
-        and from the start mixed at :data:`AUTO_START_MIXING` and goes on with whichever
-        scores better on the held-out documents (without them: the start as given; cvb0: 0).
-        On python3-doc text it picks the mixed start: held-out +0.005 nats/word (k=50) in 6
-        sweeps instead of 10; on synthetic corpora, the start as given. Default "auto" for
-        variational, 0 for cvb0.
+        "auto" (variational, with held-out documents) runs the first sweep from the start as
+        given and from the start mixed at :data:`gpu.refine.variational_em.AUTO_START_MIXING`
+        and goes on with whichever scores better on the held-out documents (without them:
+        the start as given; cvb0: 0). Default "auto" for variational, 0 for cvb0.
+    Why these defaults (with the figures): docs/decisions.md.
     Defaults of max_sweeps, tol, topic_smoothing, check_every, inner_iter, patience, n_chunks
     and start_mixing depend on ``method`` (:data:`METHOD_DEFAULTS`).
 

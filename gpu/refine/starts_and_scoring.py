@@ -54,11 +54,8 @@ class RefineResult:
 
 
 class HeldoutScorer:
-    """Document completion on fixed held-out halves, theta started afresh every time: warm
-    starts from the previous sweep's theta scored the same topics up to 0.05 nats/word lower
-    than :func:`gpu.quality.heldout_log_likelihood` on python3-doc text, which misled the
-    stopping rule and the alpha rescaling (20 iterations at tol 1e-3 score about 0.003
-    nats/word below its 100 at 1e-4, the same for every state compared, in a fifth of the time).
+    """Document completion on fixed held-out halves, theta started afresh every time (20
+    iterations at tol 1e-3; why: docs/decisions.md, "the held-out scorer starts theta afresh").
 
     observed / scored: (D_h, V) CSR on the compute device. Returns per-word log likelihood.
     """

@@ -353,8 +353,8 @@ def select_model(
             fits[a0] = fit
             rows.append({"alpha0": a0, "alpha_sum": float(fit.alpha.sum()), "ratio": float(fit.alpha.sum() / a0)})
         # the consistency of sum(alpha) with alpha0 holds for LDA-like data, which shows a
-        # spectral gap after the k-th eigenvalue; without one (real text: python3-doc at k=50
-        # crossed at alpha0 = 7.3, which fits far worse) the held-out score decides
+        # spectral gap after the k-th eigenvalue; without one the held-out score decides
+        # (docs/decisions.md, "alpha0 from the moment identities only with a spectral gap")
         gap_at_k = float(spectrum[gap_k - 1] / spectrum[gap_k]) if 0 < gap_k < len(spectrum) and spectrum[gap_k] > 0 else None
         evidence["alpha0_gap_ratio"] = gap_at_k
         lda_like = gap_at_k is None or gap_at_k >= gap_threshold

@@ -45,9 +45,8 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "word_scale_power": 0.2,
     "refit_extra_components": 0,
 }
-# refit_extra_components: see fit_spectral_lda; the (k+extra)-th eigenvalue of M2 must be at
-# least this share of the k-th (no spectral gap at k) for the refit: past a gap the extra
-# components are noise, and on rank-k synthetic corpora keeping them by alpha lost true topics
+# the (k+extra)-th eigenvalue of M2 must be at least this share of the k-th (no spectral gap
+# at k) for the junk refit (docs/decisions.md)
 REFIT_MIN_EIGENVALUE_RATIO = 0.5
 DENSE_TENSOR_MAX_COMPONENTS = 200  # tensor_mode="auto" forms T (k^3 floats) up to this k
 
