@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-import scipy.sparse as sp
 
 from gpu.backend import backend_of, get_array_module, host_indptr, is_sparse, resolve_backend, sparse_module, to_host
 from gpu.errors import InvalidInput
