@@ -149,7 +149,7 @@ def fit_spectral(train, k, seed, refine, refine_options=None, alpha0=1.0):
     seconds = time.perf_counter() - started
     note = ""
     if refine:
-        r = model.refinement_
+        r = model.diagnostics_["refinement"]
         note = (f"{(refine_options or {}).get('method', 'variational')} sweeps={r['sweeps']} ({r['stopped']}), "
                 f"alpha x{r['alpha_scale']:.2f}, final sweeps over all documents: {r['final_sweeps']}")
     return model.topic_word_, model.alpha_, seconds, note
@@ -213,7 +213,7 @@ def synthetic_selection(seed: int) -> None:
         a_ok = alpha0 / 1.5 <= model.alpha0_ <= alpha0 * 1.5
         print(f"synthetic k={k:3d} alpha0={alpha0:.2f}: auto k={model.n_topics_} ({'ok' if k_ok else 'MISS'}, target +-10%), "
               f"auto alpha0={model.alpha0_:.3f} ({'ok' if a_ok else 'MISS'}, target within x1.5), "
-              f"gap ratio {model.selection_['gap_ratio']:.2f}, k rule {model.selection_['k_rule']}, "
+              f"gap ratio {model.diagnostics_['selection']['gap_ratio']:.2f}, k rule {model.diagnostics_['selection']['k_rule']}, "
               f"topic L1 {mean_matched_l1(corpus.topic_word, model.topic_word_):.3f}, fit_s={seconds:.2f}", flush=True)
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 _EXPORTS = {
     "SpectralLDA": "gpu.estimator",
-    "SpectralLDAResult": "gpu.estimator",
-    "fit_spectral_lda": "gpu.estimator",
+    "SpectralLDAResult": "gpu.spectral.spectral_fit",
+    "fit_spectral_lda": "gpu.spectral.spectral_fit",
 }
 
 __all__ = sorted(_EXPORTS)

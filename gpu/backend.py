@@ -1,5 +1,10 @@
 """Array-module selection: NumPy/SciPy on the CPU, CuPy/cupyx on a GPU.
 
+The only module of gpu/ that names CuPy: it owns the choice of the dense and the sparse
+array module (from a backend name or from the data), special functions (digamma), CSR
+helpers that differ by device, and host copies. Other modules ask it instead of testing
+``xp is np`` themselves.
+
 CuPy is imported lazily, only when a GPU backend is asked for or a CuPy array is seen, so
 importing this package never touches CUDA (a worker may fork after importing it).
 """
@@ -12,6 +17,9 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import digamma as host_digamma
+
+from gpu.errors import InvalidInput
 
 BACKENDS = ("auto", "numpy", "cupy")
 
@@ -32,16 +40,16 @@ def gpu_available() -> bool:
 def resolve_backend(backend: str) -> str:
     """Map ``"auto" | "numpy" | "cupy"`` to the concrete ``"numpy"`` or ``"cupy"``.
 
-    Raises ValueError for an unknown name, or for ``"cupy"`` when no GPU is usable.
+    Raises InvalidInput for an unknown name, or for ``"cupy"`` when no GPU is usable.
     """
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        raise InvalidInput(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "numpy":
         return "numpy"
     if gpu_available():
         return "cupy"
     if backend == "cupy":
-        raise ValueError("backend='cupy' was requested but no CUDA device is usable by CuPy")
+        raise InvalidInput("backend='cupy' was requested but no CUDA device is usable by CuPy")
     return "numpy"
 
 
@@ -83,3 +91,66 @@ def to_host(x: Any) -> Any:
     if hasattr(x, "get"):
         return x.get()
     return np.asarray(x)
+
+
+def is_host(xp: ModuleType) -> bool:
+    """True for NumPy (host arrays), False for CuPy."""
+    return xp is np
+
+
+def threads_for(xp: ModuleType, n_threads: int) -> int:
+    """Host threads to use for batches on ``xp``: ``n_threads`` on the host, 1 on a GPU
+    (GPU batches run in turn on the device)."""
+    return n_threads if is_host(xp) else 1
+
+
+def sparse_module_for(xp: ModuleType) -> ModuleType:
+    """scipy.sparse for NumPy, cupyx.scipy.sparse for CuPy."""
+    return sp if is_host(xp) else importlib.import_module("cupyx.scipy.sparse")
+
+
+def sparse_module_of(x: Any) -> ModuleType:
+    """The sparse matrix module of the device ``x`` lives on (dense or sparse input)."""
+    return sparse_module_for(get_array_module(x))
+
+
+def is_sparse(x: Any) -> bool:
+    """True for a SciPy sparse matrix/array, or a cupyx sparse matrix when cupyx is loaded."""
+    if sp.issparse(x):
+        return True
+    cupyx_sparse = sys.modules.get("cupyx.scipy.sparse")
+    return cupyx_sparse is not None and bool(cupyx_sparse.issparse(x))
+
+
+def host_indptr(csr: Any) -> np.ndarray:
+    """The (D+1,) row pointer of a SciPy or cupyx CSR matrix, as a host array."""
+    return np.asarray(to_host(csr.indptr))
+
+
+def csr_row_indices(csr: Any) -> Any:
+    """(nnz,) row index of every stored entry of a CSR matrix, in storage order, on its device."""
+    xp = get_array_module(csr)
+    if is_host(xp):
+        return np.repeat(np.arange(csr.shape[0], dtype=csr.indptr.dtype), np.diff(csr.indptr))
+    positions = xp.arange(csr.nnz, dtype=csr.indptr.dtype)
+    return xp.searchsorted(csr.indptr, positions, side="right") - 1
+
+
+def digamma(xp: ModuleType, values: Any) -> Any:
+    """Elementwise digamma on the array module ``xp`` (scipy.special or cupyx.scipy.special)."""
+    if is_host(xp):
+        return host_digamma(values)
+    return importlib.import_module("cupyx.scipy.special").digamma(values)
+
+
+def csr_on_module(matrix: Any, xp: ModuleType) -> Any:
+    """The CSR matrix on the array module ``xp`` (copied host -> GPU or GPU -> host when needed)."""
+    if get_array_module(matrix) is xp:
+        return matrix
+    if is_host(xp):
+        return to_host(matrix).tocsr()
+    host = matrix.tocsr()
+    if host.dtype not in (np.float32, np.float64):
+        host = host.astype(np.float64)
+    return sparse_module_for(xp).csr_matrix(host)
+

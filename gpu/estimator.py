@@ -1,525 +1,324 @@
-"""Spectral LDA: the pure function :func:`fit_spectral_lda` and the thin :class:`SpectralLDA`.
+"""SpectralLDA: the scikit-learn estimator, and the default pipeline in one place.
 
-Stages (each reported to ``progress(stage, done, total)`` and timed):
-  moments       drop documents shorter than 3 tokens; M1 and diagonal corrections
-  whitening     block Krylov range finder for S M2 S (word-scaled, applied implicitly), Rayleigh-Ritz -> W
-  tensor        one pass P = X W -> the whitened tensor T = M3(W, W, W) (or T(I,u,u) implicitly)
-  decomposition robust tensor power method with deflation
-  recovery      alpha, topics with sign fixing and simplex projection, sorted by alpha
-
-Memory: O(nnz + V (b m) + k^3) plus one block of rows, with b m the Krylov basis size
-(about 3 (k + 10)), and at most ``projection_cache_bytes`` of kept products X K (which save a
-sparse product); tensor_mode="implicit" (chosen for k > 200) keeps P = X W, (D, k), instead of T.
+``fit`` reads top-down:
+  1. validate the parameters (:data:`gpu.validation.PARAMETER_CONSTRAINTS`) and the counts;
+  2. split off a seeded ``validation_fraction`` of the documents when something is chosen
+     ("auto" k / alpha0) or refined: they score candidates and stop refinement;
+  3. the spectral topics: :func:`gpu.spectral.selection.select_model` over shared passes when
+     k / alpha0 are "auto" or components are over-provisioned, else (and for the chosen pair,
+     unless over-provisioned or unscaled) :func:`gpu.spectral.spectral_fit.fit_spectral_lda`;
+  4. refinement by :func:`gpu.refine.refine_topics` from those topics (``refine=True``).
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
-from gpu.backend import array_module, backend_of, to_host
-from gpu.junk import junk_components
-from gpu.moments import corpus_stats
-from gpu.passes import default_threads, row_blocks, single_threaded_blas
-from gpu.power_method import robust_tensor_power_method
-from gpu.recovery import alpha_from_eigenvalues, recover
-from gpu.tensor import DenseTensor, ImplicitTensor, tensor_terms, whitened_document_sums, whitened_tensor
-from gpu.validation import as_count_matrix, choose_backend, validate_parameters
-from gpu.whitening import Whitening, krylov_whitening, numerical_rank, word_scale
+from gpu.backend import array_module, backend_of, csr_on_module, get_array_module, to_host
+from gpu.errors import InvalidInput
+from gpu.inference import infer_doc_topic
+from gpu.passes import Progress
+from gpu.quality import CompletionSplit, completion_log_likelihood, split_document_tokens, split_heldout
+from gpu.refine import refine_topics
+from gpu.spectral.selection import select_model
+from gpu.spectral.spectral_fit import DEFAULT_OPTIONS, fit_spectral_lda
+from gpu.validation import PARAMETER_CONSTRAINTS, as_count_matrix, choose_backend, validate_parameters
 
-Progress = Callable[[str, int, int], None] | None
-
-DEFAULT_OPTIONS: dict[str, Any] = {
-    "n_oversample": 10,
-    "n_krylov_blocks": 3,
-    "n_restarts": 10,
-    "n_iter": 30,
-    "tol": 1e-10,
-    "n_extra_components": 0,
-    "block_rows": None,
-    "n_threads": None,
-    "tensor_mode": "auto",
-    "rank_tol": 1e-6,
-    "projection_cache_bytes": 2**30,
-    "word_scale_power": 0.2,
-    "refit_extra_components": 0,
-}
-# refit_extra_components: see fit_spectral_lda; the (k+extra)-th eigenvalue of M2 must be at
-# least this share of the k-th (no spectral gap at k) for the refit: past a gap the extra
-# components are noise, and on rank-k synthetic corpora keeping them by alpha lost true topics
-REFIT_MIN_EIGENVALUE_RATIO = 0.5
-DENSE_TENSOR_MAX_COMPONENTS = 200  # tensor_mode="auto" forms T (k^3 floats) up to this k
-GPU_BLOCK_ROWS = 262_144
+# Engine options of a spectral fit that refinement starts from, and of a bare one, where the
+# parameter is None (reasons and figures: docs/decisions.md, "The refined start").
+REFINED_START_OPTIONS = {"n_krylov_blocks": 5, "refit_extra_components": 5}
+BARE_START_OPTIONS = {"n_krylov_blocks": 3, "refit_extra_components": 0}
+# power-method iterations where n_iter is None: the engine's fit, and each candidate of a selection
+ENGINE_N_ITER = 30
+CANDIDATE_N_ITER = 100
+MIN_DOCS_TO_SPLIT = 10  # fewer documents than this: nothing is held out for validation
+CANDIDATE_OPTIONS = ("n_restarts", "n_iter", "tol", "rank_tol")  # what select_model's candidate fits take
 
 
-@dataclass(frozen=True)
-class SpectralLDAResult:
-    """What a spectral LDA fit learned.
-
-    topic_word:         (k, V) float64 host, rows on the simplex, sorted by decreasing alpha.
-    alpha:              (k,) float64 Dirichlet parameters, same order.
-    m2_eigenvalues:     (k + n_extra_components + n_oversample,) leading eigenvalues of M2
-                        (Ritz values of the Krylov range finder), descending; the first
-                        k + n_extra_components were kept by whitening, the rest are the next few.
-    tensor_eigenvalues: (k,) lambda_i of the kept components, same order as topics.
-    n_dropped_docs:     documents dropped for having fewer than 3 tokens.
-    timings:            stage -> seconds.
-    diagnostics:        JSON-serializable details (convergence, sizes, options).
-    n_features_in:      V.
-    """
-
-    topic_word: np.ndarray
-    alpha: np.ndarray
-    m2_eigenvalues: np.ndarray
-    tensor_eigenvalues: np.ndarray
-    n_dropped_docs: int
-    timings: dict[str, float]
-    diagnostics: dict[str, Any]
-    n_features_in: int
-
-
-class _Stopwatch:
-    def __init__(self) -> None:
-        self.timings: dict[str, float] = {}
-        self._stage: str | None = None
-        self._start = 0.0
-
-    def start(self, stage: str) -> None:
-        self.stop()
-        self._stage, self._start = stage, time.perf_counter()
-
-    def stop(self) -> None:
-        if self._stage is not None:
-            self.timings[self._stage] = self.timings.get(self._stage, 0.0) + time.perf_counter() - self._start
-            self._stage = None
-
-
-def fit_spectral_lda(
-    X: Any,
-    n_topics: int,
-    alpha0: float = 1.0,
-    *,
-    seed: int = 0,
-    backend: str = "auto",
-    dtype: str = "float64",
-    progress: Progress = None,
-    **options: Any,
-) -> SpectralLDAResult:
-    """Fit LDA topics to a (D, V) document-word count matrix by the method of moments.
+class SpectralLDA(TransformerMixin, BaseEstimator):
+    """Latent Dirichlet allocation by the method of moments (spectral), refined by variational EM.
 
     Parameters
     ----------
-    X : (D, V) SciPy/cupyx sparse matrix (CSR preferred) or dense array of counts.
-    n_topics : k, topics returned.
-    alpha0 : sum of the Dirichlet parameters alpha_i (> 0).
-    seed : seeds every random draw (host generator), so fits are reproducible.
-    backend : "auto" (GPU when CuPy sees one, or when X is already on the GPU), "numpy", "cupy".
-    dtype : "float32" or "float64" for the passes over documents; small dense algebra
-        (eigenproblems, tensor decomposition) is always float64.
-    progress : optional ``progress(stage, done, total)``; its exceptions propagate.
-    options : n_oversample (10), n_krylov_blocks (3: M2 applications of the block Krylov range finder), n_restarts (10), n_iter (30),
-        tol (1e-10, on 1 - |cos| between iterates), n_extra_components (0: fit that many
-        more components and keep the k with the largest alpha), refit_extra_components (0:
-        when the fit has junk components, alpha below 2% of the mean, such as the hex dumps
-        and untranslated pages of real documentation, and M2 has no spectral gap at k, decompose
-        again with J + that many extra components, J the number of junk components, from
-        the same Krylov basis, which is built with room for them, and keep the k with the
-        largest alpha: the topics a fit with n_extra_components=J+refit_extra_components would
-        give (its basis built with as many columns), without its whitening passes over the
-        data (the tensor pass runs again); reported in diagnostics["junk_refit"]), block_rows (None: auto),
-        n_threads (None: all cores), tensor_mode ("auto" | "dense" | "implicit"),
-        rank_tol (1e-6: eigenvalues of M2 below rank_tol x the largest count as zero),
-        projection_cache_bytes (2**30: keep the D x (b m) products X K of the range finder
-        when they fit, which saves one sparse product in the tensor pass; 0 disables),
-        word_scale_power (0.2: whiten S M2 S with S = diag((M1_w / max M1)^-power), which
-        lets specific, less frequent words shape the topics on real text; 0 whitens M2
-        itself; see gpu.whitening).
+    n_topics : int >= 1 or "auto", default 10
+        Topics k; "auto" chooses k in ``k_range`` from M2's spectral gap and held-out scores.
+    alpha0 : float > 0 or "auto", default 1.0
+        Sum of the Dirichlet parameters; "auto" chooses it from the data.
+    seed : int >= 0, default 0
+        Seeds every random draw (the validation split, sketches, power method, refinement).
+    backend : {"auto", "numpy", "cupy"}, default "auto"
+        "auto": the GPU when CuPy sees one or X is already there.
+    dtype : {"float32", "float64"}, default "float64"
+        Precision of the passes over documents.
+    progress : callable(stage, done, total) or None
+        Called through every long loop; its exceptions propagate (cancellation).
+    refine : bool, default True
+        Refine the spectral topics by variational EM (:func:`gpu.refine.refine_topics`).
+    validation_fraction : float in [0, 1), default 0.1
+        Share of the documents held out (seeded) to score candidates of "auto" and to stop
+        refinement; the topics are learned from the rest. Unused by a bare spectral fit.
+    k_range : (k_min, k_max), default (2, 100)
+        Bounds of k for ``n_topics="auto"``.
+    refine_options : dict or None
+        Options of :func:`gpu.refine.refine_topics` (method, max_sweeps, tol, fit_alpha, ...).
+    n_oversample, n_restarts, tol, n_extra_components, block_rows, n_threads, tensor_mode,
+    rank_tol, projection_cache_bytes, word_scale_power :
+        Options of :func:`gpu.spectral.spectral_fit.fit_spectral_lda` (same defaults).
+    n_krylov_blocks : int or None
+        M2 applications of the range finder; None: 5 when refining, 3 for a bare fit.
+    refit_extra_components : int or None
+        Extra components of the junk refit (see fit_spectral_lda); None: 5 when refining, 0 bare.
+    n_iter : int or None
+        Power-method iterations; None: 30 for the engine's fit, 100 for each candidate of a
+        selection ("auto" or ``n_extra_components`` > 0).
 
-    Returns
-    -------
-    SpectralLDAResult
+    Attributes
+    ----------
+    topic_word_ : ndarray of shape (n_topics_, n_features_in_)
+        Topic-word distributions (rows on the simplex), sorted by decreasing alpha.
+    alpha_ : ndarray of shape (n_topics_,)
+        Dirichlet parameters, same order.
+    n_topics_, alpha0_ : the k and alpha0 fitted (chosen for "auto").
+    m2_eigenvalues_ : ndarray, descending
+        Leading eigenvalue estimates of the second moment that was whitened for the spectral
+        topics: S M2 S with the word scale (M2 itself at ``word_scale_power=0`` and for
+        topics from the shared passes of a selection), k + extras + oversampling of them.
+    tensor_eigenvalues_ : ndarray of shape (n_topics_,)
+        Eigenvalues of the whitened tensor for the spectral topics (before refinement).
+    n_dropped_docs_ : int, documents with fewer than 3 tokens dropped by the spectral fit.
+    timings_ : dict, stage -> seconds ("spectral" in total, "refinement", and the engine's stages).
+    diagnostics_ : dict, the same keys on every path:
+        {"spectral": the engine's diagnostics or None (topics from shared passes),
+         (with its "junk_refit" report), "selection": the evidence of the selection or None,
+         "refinement": sweeps, stop reason, histories, final_heldout or None,
+         "n_validation_docs": documents held out}.
+    n_features_in_, feature_names_in_ : as in scikit-learn.
     """
-    unknown = set(options) - set(DEFAULT_OPTIONS)
-    if unknown:
-        raise ValueError(f"unknown option(s) {sorted(unknown)} (known: {sorted(DEFAULT_OPTIONS)})")
-    settings = {**DEFAULT_OPTIONS, **options}
-    validate_parameters(
-        {"n_topics": n_topics, "alpha0": alpha0, "seed": seed, "backend": backend, "dtype": dtype, "progress": progress, **settings}
-    )
-    alpha0 = float(alpha0)
-    dtype = str(np.dtype(dtype))
-    clock = _Stopwatch()
-    clock.start("moments")
 
-    concrete = choose_backend(X, backend)
-    counts = as_count_matrix(X, concrete, dtype)
-    n_docs_all, n_words = (int(s) for s in counts.shape)
-    n_components = n_topics + settings["n_extra_components"]
-    if n_components > n_words:
-        raise ValueError(
-            f"n_topics={n_topics} (+{settings['n_extra_components']} extra components) is larger than the vocabulary (V={n_words})"
-        )
-    n_threads = 1 if concrete == "cupy" else (settings["n_threads"] or default_threads())
-    plan = _FitPlan(
-        counts=counts,
-        n_topics=n_topics,
-        n_components=n_components,
-        alpha0=alpha0,
-        seed=seed,
-        dtype=dtype,
-        settings=settings,
-        backend=concrete,
-        n_threads=n_threads,
-        block_rows=settings["block_rows"] or (GPU_BLOCK_ROWS if concrete == "cupy" else None),
-    )
-    with single_threaded_blas(concrete == "numpy" and n_threads > 1):
-        return _fit(plan, clock, progress)
-
-
-@dataclass(frozen=True)
-class _FitPlan:
-    """Validated inputs of one fit. counts: (D, V) CSR on the chosen backend."""
-
-    counts: Any
-    n_topics: int
-    n_components: int
-    alpha0: float
-    seed: int
-    dtype: str
-    settings: dict[str, Any]
-    backend: str
-    n_threads: int
-    block_rows: int | None
-
-    def blocks_for(self, n_rows: int) -> list[tuple[int, int]]:
-        return row_blocks(n_rows, self.n_threads, self.block_rows)
-
-
-def _fit(plan: _FitPlan, clock: _Stopwatch, progress: Progress) -> SpectralLDAResult:
-    """The stages of :func:`fit_spectral_lda` on a validated count matrix."""
-    counts, n_topics, n_components, alpha0 = plan.counts, plan.n_topics, plan.n_components, plan.alpha0
-    seed, dtype, settings, concrete, n_threads = plan.seed, plan.dtype, plan.settings, plan.backend, plan.n_threads
-    blocks_for = plan.blocks_for
-    n_docs_all, n_words = (int(size) for size in counts.shape)
-
-    stats = corpus_stats(counts, blocks_for=blocks_for, n_threads=n_threads, progress=progress)
-    if stats.n_docs < 3:
-        raise ValueError(
-            f"fewer than 3 usable documents: {stats.n_docs} of {n_docs_all} have at least 3 tokens "
-            f"({stats.n_dropped} dropped)"
-        )
-    if n_components > stats.n_docs:
-        raise ValueError(
-            f"n_topics={n_topics} (+{settings['n_extra_components']} extra components) is larger than the "
-            f"number of usable documents ({stats.n_docs})"
-        )
-    blocks = blocks_for(stats.n_docs)
-    sketch_seed, rng = _seeded_streams(seed)
-    refit_extra = settings["refit_extra_components"]
-
-    clock.start("whitening")
-    # room in each Krylov block for a refit with J + refit_extra more components from the same
-    # basis (the J junk components come out of the oversampling)
-    n_columns = min(n_components + settings["n_oversample"] + refit_extra, n_words)
-    cache_bytes = stats.n_docs * n_columns * settings["n_krylov_blocks"] * np.dtype(dtype).itemsize
-    cache = cache_bytes <= settings["projection_cache_bytes"]
-    whitening = krylov_whitening(
-        stats,
-        n_components,
-        n_columns,
-        alpha0,
-        seed=sketch_seed,
-        n_krylov_blocks=settings["n_krylov_blocks"],
-        rank_tol=settings["rank_tol"],
-        blocks=blocks,
-        n_threads=n_threads,
-        progress=progress,
-        cache_projections=cache,
-        scale=word_scale(stats.m1, settings["word_scale_power"]),
-    )
-
-    def decompose(whitening: Whitening, n_components: int, rng: np.random.Generator):
-        """Whitened tensor, tensor power method and recovery of the k largest-alpha topics."""
-        clock.start("tensor")
-        mode = settings["tensor_mode"]
-        if mode == "auto":
-            mode = "dense" if n_components <= DENSE_TENSOR_MAX_COMPONENTS else "implicit"
-        W = whitening.matrix()
-        sums = whitened_document_sums(
-            stats,
-            W,
-            blocks=blocks,
-            with_third=mode == "dense",
-            keep_projection=mode == "implicit",
-            n_threads=n_threads,
-            progress=progress,
-            cached=whitening.cached_projection if cache else None,
-        )
-        terms = tensor_terms(stats, W, sums, alpha0)
-        if mode == "dense":
-            operator: Any = DenseTensor(whitened_tensor(sums, terms, dtype, n_threads=n_threads).astype(dtype))
-        else:
-            operator = ImplicitTensor(sums.projected, stats.doc_w3, terms)
-
-        clock.start("decomposition")
-        decomposition = robust_tensor_power_method(
-            operator,
-            n_components,
-            rng=rng,
-            n_restarts=settings["n_restarts"],
-            n_iter=settings["n_iter"],
-            tol=settings["tol"],
-            progress=progress,
-        )
-
-        clock.start("recovery")
-        if progress is not None:
-            progress("recovery", 0, 1)
-        recovered = recover(
-            whitening.pseudo_inverse_transpose(), decomposition.eigenvalues, decomposition.eigenvectors, alpha0,
-            n_topics, n_threads=n_threads,
-        )
-        if progress is not None:
-            progress("recovery", 1, 1)
-        return mode, decomposition, recovered
-
-    mode, decomposition, recovered = decompose(whitening, n_components, rng)
-    junk_refit = None
-    if refit_extra:
-        junk_refit = _junk_refit_plan(recovered, whitening, n_components, refit_extra, min(n_words, stats.n_docs),
-                                      settings["rank_tol"])
-        if junk_refit is not None and junk_refit["refitted"]:
-            n_components += junk_refit["n_extra_components"]
-            whitening = whitening.with_components(n_components, settings["rank_tol"])
-            # the rng a fit with n_extra_components would hand the power method: the same topics
-            mode, decomposition, recovered = decompose(whitening, n_components, _seeded_streams(seed)[1])
-    topic_word = np.ascontiguousarray(to_host(recovered.topic_word), dtype=np.float64)
-    clock.stop()
-
-    order = recovered.order
-    diagnostics = {
-        "backend": concrete,
-        "dtype": dtype,
-        "tensor_mode": mode,
-        "n_documents": n_docs_all,
-        "n_documents_used": stats.n_docs,
-        "n_words": n_words,
-        "n_components_fitted": n_components,
-        "n_components_kept": n_topics,
-        "range_finder_columns": n_columns,
-        "krylov_basis_size": int(whitening.basis.shape[1]),
-        "n_blocks": len(blocks),
-        "n_threads": n_threads,
-        "projection_cache": bool(cache),
-        "power_iterations": [int(decomposition.iterations[i]) for i in order],
-        "power_converged": [bool(decomposition.converged[i]) for i in order],
-        "all_converged": bool(all(decomposition.converged)),
-        "sign_flipped": [bool(flag) for flag in recovered.sign_flipped],
-        "alpha_sum": float(recovered.alpha.sum()),
-        "discarded_alpha": [float(a) for a in np.sort(alpha_from_eigenvalues(decomposition.eigenvalues, alpha0))[::-1][n_topics:]],
-        "m2_spectral_gap": _spectral_gap(whitening.eigenvalues, n_components),
-        "junk_refit": junk_refit,
-        "options": {name: settings[name] for name in sorted(settings)},
-        "seed": int(seed),
-        "alpha0": alpha0,
-    }
-    return SpectralLDAResult(
-        topic_word=topic_word,
-        alpha=np.asarray(recovered.alpha, dtype=np.float64),
-        m2_eigenvalues=np.asarray(whitening.eigenvalues[:n_columns], dtype=np.float64),
-        tensor_eigenvalues=np.asarray(decomposition.eigenvalues[order], dtype=np.float64),
-        n_dropped_docs=stats.n_dropped,
-        timings=dict(clock.timings),
-        diagnostics=diagnostics,
-        n_features_in=n_words,
-    )
-
-
-def _seeded_streams(seed: int) -> tuple[int, np.random.Generator]:
-    """(the range finder's sketch seed, the power method's generator), both drawn from ``seed``."""
-    rng = np.random.default_rng(seed)
-    return int(rng.integers(2**62)), rng
-
-
-def _junk_refit_plan(recovered: Any, whitening: Whitening, n_components: int, refit_extra: int,
-                     max_components: int, rank_tol: float) -> dict | None:
-    """Whether a fit with J junk components (:func:`gpu.junk.junk_components` of the
-    recovered alphas) is redone with J + ``refit_extra`` more components from the same
-    Krylov basis (room for the J it found and for junk the larger decomposition turns up):
-    only without a spectral gap (lambda_(k+extra) >= REFIT_MIN_EIGENVALUE_RATIO lambda_k of
-    M2's Ritz values) and within ``max_components`` (V, usable documents) and the basis's
-    rank. None without junk, else the report {junk_alpha, n_extra_components,
-    m2_eigenvalue_ratio, refitted}."""
-    junk = junk_components(np.asarray(recovered.alpha))
-    if not junk:
-        return None
-    eigenvalues = whitening.eigenvalues
-    n_extra = len(junk) + refit_extra
-    wanted = n_components + n_extra
-    ratio = None
-    if len(eigenvalues) >= wanted and eigenvalues[n_components - 1] > 0:
-        ratio = float(eigenvalues[wanted - 1] / eigenvalues[n_components - 1])
-    refitted = (ratio is not None and ratio >= REFIT_MIN_EIGENVALUE_RATIO and wanted <= max_components
-                and wanted <= numerical_rank(eigenvalues, rank_tol))
-    return {"junk_alpha": junk, "n_extra_components": int(n_extra), "m2_eigenvalue_ratio": ratio,
-            "refitted": bool(refitted)}
-
-
-def _spectral_gap(eigenvalues: np.ndarray, n_components: int) -> float | None:
-    """Ratio of the last kept to the first dropped eigenvalue of M2 (None when none dropped)."""
-    if eigenvalues.size <= n_components or eigenvalues[n_components] <= 0:
-        return None
-    return float(eigenvalues[n_components - 1] / eigenvalues[n_components])
-
-
-class SpectralLDA:
-    """Scikit-learn-style spectral LDA estimator over :func:`fit_spectral_lda`.
-
-    ``__init__`` only stores its arguments; ``fit`` validates them. Learned attributes:
-    topic_word_ (k, V), alpha_ (k,), m2_eigenvalues_, tensor_eigenvalues_, n_dropped_docs_,
-    timings_, diagnostics_, n_features_in_, n_topics_, alpha0_, selection_, refinement_.
-
-    ``n_topics="auto"`` / ``alpha0="auto"`` choose them from the data, and ``refine=True``
-    (the default) refines the spectral topics by variational EM; both hold out a seeded
-    ``heldout_fraction`` of the documents and learn from the rest
-    (:func:`gpu.model_selection.fit_selected`). ``k_range`` bounds k for "auto";
-    ``refine_options`` go to :func:`gpu.refine.refine_topics`; the spectral fit that
-    refinement starts from whitens with 5 Krylov blocks unless ``n_krylov_blocks`` is given,
-    and where it has J junk components (alpha below 2% of the mean) it is decomposed again
-    with J + ``refit_extra_components`` (5) extra components, the k with the largest alpha
-    kept and the refit reported in ``selection_["junk_refit"]`` (0: never;
-    :data:`gpu.model_selection.REFINED_START_OPTIONS`). With ``n_extra_components``
-    the over-provisioned components that look like junk are dropped and listed in
-    ``selection_["dropped_topics"]``.
-    """
+    _parameter_constraints = PARAMETER_CONSTRAINTS
 
     def __init__(
         self,
-        n_topics: int,
-        alpha0: float = 1.0,
+        n_topics: int | str = 10,
+        *,
+        alpha0: float | str = 1.0,
         seed: int = 0,
         backend: str = "auto",
         dtype: str = "float64",
         progress: Progress = None,
         refine: bool = True,
-        heldout_fraction: float = 0.1,
+        validation_fraction: float = 0.1,
         k_range: tuple[int, int] = (2, 100),
-        refine_options: dict[str, Any] | None = None,
-        **options: Any,
+        refine_options: dict | None = None,
+        n_oversample: int = 10,
+        n_krylov_blocks: int | None = None,
+        n_restarts: int = 10,
+        n_iter: int | None = None,
+        tol: float = 1e-10,
+        n_extra_components: int = 0,
+        refit_extra_components: int | None = None,
+        block_rows: int | None = None,
+        n_threads: int | None = None,
+        tensor_mode: str = "auto",
+        rank_tol: float = 1e-6,
+        projection_cache_bytes: int = 2**30,
+        word_scale_power: float = 0.2,
     ) -> None:
         self.n_topics = n_topics
         self.alpha0 = alpha0
-        self.refine = refine
-        self.heldout_fraction = heldout_fraction
-        self.k_range = k_range
-        self.refine_options = refine_options
         self.seed = seed
         self.backend = backend
         self.dtype = dtype
         self.progress = progress
-        self.options = dict(options)
+        self.refine = refine
+        self.validation_fraction = validation_fraction
+        self.k_range = k_range
+        self.refine_options = refine_options
+        self.n_oversample = n_oversample
+        self.n_krylov_blocks = n_krylov_blocks
+        self.n_restarts = n_restarts
+        self.n_iter = n_iter
+        self.tol = tol
+        self.n_extra_components = n_extra_components
+        self.refit_extra_components = refit_extra_components
+        self.block_rows = block_rows
+        self.n_threads = n_threads
+        self.tensor_mode = tensor_mode
+        self.rank_tol = rank_tol
+        self.projection_cache_bytes = projection_cache_bytes
+        self.word_scale_power = word_scale_power
 
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{name}={value!r}" for name, value in self.get_params().items() if name != "progress")
-        return f"SpectralLDA({shown})"
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.input_tags.positive_only = True
+        tags.transformer_tags.preserves_dtype = ["float64"]
+        return tags
 
-    def set_params(self, **params: Any) -> "SpectralLDA":
-        """Change constructor arguments or options (validated at the next fit); returns self."""
-        for name, value in params.items():
-            if name in (
-                "n_topics", "alpha0", "seed", "backend", "dtype", "progress",
-                "refine", "heldout_fraction", "k_range", "refine_options",
-            ):
-                setattr(self, name, value)
-            else:
-                self.options[name] = value
-        return self
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor arguments, options flattened in (``deep`` is accepted for scikit-learn)."""
-        return {
-            "n_topics": self.n_topics,
-            "alpha0": self.alpha0,
-            "seed": self.seed,
-            "backend": self.backend,
-            "dtype": self.dtype,
-            "progress": self.progress,
-            "refine": self.refine,
-            "heldout_fraction": self.heldout_fraction,
-            "k_range": self.k_range,
-            "refine_options": self.refine_options,
-            **self.options,
-        }
+    # -- fit: validate -> split -> spectral (select or fit) -> refine ------------------------
 
     def fit(self, X: Any, y: Any = None) -> "SpectralLDA":
-        """Learn topics from a (D, V) count matrix; returns self."""
-        if self.refine or self.n_topics == "auto" or self.alpha0 == "auto" or self.options.get("n_extra_components"):
-            return self._fit_selected(X)
-        result = fit_spectral_lda(
-            X,
-            self.n_topics,
-            self.alpha0,
-            seed=self.seed,
-            backend=self.backend,
-            dtype=self.dtype,
-            progress=self.progress,
-            **self.options,
-        )
-        self.topic_word_ = result.topic_word
-        self.alpha_ = result.alpha
-        self.m2_eigenvalues_ = result.m2_eigenvalues
-        self.tensor_eigenvalues_ = result.tensor_eigenvalues
-        self.n_dropped_docs_ = result.n_dropped_docs
-        self.timings_ = result.timings
-        self.diagnostics_ = result.diagnostics
-        self.n_features_in_ = result.n_features_in
-        self.n_topics_, self.alpha0_ = int(self.n_topics), float(self.alpha0)
-        self.selection_, self.refinement_ = {}, None
-        return self
+        """Learn topics from X, {array-like, sparse matrix} of shape (n_documents, n_words) of
+        non-negative counts (SciPy or cupyx sparse, dense arrays, lists); returns self."""
+        params = self.get_params(deep=False)
+        validate_parameters({name: params[name] for name in PARAMETER_CONSTRAINTS})
+        backend = choose_backend(X, self.backend)
+        counts = as_count_matrix(self._checked_input(X, reset=True), backend, str(np.dtype(self.dtype)))
+        xp = array_module(backend)
+        choose = self.n_topics == "auto" or self.alpha0 == "auto"
+        select = choose or self.n_extra_components > 0  # over-provisioned fits drop junk in the selection
+        train_rows, validation_rows = self._split_rows(int(counts.shape[0]), choose or self.refine)
+        train = counts[xp.asarray(train_rows)] if len(validation_rows) else counts
+        validation = counts[xp.asarray(validation_rows)] if len(validation_rows) else None
+        options = self._engine_options()
 
-    def _fit_selected(self, X: Any) -> "SpectralLDA":
-        from gpu.model_selection import fit_selected
+        started = time.perf_counter()
+        if select:
+            spectral = self._select(train, validation, backend, options)
+        else:
+            spectral = self._engine_fit(train, int(self.n_topics), float(self.alpha0), backend, options)
+        timings = {**spectral["timings"], "spectral": time.perf_counter() - started}
 
-        outcome = fit_selected(
-            X, self.n_topics, self.alpha0, seed=self.seed, backend=self.backend, dtype=self.dtype,
-            progress=self.progress, refine=bool(self.refine), heldout_fraction=self.heldout_fraction,
-            k_range=self.k_range, refine_options=self.refine_options, options=self.options,
-        )
-        self.topic_word_ = outcome.topic_word
-        self.alpha_ = outcome.alpha
-        self.m2_eigenvalues_ = outcome.m2_eigenvalues
-        self.tensor_eigenvalues_ = outcome.tensor_eigenvalues
-        self.n_dropped_docs_ = outcome.n_dropped_docs
-        self.timings_ = outcome.timings
-        self.n_topics_, self.alpha0_ = outcome.n_topics, outcome.alpha0
-        self.selection_, self.refinement_ = outcome.selection, outcome.refinement
+        topic_word, alpha, refinement = spectral["topic_word"], spectral["alpha"], None
+        if self.refine:
+            started = time.perf_counter()
+            topic_word, alpha, refinement = self._refine(train, validation, topic_word, alpha, xp)
+            timings["refinement"] = time.perf_counter() - started
+
+        self.topic_word_ = np.asarray(topic_word, dtype=np.float64)
+        self.alpha_ = np.asarray(alpha, dtype=np.float64)
+        self.n_topics_, self.alpha0_ = int(spectral["n_topics"]), float(spectral["alpha0"])
+        self.m2_eigenvalues_ = np.asarray(spectral["m2_eigenvalues"], dtype=np.float64)
+        self.tensor_eigenvalues_ = np.asarray(spectral["tensor_eigenvalues"], dtype=np.float64)
+        self.n_dropped_docs_ = int(spectral["n_dropped_docs"])
+        self.timings_ = timings
         self.diagnostics_ = {
-            "n_topics": outcome.n_topics, "alpha0": outcome.alpha0, "n_heldout_docs": outcome.n_heldout_docs,
-            "selection": outcome.selection, "refinement": outcome.refinement,
+            "spectral": spectral["diagnostics"],
+            "selection": spectral["selection"],
+            "refinement": refinement,
+            "n_validation_docs": int(len(validation_rows)),
         }
-        self.n_features_in_ = int(X.shape[1])
         return self
+
+    def _checked_input(self, X: Any, *, reset: bool) -> Any:
+        """X through scikit-learn's validate_data (n_features_in_, feature_names_in_); GPU
+        input is left on the GPU and only its width is checked or recorded."""
+        if backend_of(X) == "cupy":
+            if reset:
+                self.n_features_in_ = int(X.shape[1])
+            elif int(X.shape[1]) != self.n_features_in_:
+                raise InvalidInput(f"X has {int(X.shape[1])} features, but SpectralLDA is expecting "
+                                   f"{self.n_features_in_} features as input.")
+            return X
+        try:
+            X = validate_data(self, X, reset=reset, accept_sparse="csr", dtype=[np.float64, np.float32],
+                              ensure_min_samples=3 if reset else 1)
+            check_non_negative(X, f"SpectralLDA.{'fit' if reset else 'transform'}")
+            return X
+        except ValueError as error:  # scikit-learn's messages: shape, NaN / inf, too few documents
+            raise InvalidInput(str(error)) from error
+
+    def _split_rows(self, n_docs: int, wanted: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(train_rows, validation_rows) of the seeded split; none held out unless ``wanted``."""
+        if not wanted or self.validation_fraction <= 0 or n_docs < MIN_DOCS_TO_SPLIT:
+            return np.arange(n_docs), np.zeros(0, dtype=np.int64)
+        return split_heldout(np.empty((n_docs, 0)), self.validation_fraction, seed=self.seed)
+
+    def _engine_options(self) -> dict[str, Any]:
+        """Options of fit_spectral_lda, with the None defaults resolved for this path."""
+        start = REFINED_START_OPTIONS if self.refine else BARE_START_OPTIONS
+        params = self.get_params(deep=False)
+        options = {name: params[name] for name in DEFAULT_OPTIONS}
+        for name, value in start.items():
+            if options[name] is None:
+                options[name] = value
+        return options
+
+    def _engine_fit(self, train: Any, n_topics: int, alpha0: float, backend: str, options: dict) -> dict:
+        result = fit_spectral_lda(train, n_topics, alpha0, seed=self.seed, backend=backend, dtype=self.dtype,
+                                  progress=self.progress, **{**options, "n_iter": self.n_iter or ENGINE_N_ITER})
+        return {
+            "topic_word": result.topic_word, "alpha": result.alpha, "n_topics": n_topics, "alpha0": alpha0,
+            "m2_eigenvalues": result.m2_eigenvalues, "tensor_eigenvalues": result.tensor_eigenvalues,
+            "n_dropped_docs": result.n_dropped_docs, "timings": dict(result.timings),
+            "diagnostics": result.diagnostics, "selection": None,
+        }
+
+    def _select(self, train: Any, validation: Any, backend: str, options: dict) -> dict:
+        """k / alpha0 chosen (and junk dropped) over shared passes; the chosen pair is then
+        fitted by the engine (its word-scaled whitening finds more specific topics on real
+        text) unless over-provisioned or unscaled, whose topics come from the passes."""
+        candidate = {name: options[name] for name in CANDIDATE_OPTIONS}
+        candidate["n_iter"] = self.n_iter or CANDIDATE_N_ITER
+        selection = select_model(
+            train, self.n_topics, self.alpha0, heldout=validation, k_range=tuple(self.k_range), seed=self.seed,
+            backend=backend, dtype=self.dtype, progress=self.progress, fit_options=candidate,
+            n_oversample=self.n_oversample, n_extra_components=self.n_extra_components,
+            n_threads=self.n_threads, block_rows=self.block_rows,
+        )
+        evidence = selection.evidence
+        if not self.n_extra_components and self.word_scale_power:
+            chosen = self._engine_fit(train, selection.n_topics, selection.alpha0, backend, options)
+            evidence["final_fit"] = "engine (word-scaled whitening) at the chosen n_topics and alpha0"
+            return {**chosen, "selection": evidence}
+        return {
+            "topic_word": selection.fit.topic_word, "alpha": selection.fit.alpha, "n_topics": selection.n_topics,
+            "alpha0": selection.alpha0, "m2_eigenvalues": np.asarray(evidence["m2_spectrum"]),
+            "tensor_eigenvalues": selection.fit.tensor_eigenvalues,
+            "n_dropped_docs": int(evidence.get("n_dropped_docs", 0)), "timings": {}, "diagnostics": None,
+            "selection": evidence,
+        }
+
+    def _refine(self, train: Any, validation: Any, topic_word: np.ndarray, alpha: np.ndarray, xp: Any):
+        refined = refine_topics(train, xp.asarray(topic_word), xp.asarray(alpha), heldout=validation, seed=self.seed,
+                                progress=self.progress, **(self.refine_options or {}))
+        order = np.argsort(-refined.alpha, kind="stable")  # the engine's convention: by alpha
+        report = {
+            "sweeps": refined.sweeps,
+            "stopped": refined.stopped,
+            "heldout_history": refined.heldout_history,
+            "train_history": refined.train_history,
+            "alpha_scale": refined.alpha_scale,
+            "final_heldout": refined.final_heldout,
+            "final_sweeps": refined.final_sweeps,
+            "start_mixing": refined.start_mixing,
+            "alpha_rule": refined.alpha_rule,
+        }
+        return refined.topic_word[order], refined.alpha[order], report
+
+    # -- using a fitted model ---------------------------------------------------------------
 
     def transform(self, X: Any, **inference_options: Any) -> Any:
-        """(D, k) document-topic mixtures of X with the learned topics fixed (same backend as X)."""
-        if not hasattr(self, "topic_word_"):
-            raise ValueError("this SpectralLDA is not fitted yet: call fit(X) first")
-        if len(getattr(X, "shape", ())) != 2 or int(X.shape[1]) != self.n_features_in_:
-            raise ValueError(
-                f"X has shape {tuple(getattr(X, 'shape', ()))}; expected (n_documents, {self.n_features_in_}) "
-                "to match the vocabulary seen in fit"
-            )
-        from gpu.inference import infer_doc_topic  # lands separately; imported on use
-
-        xp = array_module("cupy") if _on_gpu(X) else np
+        """Document-topic mixtures, array of shape (n_documents, n_topics_), rows on the
+        simplex, with the learned topics fixed (:func:`gpu.inference.infer_doc_topic`; on the
+        device of X)."""
+        check_is_fitted(self)
+        X = self._checked_input(X, reset=False)
+        xp = get_array_module(X)
         return infer_doc_topic(X, xp.asarray(self.topic_word_), xp.asarray(self.alpha_), **inference_options)
 
-    def fit_transform(self, X: Any, y: Any = None) -> Any:
-        """fit(X) then transform(X)."""
-        return self.fit(X).transform(X)
+    def score(self, X: Any, y: Any = None) -> float:
+        """Per-word log likelihood of X by document completion (nats per word, higher is better).
 
+        Each document's tokens are split (seeded by ``seed``) into halves; theta is inferred
+        from the first half with the topics fixed and the second half is scored:
+        sum log(theta_d @ topic_word_[:, w]) / scored tokens (:mod:`gpu.quality`). Counts
+        that are not integers are split in two equal fractional halves instead.
+        """
+        check_is_fitted(self)
+        counts = csr_on_module(as_count_matrix(self._checked_input(X, reset=False), "numpy", "float64"), np)
+        data = counts.data
+        if np.all(np.equal(np.mod(data, 1), 0)):
+            split = split_document_tokens(counts, seed=self.seed)
+        else:
+            split = CompletionSplit(observed=counts * 0.5, scored=counts * 0.5)
+        return float(completion_log_likelihood(split, np.asarray(to_host(self.topic_word_)),
+                                               np.asarray(to_host(self.alpha_))))
 
-def _on_gpu(X: Any) -> bool:
-    return backend_of(X) == "cupy"
+    def perplexity(self, X: Any) -> float:
+        """exp(-score(X)): the per-word perplexity of X by document completion (lower is better)."""
+        return float(np.exp(-self.score(X)))

@@ -13,34 +13,19 @@ The same code runs on NumPy/SciPy and on CuPy/cupyx, chosen from the input.
 """
 from __future__ import annotations
 
-import importlib
-import os
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-import scipy.sparse as sp
 
-from gpu.backend import get_array_module
+from gpu.backend import csr_row_indices, digamma, get_array_module, host_indptr, is_host, sparse_module_for, threads_for
+from gpu.errors import InvalidInput
+from gpu.passes import default_threads
 
 # A batch holds about this many gathered elements (nonzeros times topics) per temporary.
 DEFAULT_GATHER_BUDGET = 1 << 22
 SIMPLEX_TOLERANCE = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-6}  # times sqrt(V)
-
-
-def digamma(xp: Any, values: Any) -> Any:
-    """Elementwise digamma on the array module ``xp`` (scipy.special or cupyx.scipy.special)."""
-    if xp is np:
-        from scipy.special import digamma as scipy_digamma
-
-        return scipy_digamma(values)
-    special = importlib.import_module("cupyx.scipy.special")
-    return special.digamma(values)
-
-
-def _sparse_module_for(xp: Any) -> Any:
-    return sp if xp is np else importlib.import_module("cupyx.scipy.sparse")
 
 
 @dataclass(frozen=True)
@@ -61,50 +46,51 @@ class InferenceInputs:
 def validate_inference_inputs(X: Any, topic_word: Any, alpha: Any, *, name: str = "X") -> InferenceInputs:
     """Check shapes, signs and normalisation; convert to CSR with the topics' float dtype.
 
-    Raises ValueError naming the argument (and document index / topic index) at fault.
+    Raises InvalidInput naming the argument (and document index / topic index) at fault.
     """
     xp = get_array_module(topic_word)
-    if get_array_module(X) is not xp and not (xp is np and isinstance(X, np.ndarray)):
-        raise ValueError(f"{name} and topic_word must live on the same device (NumPy or CuPy)")
-    sparse = _sparse_module_for(xp)
+    host_dense = is_host(xp) and isinstance(X, np.ndarray)
+    if get_array_module(X) is not xp and not host_dense:
+        raise InvalidInput(f"{name} and topic_word must live on the same device (NumPy or CuPy)")
+    sparse = sparse_module_for(xp)
     topic_word = xp.asarray(topic_word)
     if topic_word.ndim != 2:
-        raise ValueError(f"topic_word must be 2-D (n_topics, n_words), got shape {tuple(topic_word.shape)}")
+        raise InvalidInput(f"topic_word must be 2-D (n_topics, n_words), got shape {tuple(topic_word.shape)}")
     dtype = topic_word.dtype if topic_word.dtype in (np.float32, np.float64) else np.dtype(np.float64)
     topic_word = topic_word.astype(dtype, copy=False)
     n_topics, n_words = (int(s) for s in topic_word.shape)
     if n_topics == 0 or n_words == 0:
-        raise ValueError(f"topic_word must be non-empty, got shape {(n_topics, n_words)}")
+        raise InvalidInput(f"topic_word must be non-empty, got shape {(n_topics, n_words)}")
     if not bool(xp.isfinite(topic_word).all()):
-        raise ValueError("topic_word contains NaN or infinite entries")
+        raise InvalidInput("topic_word contains NaN or infinite entries")
     if bool((topic_word < 0).any()):
         topic = int(xp.nonzero((topic_word < 0).any(axis=1))[0][0])
-        raise ValueError(f"topic_word has negative entries (first in topic {topic})")
+        raise InvalidInput(f"topic_word has negative entries (first in topic {topic})")
     row_error = xp.abs(topic_word.sum(axis=1) - 1.0)
     tolerance = SIMPLEX_TOLERANCE[np.dtype(dtype)] * max(1.0, n_words ** 0.5)
     if bool((row_error > tolerance).any()):
         topic = int(xp.argmax(row_error))
-        raise ValueError(
+        raise InvalidInput(
             f"topic_word rows must sum to 1: topic {topic} sums to {float(topic_word[topic].sum())!r}"
         )
 
     alpha = xp.asarray(alpha, dtype=dtype).reshape(-1) if np.ndim(alpha) else xp.full(n_topics, float(alpha), dtype=dtype)
     if alpha.shape[0] != n_topics:
-        raise ValueError(f"alpha has {alpha.shape[0]} entries but topic_word has {n_topics} topics")
+        raise InvalidInput(f"alpha has {alpha.shape[0]} entries but topic_word has {n_topics} topics")
     if not bool(xp.isfinite(alpha).all()) or bool((alpha <= 0).any()):
         topic = int(xp.argmin(xp.where(xp.isfinite(alpha), alpha, -1.0)))
-        raise ValueError(f"alpha must be finite and > 0: alpha[{topic}] = {float(alpha[topic])!r}")
+        raise InvalidInput(f"alpha must be finite and > 0: alpha[{topic}] = {float(alpha[topic])!r}")
 
     if sparse.issparse(X):
         counts = X.tocsr()
-    elif xp is np and isinstance(X, np.ndarray):
+    elif host_dense:
         if X.ndim != 2:
-            raise ValueError(f"{name} must be 2-D (n_docs, n_words), got shape {X.shape}")
-        counts = sp.csr_matrix(X)
+            raise InvalidInput(f"{name} must be 2-D (n_docs, n_words), got shape {X.shape}")
+        counts = sparse.csr_matrix(X)
     else:
-        raise ValueError(f"{name} must be a sparse (n_docs, n_words) count matrix, got {type(X).__name__}")
+        raise InvalidInput(f"{name} must be a sparse (n_docs, n_words) count matrix, got {type(X).__name__}")
     if counts.shape[1] != n_words:
-        raise ValueError(f"{name} has {counts.shape[1]} columns (words) but topic_word has {n_words}")
+        raise InvalidInput(f"{name} has {counts.shape[1]} columns (words) but topic_word has {n_words}")
     counts = counts.astype(dtype) if counts.dtype != dtype else counts.copy()
     if counts.nnz:
         data = counts.data
@@ -112,16 +98,8 @@ def validate_inference_inputs(X: Any, topic_word: Any, alpha: Any, *, name: str 
         if bool(bad.any()):
             position = int(xp.nonzero(bad)[0][0])
             doc = int(xp.searchsorted(counts.indptr, position, side="right")) - 1
-            raise ValueError(f"{name} has a negative or non-finite count in document {doc}")
+            raise InvalidInput(f"{name} has a negative or non-finite count in document {doc}")
     return InferenceInputs(counts=counts, topic_word=topic_word, alpha=alpha, xp=xp)
-
-
-def row_of_nonzeros(xp: Any, counts: Any) -> Any:
-    """(nnz,) row index of every stored entry of a CSR matrix, in storage order."""
-    if xp is np:
-        return np.repeat(np.arange(counts.shape[0], dtype=counts.indptr.dtype), np.diff(counts.indptr))
-    positions = xp.arange(counts.nnz, dtype=counts.indptr.dtype)
-    return xp.searchsorted(counts.indptr, positions, side="right") - 1
 
 
 def batch_bounds(
@@ -145,14 +123,6 @@ def batch_bounds(
         bounds.append((start, stop))
         start = stop
     return bounds
-
-
-def default_threads() -> int:
-    """Threads for host batches: the cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def map_batches(
@@ -232,7 +202,7 @@ def variational_batch(
     weights = expected_topic_weights(xp, gamma)
     active = None  # row indices still iterating; None means all rows
     work_counts, work_gamma, work_weights = counts, gamma, weights
-    rows = row_of_nonzeros(xp, work_counts)
+    rows = csr_row_indices(work_counts)
     gathered = xp.take(topic_word_t, work_counts.indices, axis=0)  # (nnz, k), fixed while the rows are
     mean = work_gamma / work_gamma.sum(axis=1, keepdims=True)
     iterations = 0
@@ -257,7 +227,7 @@ def variational_batch(
             active = keep if active is None else active[keep]
             work_counts = work_counts[keep]
             work_gamma, work_weights, new_mean = work_gamma[keep], work_weights[keep], new_mean[keep]
-            rows = row_of_nonzeros(xp, work_counts)
+            rows = csr_row_indices(work_counts)
             gathered = xp.take(topic_word_t, work_counts.indices, axis=0)
         mean = new_mean
     return gamma, iterations, weights
@@ -282,9 +252,9 @@ def active_topic_batch(
     alpha, topic_word = inputs.alpha, inputs.topic_word
     n_docs, n_words = counts.shape
     n_topics = alpha.shape[0]
-    sparse = _sparse_module_for(xp)
+    sparse = sparse_module_for(xp)
     active = xp.argpartition(-gamma, n_active - 1, axis=1)[:, :n_active]  # (n, m)
-    rows = row_of_nonzeros(xp, counts)
+    rows = csr_row_indices(counts)
     topic_word_t = xp.ascontiguousarray(topic_word.T)  # (V, k): a word's topics side by side
     gathered = topic_word_t[counts.indices[:, None], active[rows]]  # (nnz, m)
     active_alpha = alpha[active]
@@ -335,9 +305,9 @@ def infer_gamma(
     counts = inputs.counts
     n_docs, n_topics = counts.shape[0], inputs.alpha.shape[0]
     gamma = xp.empty((n_docs, n_topics), dtype=inputs.topic_word.dtype)
-    check_every = 1 if xp is np else 5
-    indptr = counts.indptr if xp is np else counts.indptr.get()
-    threads = 1 if xp is not np else (n_threads or default_threads())
+    check_every = 1 if is_host(xp) else 5
+    indptr = host_indptr(counts)
+    threads = threads_for(xp, n_threads or default_threads())
 
     def work(start: int, stop: int) -> int:
         warm = None if gamma_init is None else gamma_init[start:stop]
@@ -353,11 +323,11 @@ def infer_gamma(
 
 def _check_iteration_parameters(max_iter: int, tol: float, batch_size: int | None) -> None:
     if not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+        raise InvalidInput(f"max_iter must be an integer >= 1, got {max_iter!r}")
     if not np.isfinite(tol) or tol <= 0:
-        raise ValueError(f"tol must be > 0, got {tol!r}")
+        raise InvalidInput(f"tol must be > 0, got {tol!r}")
     if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
-        raise ValueError(f"batch_size must be None or an integer >= 1, got {batch_size!r}")
+        raise InvalidInput(f"batch_size must be None or an integer >= 1, got {batch_size!r}")
 
 
 def infer_doc_topic(

@@ -15,10 +15,18 @@ from typing import Any, Callable, Sequence
 
 import scipy.sparse as sp
 
+try:  # optional: only a speed-up
+    from threadpoolctl import threadpool_limits
+except ImportError:
+    threadpool_limits = None
+
 Partial = tuple[Any, ...]
+# progress(stage, done, total), reported by every long loop of gpu/; its exceptions
+# propagate (a job's cancellation raises through it). The one definition of the type.
 Progress = Callable[[str, int, int], None] | None
 
 DEFAULT_MAX_BLOCK_ROWS = 65_536
+GPU_BLOCK_ROWS = 262_144  # rows per block of a pass on a GPU (fewer, bigger kernels)
 
 
 def single_threaded_blas(active: bool = True) -> contextlib.AbstractContextManager:
@@ -27,11 +35,7 @@ def single_threaded_blas(active: bool = True) -> contextlib.AbstractContextManag
     Small products (the k x k x k tensor, per-block sums) run several times faster on one
     BLAS thread than on contended ones. Uses threadpoolctl when installed; else a no-op.
     """
-    if not active:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: only a speed-up
+    if not active or threadpool_limits is None:
         return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
 
@@ -42,6 +46,12 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def default_block_rows(backend: str, block_rows: int | None = None) -> int | None:
+    """Rows per block of a pass: ``block_rows`` when given, else GPU_BLOCK_ROWS on a GPU and
+    None (sized by :func:`row_blocks` for the threads) on the host."""
+    return block_rows or (GPU_BLOCK_ROWS if backend == "cupy" else None)
 
 
 def row_blocks(n_rows: int, n_threads: int, block_rows: int | None = None) -> list[tuple[int, int]]:

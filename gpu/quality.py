@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from gpu.backend import get_array_module, to_host
-from gpu.inference import infer_doc_topic, row_of_nonzeros, validate_inference_inputs
+from gpu.backend import csr_on_module, csr_row_indices, get_array_module, to_host
+from gpu.errors import InvalidInput
+from gpu.inference import infer_doc_topic, validate_inference_inputs
 
 # Probability floor when scoring: a word a model gives probability 0 costs log(1e-300).
 PROBABILITY_FLOOR = 1e-300
@@ -27,19 +28,19 @@ def _as_host_csr(counts: Any, name: str) -> sp.csr_matrix:
     if not sp.issparse(counts):
         counts = np.asarray(counts)
         if counts.ndim != 2:
-            raise ValueError(f"{name} must be a 2-D (n_docs, n_words) matrix, got shape {counts.shape}")
+            raise InvalidInput(f"{name} must be a 2-D (n_docs, n_words) matrix, got shape {counts.shape}")
         counts = sp.csr_matrix(counts)
     counts = counts.tocsr()
     if counts.nnz and (counts.data < 0).any():
         position = int(np.nonzero(counts.data < 0)[0][0])
         doc = int(np.searchsorted(counts.indptr, position, side="right")) - 1
-        raise ValueError(f"{name} has a negative count in document {doc}")
+        raise InvalidInput(f"{name} has a negative count in document {doc}")
     return counts
 
 
 def _check_top_n(top_n: int, n_words: int) -> int:
     if not isinstance(top_n, (int, np.integer)) or top_n < 2:
-        raise ValueError(f"top_n must be an integer >= 2, got {top_n!r}")
+        raise InvalidInput(f"top_n must be an integer >= 2, got {top_n!r}")
     return min(int(top_n), n_words)
 
 
@@ -65,14 +66,14 @@ def npmi_coherence(topic_word: Any, reference_counts: Any, top_n: int = 10) -> t
     """
     topic_word = np.asarray(to_host(topic_word), dtype=np.float64)
     if topic_word.ndim != 2:
-        raise ValueError(f"topic_word must be 2-D (n_topics, n_words), got shape {topic_word.shape}")
+        raise InvalidInput(f"topic_word must be 2-D (n_topics, n_words), got shape {topic_word.shape}")
     reference = _as_host_csr(reference_counts, "reference_counts")
     if reference.shape[1] != topic_word.shape[1]:
-        raise ValueError(
+        raise InvalidInput(
             f"reference_counts has {reference.shape[1]} columns (words) but topic_word has {topic_word.shape[1]}"
         )
     if reference.shape[0] == 0:
-        raise ValueError("reference_counts has no documents")
+        raise InvalidInput("reference_counts has no documents")
     top_n = _check_top_n(top_n, topic_word.shape[1])
     top = top_words(topic_word, top_n)
     vocabulary, position = np.unique(top, return_inverse=True)
@@ -114,7 +115,7 @@ def topic_token_shares(doc_topic: Any, doc_lengths: Any) -> np.ndarray:
     doc_topic = np.asarray(to_host(doc_topic), dtype=np.float64)
     lengths = np.asarray(to_host(doc_lengths), dtype=np.float64).reshape(-1)
     if doc_topic.ndim != 2 or doc_topic.shape[0] != lengths.shape[0]:
-        raise ValueError(
+        raise InvalidInput(
             f"doc_topic {doc_topic.shape} and doc_lengths {lengths.shape} must cover the same documents"
         )
     total = lengths.sum()
@@ -130,7 +131,7 @@ def split_heldout(counts: Any, fraction: float = 0.1, *, seed: int) -> tuple[np.
     never all of them).
     """
     if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"fraction must be in [0, 1), got {fraction!r}")
+        raise InvalidInput(f"fraction must be in [0, 1), got {fraction!r}")
     n_docs = int(counts.shape[0])
     n_heldout = int(round(fraction * n_docs))
     if fraction > 0 and n_docs >= 2:
@@ -138,20 +139,6 @@ def split_heldout(counts: Any, fraction: float = 0.1, *, seed: int) -> tuple[np.
     rng = np.random.default_rng(seed)
     permutation = rng.permutation(n_docs)
     return np.sort(permutation[n_heldout:]), np.sort(permutation[:n_heldout])
-
-
-def csr_on_module(matrix: Any, xp: Any) -> Any:
-    """The CSR matrix on the array module ``xp`` (copied host -> GPU when needed)."""
-    if get_array_module(matrix) is xp:
-        return matrix
-    if xp is np:
-        return to_host(matrix).tocsr()
-    import cupyx.scipy.sparse as cupy_sparse
-
-    host = matrix.tocsr()
-    if host.dtype not in (np.float32, np.float64):
-        host = host.astype(np.float64)
-    return cupy_sparse.csr_matrix(host)
 
 
 @dataclass(frozen=True)
@@ -176,7 +163,7 @@ def split_document_tokens(counts: Any, *, seed: int) -> CompletionSplit:
     counts.sum_duplicates()
     data = counts.data
     if data.size and not np.all(np.equal(np.mod(data, 1), 0)):
-        raise ValueError("document completion needs integer counts")
+        raise InvalidInput("document completion needs integer counts")
     data = data.astype(np.int64)
     n_docs, n_words = counts.shape
     rows = np.repeat(np.arange(n_docs), np.diff(counts.indptr))
@@ -209,7 +196,7 @@ def word_log_likelihood(counts: Any, doc_topic: Any, topic_word: Any) -> tuple[f
     xp = get_array_module(topic_word)
     if counts.nnz == 0:
         return 0.0, 0.0
-    rows = row_of_nonzeros(xp, counts)
+    rows = csr_row_indices(counts)
     # contiguous (V, k) rows gather fast; a transposed view would gather with a stride of V
     topic_word_t = xp.ascontiguousarray(topic_word.T)
     probability = xp.einsum(
@@ -230,7 +217,7 @@ def completion_log_likelihood(
     scored = csr_on_module(split.scored, xp).astype(inputs.topic_word.dtype)
     total, n_tokens = word_log_likelihood(scored, doc_topic, inputs.topic_word)
     if n_tokens == 0:
-        raise ValueError("heldout_counts has no tokens to score (every document has fewer than 2 tokens)")
+        raise InvalidInput("heldout_counts has no tokens to score (every document has fewer than 2 tokens)")
     return total / n_tokens
 
 

@@ -54,7 +54,7 @@ def _quality(topic_word, alpha, train, heldout, seed: int, vocabulary: list[str]
 
 def run_fit(ctx: ServiceContext, job: JobRow, progress: Progress,
             make_estimator: EstimatorFactory = _default_estimator) -> None:
-    """Fit the model of ``job`` and record it; ValueError for bad input."""
+    """Fit the model of ``job`` and record it; InvalidInput for bad input (options, a deleted corpus)."""
     params = job.params
     with ctx.sessions() as session:
         corpus_row = session.get(CorpusRow, job.corpus_id)

@@ -3,17 +3,12 @@ import json
 import numpy as np
 import pytest
 
-from gpu.estimator import fit_spectral_lda
+from gpu.estimator import REFINED_START_OPTIONS, SpectralLDA
+from gpu.junk import junk_components
 from gpu.matching import mean_matched_l1
-from gpu.model_selection import (
-    SharedPasses,
-    candidates_around,
-    consistent_alpha0,
-    gap_choice,
-    heldout_rows,
-    select_model,
-)
 from gpu.quality import split_heldout
+from gpu.spectral.selection import SharedPasses, candidates_around, consistent_alpha0, gap_choice, select_model
+from gpu.spectral.spectral_fit import REFIT_MIN_EIGENVALUE_RATIO, fit_spectral_lda
 from gpu.synthetic import make_lda_corpus, with_junk_documents
 
 
@@ -108,15 +103,20 @@ def test_fixed_k_and_bad_range(corpus5):
         select_model(corpus5.counts, "auto", 0.5, k_range=(5, 2), backend="numpy")
 
 
-def test_estimator_refines_by_default_and_chooses_auto(corpus5):
-    from gpu.estimator import SpectralLDA
+def heldout_rows(n_docs, fraction, seed):
+    """The estimator's validation split of ``n_docs`` documents."""
+    return split_heldout(np.empty((n_docs, 0)), fraction, seed=seed)
 
+
+def test_estimator_refines_by_default_and_chooses_auto(corpus5):
     plain = SpectralLDA(5, alpha0=0.5, backend="numpy", refine=False).fit(corpus5.counts)
     refined = SpectralLDA(5, alpha0=0.5, backend="numpy").fit(corpus5.counts)
-    assert plain.refinement_ is None and refined.refinement_["sweeps"] >= 1
-    assert refined.refinement_["final_sweeps"] == 5 and refined.refinement_["start_mixing"] in (0.0, 0.5)
-    assert refined.refinement_["alpha_rule"] == "polya"
-    assert refined.diagnostics_["n_heldout_docs"] == 250
+    assert plain.diagnostics_["refinement"] is None and refined.diagnostics_["refinement"]["sweeps"] >= 1
+    report = refined.diagnostics_["refinement"]
+    assert report["final_sweeps"] == 5 and report["start_mixing"] in (0.0, 0.5)
+    assert report["alpha_rule"] == "polya"
+    assert refined.diagnostics_["n_validation_docs"] == 250
+    assert set(plain.diagnostics_) == set(refined.diagnostics_)  # one structure on every path
     assert mean_matched_l1(corpus5.topic_word, refined.topic_word_) < mean_matched_l1(corpus5.topic_word, plain.topic_word_)
     assert np.all(np.diff(refined.alpha_) <= 0)  # sorted by alpha, as the engine does
     doc_topic = refined.transform(corpus5.counts[:7])
@@ -125,18 +125,19 @@ def test_estimator_refines_by_default_and_chooses_auto(corpus5):
     auto = SpectralLDA("auto", alpha0="auto", backend="numpy", k_range=(2, 12), refine=False).fit(corpus5.counts)
     assert auto.n_topics_ == 5 and auto.topic_word_.shape == (5, 300)
     assert 0.5 / 1.5 < auto.alpha0_ < 0.5 * 1.5
-    json.dumps(auto.selection_)
-    assert auto.selection_["k_rule"] == "spectral_gap"
+    json.dumps(auto.diagnostics_)
+    assert auto.diagnostics_["selection"]["k_rule"] == "spectral_gap"
     # the chosen pair is fitted by the engine (word-scaled whitening) on the same training rows
-    assert auto.selection_["final_fit"].startswith("engine")
+    assert auto.diagnostics_["selection"]["final_fit"].startswith("engine")
+    assert set(auto.diagnostics_) == set(plain.diagnostics_)
     train_rows, _ = heldout_rows(corpus5.counts.shape[0], 0.1, 0)
     engine = fit_spectral_lda(corpus5.counts[train_rows], 5, auto.alpha0_, backend="numpy")
     np.testing.assert_allclose(auto.topic_word_, engine.topic_word, atol=1e-12)
+    # m2_eigenvalues_ means the same on both paths: the Ritz values of the engine's whitening
+    np.testing.assert_allclose(auto.m2_eigenvalues_, engine.m2_eigenvalues, atol=1e-12)
 
 
 def test_estimator_rejects_bad_auto_values(corpus5):
-    from gpu.estimator import SpectralLDA
-
     with pytest.raises(ValueError, match="n_topics"):
         SpectralLDA("many", backend="numpy").fit(corpus5.counts)
     with pytest.raises(ValueError, match="alpha0"):
@@ -144,52 +145,45 @@ def test_estimator_rejects_bad_auto_values(corpus5):
 
 
 def test_set_params_reaches_the_refinement_switches():
-    from gpu.estimator import SpectralLDA
-
     model = SpectralLDA(5).set_params(refine=False, k_range=(2, 9), n_iter=7)
     params = model.get_params()
     assert params["refine"] is False and params["k_range"] == (2, 9) and params["n_iter"] == 7
-    assert "refine" not in model.options
+    assert model.refine is False and model.n_iter == 7
+    with pytest.raises(ValueError, match="colour"):
+        SpectralLDA(5).set_params(colour="red")
 
 
 def test_estimator_over_provisioning_reports_dropped_components(corpus10):
-    from gpu.estimator import SpectralLDA
-
     model = SpectralLDA(10, alpha0=2.0, backend="numpy", refine=False, n_extra_components=5).fit(corpus10.counts)
-    dropped = model.selection_["dropped_topics"]
+    dropped = model.diagnostics_["selection"]["dropped_topics"]
     assert model.topic_word_.shape == (10, 400) and len(dropped) == 5
     assert "unrecoverable" in {d["reason"] for d in dropped}
-    assert model.diagnostics_["n_heldout_docs"] == 0  # nothing to choose or refine: all documents used
+    assert model.diagnostics_["n_validation_docs"] == 0  # nothing to choose or refine: all documents used
     assert mean_matched_l1(corpus10.topic_word, model.topic_word_) < 0.25
 
 
 def test_a_refined_fit_starts_from_the_engine_with_the_refined_start_options(corpus5):
-    from gpu.model_selection import REFINED_START_OPTIONS, fit_selected
-
     train_rows, _ = heldout_rows(corpus5.counts.shape[0], 0.1, 0)
     train = corpus5.counts[train_rows]
     no_sweeps = {"max_sweeps": 0}  # the refinement returns its start as given
-    started = fit_selected(corpus5.counts, 5, 0.5, backend="numpy", refine_options=no_sweeps)
+    started = SpectralLDA(5, alpha0=0.5, backend="numpy", refine_options=no_sweeps).fit(corpus5.counts)
     assert REFINED_START_OPTIONS == {"n_krylov_blocks": 5, "refit_extra_components": 5}
     engine = fit_spectral_lda(train, 5, 0.5, backend="numpy", **REFINED_START_OPTIONS)
-    assert engine.diagnostics["junk_refit"] is None and "junk_refit" not in started.selection  # no junk
-    np.testing.assert_allclose(started.topic_word, engine.topic_word, atol=1e-12)
+    assert engine.diagnostics["junk_refit"] is None and started.diagnostics_["spectral"]["junk_refit"] is None  # no junk
+    np.testing.assert_allclose(started.topic_word_, engine.topic_word, atol=1e-12)
+    np.testing.assert_allclose(started.m2_eigenvalues_, engine.m2_eigenvalues, atol=1e-12)
     # options the caller gives win, and a bare spectral fit keeps the engine's defaults
-    told = fit_selected(corpus5.counts, 5, 0.5, backend="numpy", refine_options=no_sweeps,
-                        options={"n_krylov_blocks": 3, "refit_extra_components": 0})
+    told = SpectralLDA(5, alpha0=0.5, backend="numpy", refine_options=no_sweeps, n_krylov_blocks=3,
+                       refit_extra_components=0).fit(corpus5.counts)
     default_engine = fit_spectral_lda(train, 5, 0.5, backend="numpy")
-    np.testing.assert_allclose(told.topic_word, default_engine.topic_word, atol=1e-12)
+    np.testing.assert_allclose(told.topic_word_, default_engine.topic_word, atol=1e-12)
     assert np.abs(engine.topic_word - default_engine.topic_word).max() > 1e-9
-    bare = fit_selected(corpus5.counts, 5, 0.5, backend="numpy", refine=False)
-    np.testing.assert_allclose(bare.topic_word, fit_spectral_lda(corpus5.counts, 5, 0.5, backend="numpy").topic_word,
+    bare = SpectralLDA(5, alpha0=0.5, backend="numpy", refine=False).fit(corpus5.counts)
+    np.testing.assert_allclose(bare.topic_word_, fit_spectral_lda(corpus5.counts, 5, 0.5, backend="numpy").topic_word,
                                atol=1e-12)
 
 
 def test_junk_components_are_decomposed_again_with_extra_components_from_the_same_basis(corpus10):
-    from gpu.estimator import REFIT_MIN_EIGENVALUE_RATIO, SpectralLDA
-    from gpu.junk import junk_components
-    from gpu.model_selection import fit_selected
-
     counts = with_junk_documents(corpus10.counts)
     plain = fit_spectral_lda(counts, 4, 1.0, backend="numpy", n_krylov_blocks=5, n_oversample=15)
     junk = junk_components(plain.alpha)
@@ -212,8 +206,8 @@ def test_junk_components_are_decomposed_again_with_extra_components_from_the_sam
     order = [stage for i, stage in enumerate(stages) if i == 0 or stages[i - 1] != stage]
     assert order.count("whitening") == 1 and order[-6:] == ["tensor", "decomposition", "recovery"] * 2
     # the refined path asks for it (REFINED_START_OPTIONS) and reports it with the selection
-    fit = fit_selected(counts, 4, 1.0, backend="numpy", refine_options={"max_sweeps": 0})
-    assert fit.selection["junk_refit"]["refitted"]
+    fit = SpectralLDA(4, alpha0=1.0, backend="numpy", refine_options={"max_sweeps": 0}).fit(counts)
+    assert fit.diagnostics_["spectral"]["junk_refit"]["refitted"]
     bare = SpectralLDA(4, alpha0=1.0, backend="numpy", refine=False, refit_extra_components=5).fit(counts)
     np.testing.assert_allclose(bare.topic_word_, fit_spectral_lda(counts, 4, 1.0, backend="numpy", n_extra_components=6,
                                                                   n_oversample=9).topic_word, atol=1e-12)
@@ -222,8 +216,6 @@ def test_junk_components_are_decomposed_again_with_extra_components_from_the_sam
 
 
 def test_no_refit_past_a_spectral_gap(corpus5):
-    from gpu.estimator import REFIT_MIN_EIGENVALUE_RATIO
-
     counts = with_junk_documents(corpus5.counts)  # rank-5 LDA: the 6th-10th eigenvalues of M2 are noise
     fit = fit_spectral_lda(counts, 5, 0.5, backend="numpy", n_krylov_blocks=5, refit_extra_components=5)
     report = fit.diagnostics["junk_refit"]

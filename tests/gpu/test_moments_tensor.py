@@ -3,16 +3,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from gpu.moments import apply_m2, corpus_stats
+from gpu.spectral.moments import apply_m2, corpus_stats
 from gpu.passes import row_blocks
-from gpu.tensor import (
-    DenseTensor,
-    ImplicitTensor,
-    tensor_terms,
-    whitened_document_sums,
-    whitened_tensor,
-)
-from gpu.whitening import krylov_whitening, orthonormalize, word_scale
+from gpu.spectral.tensor import DenseTensor, ImplicitTensor, tensor_terms, whitened_document_sums, whitened_tensor
+from gpu.spectral.whitening import krylov_whitening, orthonormalize, word_scale
 from tests.gpu.brute_force import dense_moments, multilinear
 
 ALPHA0 = 0.7
@@ -172,7 +166,7 @@ def test_orthonormalize_drops_directions_already_spanned():
 
 @pytest.mark.parametrize("k", [1, 5, 30, 53])
 def test_blocked_symmetric_sums_match_einsum(k):
-    from gpu.tensor import sum_pair_outer, sum_symmetric_cube
+    from gpu.spectral.tensor import sum_pair_outer, sum_symmetric_cube
 
     rng = np.random.default_rng(k)
     P = rng.standard_normal((70, k))

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from gpu.moments import sketch_assignments
+from gpu.spectral.moments import sketch_assignments
 from gpu.passes import row_blocks, row_slice, run_pass
 
 

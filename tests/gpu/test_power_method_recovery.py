@@ -2,14 +2,9 @@
 import numpy as np
 import pytest
 
-from gpu.power_method import reconstruct, robust_tensor_power_method
-from gpu.recovery import (
-    alpha_from_eigenvalues,
-    fix_signs_and_project,
-    project_rows_to_simplex,
-    recover,
-)
-from gpu.tensor import DenseTensor
+from gpu.spectral.power_method import reconstruct, robust_tensor_power_method
+from gpu.spectral.recovery import alpha_from_eigenvalues, fix_signs_and_project, project_rows_to_simplex, recover
+from gpu.spectral.tensor import DenseTensor
 from tests.gpu.brute_force import multilinear
 
 

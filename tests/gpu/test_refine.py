@@ -7,13 +7,8 @@ from scipy.special import digamma, gammaln
 from gpu.inference import infer_doc_topic
 from gpu.matching import mean_matched_l1
 from gpu.quality import split_heldout, word_log_likelihood
-from gpu.refine import (
-    inverse_digamma,
-    minka_polya_alpha,
-    polya_alpha_shape,
-    refine_topics,
-    update_alpha,
-)
+from gpu.refine import refine_topics
+from gpu.refine.alpha_rules import inverse_digamma, minka_polya_alpha, polya_alpha_shape, update_alpha
 from gpu.synthetic import make_lda_corpus
 
 
@@ -344,7 +339,7 @@ def brute_force_cvb0_sweep(dense, phi, alpha, eta):
 
 
 def test_cvb0_sweep_matches_entrywise_brute_force():
-    from gpu.refine import _Cvb0State
+    from gpu.refine.cvb0 import _Cvb0State
 
     rng = np.random.default_rng(3)
     dense = rng.poisson(1.2, size=(5, 8)).astype(np.float64)
@@ -392,7 +387,7 @@ def test_cvb0_falls_back_to_variational_beyond_the_memory_budget(corpus):
 
 
 def test_cvb0_chunks_on_threads_match_one_chunk(corpus):
-    from gpu.refine import _Cvb0State
+    from gpu.refine.cvb0 import _Cvb0State
 
     counts = corpus.counts.astype(np.float64)
     one = _Cvb0State(counts, np, np.float64, n_threads=1)
@@ -407,7 +402,7 @@ def test_cvb0_chunks_on_threads_match_one_chunk(corpus):
 
 
 def test_incremental_chunks_partition_the_documents_by_nonzeros():
-    from gpu.refine import incremental_chunks
+    from gpu.refine.variational_em import incremental_chunks
 
     indptr = np.cumsum(np.r_[0, np.arange(1, 41)])  # 40 documents with 1..40 nonzeros
     chunks = incremental_chunks(indptr, 4)
@@ -433,7 +428,7 @@ def test_incremental_sweeps_match_brute_force_incremental_em():
         smoothed = total + smoothing
         return smoothed / smoothed.sum(axis=1, keepdims=True)
 
-    from gpu.refine import incremental_chunks
+    from gpu.refine.variational_em import incremental_chunks
 
     chunks = incremental_chunks(np.r_[0, np.cumsum((dense > 0).sum(axis=1))], 2)
     assert len(chunks) == 2
@@ -462,7 +457,7 @@ def test_incremental_refinement_moves_towards_truth_and_rejects_bad_chunks(corpu
 
 def test_heldout_scorer_is_independent_of_earlier_calls_and_agrees_with_the_shared_measure(corpus):
     from gpu.quality import heldout_log_likelihood, split_document_tokens
-    from gpu.refine import _HeldoutScorer
+    from gpu.refine.starts_and_scoring import HeldoutScorer as _HeldoutScorer
 
     heldout = corpus.counts[:120].astype(np.float64)
     scorer = _HeldoutScorer(split_document_tokens(heldout, seed=4), np, np.float64)

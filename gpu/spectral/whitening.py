@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from gpu.backend import get_array_module
-from gpu.moments import CorpusStats, apply_m2, sketch_m2_range
+from gpu.errors import InvalidInput
+from gpu.spectral.moments import CorpusStats, apply_m2, sketch_m2_range
 from gpu.passes import Progress, row_slice, run_pass, sub_progress
 
 
@@ -58,7 +59,7 @@ class Whitening:
 
     def with_components(self, n_components: int, rank_tol: float) -> "Whitening":
         """The whitening for the top ``n_components`` Ritz pairs of the same basis (no pass
-        over the data); ValueError beyond M2's numerical rank on it."""
+        over the data); InvalidInput beyond M2's numerical rank on it."""
         G, unwhiten = scaled_ritz_vectors(self.eigenvalues, self.ritz_vectors, n_components, rank_tol)
         return dataclasses.replace(self, G=G, unwhiten=unwhiten)
 
@@ -149,7 +150,7 @@ def krylov_whitening(
 
     n_columns: m, columns per Krylov block (k plus oversampling). Cost: 1 + 2 b sparse
     products per document for b = ``n_krylov_blocks`` >= 1 (2 b with ``cache_projections``).
-    Raises ValueError when fewer than ``n_components`` Ritz values exceed rank_tol x the
+    Raises InvalidInput when fewer than ``n_components`` Ritz values exceed rank_tol x the
     largest (n_topics larger than M2's numerical rank).
     """
     grand_total = (1 + n_krylov_blocks) * len(blocks)
@@ -273,12 +274,12 @@ def numerical_rank(eigenvalues: np.ndarray, rank_tol: float) -> int:
 def scaled_ritz_vectors(eigenvalues: np.ndarray, vectors: np.ndarray, n_components: int,
                         rank_tol: float) -> tuple[np.ndarray, np.ndarray]:
     """(G, unwhiten), each (n, n_components): the top Ritz vectors (columns of ``vectors``,
-    ``eigenvalues`` descending) scaled by Ritz value^-1/2 and ^+1/2; ValueError beyond the
+    ``eigenvalues`` descending) scaled by Ritz value^-1/2 and ^+1/2; InvalidInput beyond the
     :func:`numerical_rank`."""
     rank = numerical_rank(eigenvalues, rank_tol)
     if rank < n_components:
         shown = ", ".join(f"{value:.3g}" for value in eigenvalues[: n_components + 1])
-        raise ValueError(
+        raise InvalidInput(
             f"n_topics is larger than M2's numerical rank: {n_components} components requested but "
             f"only {rank} eigenvalues of M2 exceed {rank_tol:g} x the largest "
             f"(leading eigenvalues: {shown})"

@@ -1,7 +1,7 @@
 """Robust tensor power method with deflation, all restarts run as one matrix product.
 
 Works on any operator with ``dim``, ``xp`` and ``apply(U) -> T(I, U, U)`` for a (k, L)
-block U (gpu.tensor.DenseTensor or ImplicitTensor). An operator with ``deflate(lambda, v)``
+block U (gpu.spectral.tensor.DenseTensor or ImplicitTensor). An operator with ``deflate(lambda, v)``
 (a formed tensor) is deflated in place; otherwise deflation is applied implicitly:
 T_r(I, U, U) = T(I, U, U) - sum_j lambda_j v_j (v_j^T U)^2.
 """

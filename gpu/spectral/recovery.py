@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from gpu.backend import get_array_module
+from gpu.backend import get_array_module, is_host, to_host
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def recover(
     order = np.argsort(-alpha, kind="stable")[:n_keep]
     xp = get_array_module(eigenvectors)
     raw = unwhitened_topics(pseudo_inverse, eigenvalues[order], eigenvectors[:, xp.asarray(order)], alpha0)
-    if xp is np and n_threads > 1 and raw.shape[0] > 1:
+    if is_host(xp) and n_threads > 1 and raw.shape[0] > 1:
         chunks = np.array_split(np.arange(raw.shape[0]), min(n_threads, raw.shape[0]))
         with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
             parts = list(pool.map(lambda rows: fix_signs_and_project(raw[rows]), chunks))
@@ -100,5 +100,5 @@ def recover(
         flipped = np.concatenate([part[1] for part in parts])
     else:
         topics, flipped = fix_signs_and_project(raw)
-    flipped_host = flipped.get() if hasattr(flipped, "get") else np.asarray(flipped)
+    flipped_host = np.asarray(to_host(flipped))
     return Recovered(topic_word=topics, alpha=alpha[order], order=order, sign_flipped=flipped_host)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from gpu.backend import get_array_module
+from gpu.backend import get_array_module, is_host
 from gpu.passes import Progress, row_slice, run_pass
 
 MIN_DOC_LENGTH = 3
@@ -179,7 +179,7 @@ def sketch_m2_range(
         values = xp.asarray(signs.astype(X.dtype)) * root_w2[start:stop]
         rows, columns = xp.arange(stop - start), xp.asarray(buckets)
         block = row_slice(X, start, stop)
-        if xp is np:
+        if is_host(xp):
             omega = sp.csr_matrix((values, (rows, columns)), shape=(stop - start, n_columns))
             return ((block.T @ omega).toarray(),)
         # on the GPU a dense Omega keeps to the sparse-dense product cupyx does best

@@ -2,12 +2,12 @@
 
 The expensive work of a spectral fit is its passes over the documents: corpus statistics,
 the randomized range finder for M2, and the projection pass that yields Q^T E2 Q, R_Q and
-the projected third moment (gpu.tensor). None depends on k, and alpha0 enters M2 and M3
+the projected third moment (gpu.spectral.tensor). None depends on k, and alpha0 enters M2 and M3
 only through closed-form M1 terms, so :class:`SharedPasses` runs them once:
 
 1. statistics and a wide range finder (k_max + oversampling columns), plus one M2 product
    pass, give M2's spectrum on that subspace for any alpha0 (a rank-one update);
-2. the tensor pass (gpu.tensor.whitened_document_sums) runs once on the leading part B of
+2. the tensor pass (gpu.spectral.tensor.whitened_document_sums) runs once on the leading part B of
    that basis (n columns, sized for the largest candidate), giving the (n, n, n) third
    moment sums and X^T diag(w3) X B; every candidate (k, alpha0) is then small dense
    work: whitening W = B G from B^T M2 B, contracting the sums with G, the power method
@@ -31,25 +31,23 @@ Everything considered is recorded as JSON-serialisable evidence.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from gpu.backend import array_module, to_host
+from gpu.errors import InvalidInput
 from gpu.junk import drop_junk_topics, projection_loss
-from gpu.moments import apply_m2, corpus_stats, sketch_m2_range
-from gpu.passes import default_threads, row_blocks
-from gpu.power_method import robust_tensor_power_method
+from gpu.spectral.moments import apply_m2, corpus_stats, sketch_m2_range
+from gpu.passes import Progress, default_block_rows, default_threads, row_blocks
+from gpu.spectral.power_method import robust_tensor_power_method
 from gpu.quality import CompletionSplit, completion_log_likelihood, split_document_tokens
-from gpu.recovery import recover, unwhitened_topics
-from gpu.tensor import DenseTensor, WhitenedSums, tensor_terms, whitened_document_sums, whitened_tensor
+from gpu.spectral.recovery import recover, unwhitened_topics
+from gpu.spectral.tensor import DenseTensor, WhitenedSums, tensor_terms, whitened_document_sums, whitened_tensor
 from gpu.validation import as_count_matrix, choose_backend
-from gpu.whitening import orthonormalize, scaled_ritz_vectors
-
-Progress = Callable[[str, int, int], None] | None
+from gpu.spectral.whitening import orthonormalize, scaled_ritz_vectors
 
 SCORE_SMOOTHING = 0.01  # share of the corpus unigram mixed into topics before scoring them
-GPU_BLOCK_ROWS = 262_144
 ALPHA0_GRID = tuple(float(a) for a in np.geomspace(0.05, 50.0, 13))
 
 
@@ -107,12 +105,12 @@ class SharedPasses:
         counts = as_count_matrix(X, concrete, self.dtype)
         self.n_docs_all, self.n_words = (int(s) for s in counts.shape)
         self.n_threads = 1 if concrete == "cupy" else (n_threads or default_threads())
-        rows = block_rows or (GPU_BLOCK_ROWS if concrete == "cupy" else None)
+        rows = default_block_rows(concrete, block_rows)
         self.stats = corpus_stats(
             counts, blocks_for=lambda n: row_blocks(n, self.n_threads, rows), n_threads=self.n_threads, progress=progress
         )
         if self.stats.n_docs < 3:
-            raise ValueError(
+            raise InvalidInput(
                 f"fewer than 3 usable documents: {self.stats.n_docs} of {self.n_docs_all} have at least 3 tokens"
             )
         self.blocks = row_blocks(self.stats.n_docs, self.n_threads, rows)
@@ -144,7 +142,7 @@ class SharedPasses:
 
     def prepare(self, n_columns: int, alpha0: float = 1.0) -> None:
         """One tensor pass on the leading ``n_columns`` eigenvectors B of the wide M2:
-        sum_d w3_d (B^T c_d)^(x3) and X^T diag(w3) X B (gpu.tensor.whitened_document_sums)."""
+        sum_d w3_d (B^T c_d)^(x3) and X^T diag(w3) X B (gpu.spectral.tensor.whitened_document_sums)."""
         n_columns = int(min(n_columns, self.n_columns))
         values, vectors = np.linalg.eigh(self.m2_on_wide(alpha0))
         self.leading = vectors[:, np.argsort(values)[::-1][:n_columns]]
@@ -240,7 +238,7 @@ def gap_choice(eigenvalues: np.ndarray, k_min: int, k_max: int, floor_share: flo
     if values.size < k_max + 1:
         raise ValueError(f"need {k_max + 1} eigenvalues to judge k up to {k_max}, got {values.size}")
     if values[0] <= 0:
-        raise ValueError("M2 has no positive eigenvalue: the corpus carries no topic signal")
+        raise InvalidInput("M2 has no positive eigenvalue: the corpus carries no topic signal")
     floored = np.maximum(values, values[0] * floor_share)
     ratios = floored[k_min - 1 : k_max] / floored[k_min : k_max + 1]
     return int(k_min + int(np.argmax(ratios))), [float(r) for r in ratios]
@@ -303,25 +301,29 @@ def select_model(
     k_tolerance: float = 0.002,
     alpha0_grid: tuple[float, ...] = ALPHA0_GRID,
     fit_options: dict | None = None,
+    n_threads: int | None = None,
+    block_rows: int | None = None,
 ) -> Selection:
     """Spectral fit with k and/or alpha0 chosen from the data ("auto"), passes shared.
 
     X: (D, V) training counts; heldout: optional (D_h, V) counts used to score candidates
     (tokens split with ``seed``). ``k_range`` bounds k when n_topics == "auto".
+    ``fit_options`` (n_restarts, n_iter, tol, rank_tol, ...) go to :meth:`SharedPasses.fit`
+    for every candidate; ``n_threads`` and ``block_rows`` size the passes.
     Returns the chosen :class:`CandidateFit` and the evidence (spectrum, gap ratios,
     candidate scores, alpha0 consistency).
     """
     auto_k, auto_alpha0 = n_topics == "auto", alpha0 == "auto"
     k_min, k_max = (int(k_range[0]), int(k_range[1])) if auto_k else (int(n_topics), int(n_topics))
     if auto_k and not 1 <= k_min <= k_max:
-        raise ValueError(f"k_range must satisfy 1 <= k_min <= k_max, got {k_range!r}")
+        raise InvalidInput(f"k_range must satisfy 1 <= k_min <= k_max, got {k_range!r}")
     fit_options = dict(fit_options or {})
     fit_options.setdefault("seed", seed)
     start_alpha0 = 1.0 if auto_alpha0 else float(alpha0)
     wide_columns = k_max + n_extra_components + n_oversample + (1 if auto_k else 0)
     passes = SharedPasses(
         X, wide_columns, alpha0_range=start_alpha0, seed=seed, backend=backend, dtype=dtype,
-        n_power_iter=n_power_iter, progress=progress,
+        n_power_iter=n_power_iter, n_threads=n_threads, block_rows=block_rows, progress=progress,
     )
     if auto_k and k_max + 1 > passes.n_columns:
         k_max = passes.n_columns - 1
@@ -351,8 +353,8 @@ def select_model(
             fits[a0] = fit
             rows.append({"alpha0": a0, "alpha_sum": float(fit.alpha.sum()), "ratio": float(fit.alpha.sum() / a0)})
         # the consistency of sum(alpha) with alpha0 holds for LDA-like data, which shows a
-        # spectral gap after the k-th eigenvalue; without one (real text: python3-doc at k=50
-        # crossed at alpha0 = 7.3, which fits far worse) the held-out score decides
+        # spectral gap after the k-th eigenvalue; without one the held-out score decides
+        # (docs/decisions.md, "alpha0 from the moment identities only with a spectral gap")
         gap_at_k = float(spectrum[gap_k - 1] / spectrum[gap_k]) if 0 < gap_k < len(spectrum) and spectrum[gap_k] > 0 else None
         evidence["alpha0_gap_ratio"] = gap_at_k
         lda_like = gap_at_k is None or gap_at_k >= gap_threshold
@@ -412,157 +414,3 @@ class SelectedFit:
     selection: dict
     refinement: dict | None
     n_heldout_docs: int
-
-
-SELECTION_OPTIONS = ("n_oversample", "n_power_iter", "n_extra_components")
-# Engine options for a spectral fit that refinement will start from, unless given: a more
-# accurate whitening subspace (5 Krylov blocks instead of 3) is a better start for EM; on
-# python3-doc text (k=50, 5 seeds) refined held-out likelihood +0.005 nats/word, NPMI the
-# same, for 0.1 s. Bare spectral fits keep the engine's defaults (whitening dominates their
-# time at scale).
-#
-# "refit_extra_components": when the fit at k has junk components (alpha below
-# gpu.junk.JUNK_ALPHA_SHARE x the mean: rare-token artefacts such as hex dumps or untranslated pages,
-# which the tensor power method finds first because their eigenvalues are the largest),
-# the engine decomposes again with J + that many extra components (J junk components found)
-# from the same Krylov basis and keeps the k with the largest alpha, provided M2 has no
-# spectral gap there (gpu.estimator.REFIT_MIN_EIGENVALUE_RATIO). On
-# linux-doc text (3-8 junk components at k=20 and 50, seeds 0-2) 5 extra components raised
-# refined held-out likelihood by 0.047 and 0.018 nats/word and NPMI by 0.07 and 0.05; on
-# python3-doc text k=50 (2 junk components on 4 of 5 seeds) by 0.003; python3-doc k=20 has
-# none and is not refitted (extra components there cost 0.009 nats/word). A flat 5 left 1-3
-# junk components at linux-doc k=50 (5-7 found); J + 5 raised held-out likelihood by another
-# 0.007 there and 0.002 at k=20, and NPMI by 0.010 and 0.016 (5 seeds), with python3-doc k=50
-# the same within 0.001.
-REFINED_START_OPTIONS = {"n_krylov_blocks": 5, "refit_extra_components": 5}
-CANDIDATE_OPTIONS = ("n_restarts", "n_iter", "tol", "rank_tol")
-
-
-def heldout_rows(n_docs: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train_rows, heldout_rows) of a seeded split; no held-out rows when fraction is 0."""
-    if fraction <= 0 or n_docs < 10:
-        return np.arange(n_docs), np.zeros(0, dtype=np.int64)
-    from gpu.quality import split_heldout
-
-    return split_heldout(np.empty((n_docs, 0)), fraction, seed=seed)
-
-
-def fit_selected(
-    X: Any,
-    n_topics: int | str,
-    alpha0: float | str,
-    *,
-    seed: int = 0,
-    backend: str = "auto",
-    dtype: str = "float64",
-    progress: Progress = None,
-    refine: bool = True,
-    heldout_fraction: float = 0.1,
-    k_range: tuple[int, int] = (2, 100),
-    refine_options: dict | None = None,
-    options: dict | None = None,
-) -> SelectedFit:
-    """Spectral LDA with "auto" k / alpha0 and refinement, on a seeded train / held-out split.
-
-    X: (D, V) counts. A fraction ``heldout_fraction`` of the documents is held out (seeded)
-    to score candidates and to stop refinement; the topics are learned from the rest.
-    Fixed k and alpha0 use :func:`gpu.estimator.fit_spectral_lda` with ``options`` (with
-    ``refine``, :data:`REFINED_START_OPTIONS` where ``options`` does not say otherwise; the
-    engine's junk refit, when one was considered, is reported in ``selection["junk_refit"]``); "auto"
-    and over-provisioning (``n_extra_components`` > 0, junk components dropped and
-    reported) use :func:`select_model` over shared passes; without over-provisioning, the
-    chosen k and alpha0 are then fitted once by the engine (its word-scaled whitening gives
-    the topics; ``selection["final_fit"]`` says so). ``refine_options`` go to
-    :func:`gpu.refine.refine_topics`.
-    """
-    import time
-
-    from gpu.estimator import fit_spectral_lda
-    from gpu.refine import refine_topics
-
-    options = {**(REFINED_START_OPTIONS if refine else {}), **(options or {})}
-    choose = n_topics == "auto" or alpha0 == "auto"
-    # over-provisioned fits also go through the shared passes, which drop junk components
-    auto = choose or int(options.get("n_extra_components", 0) or 0) > 0
-    if n_topics != "auto" and (isinstance(n_topics, (bool, str)) or not isinstance(n_topics, (int, np.integer)) or n_topics < 1):
-        raise ValueError(f"n_topics must be an integer >= 1 or 'auto', got {n_topics!r}")
-    if alpha0 != "auto" and (isinstance(alpha0, (bool, str)) or not np.isfinite(alpha0) or alpha0 <= 0):
-        raise ValueError(f"alpha0 must be a finite number > 0 or 'auto', got {alpha0!r}")
-    if not 0.0 <= heldout_fraction < 1.0:
-        raise ValueError(f"heldout_fraction must be in [0, 1), got {heldout_fraction!r}")
-    concrete = choose_backend(X, backend)
-    xp = array_module(concrete)
-    counts = as_count_matrix(X, concrete, str(np.dtype(dtype)))
-    train_rows, held_rows = heldout_rows(int(counts.shape[0]), heldout_fraction if (choose or refine) else 0.0, seed)
-    train = counts[xp.asarray(train_rows)] if len(held_rows) else counts
-    heldout = counts[xp.asarray(held_rows)] if len(held_rows) else None
-    timings: dict[str, float] = {}
-
-    started = time.perf_counter()
-    result = None  # the engine fit the topics come from, if any
-    if auto:
-        from gpu.estimator import DEFAULT_OPTIONS
-
-        # engine options without a counterpart here (Krylov blocks, tensor mode, caches) are ignored
-        unknown = set(options) - set(SELECTION_OPTIONS) - set(CANDIDATE_OPTIONS) - set(DEFAULT_OPTIONS)
-        if unknown:
-            raise ValueError(f"unknown option(s) {sorted(unknown)} for n_topics/alpha0='auto'")
-        selection = select_model(
-            train, n_topics, alpha0, heldout=heldout, k_range=k_range, seed=seed, backend=concrete, dtype=dtype,
-            progress=progress, fit_options={k: options[k] for k in CANDIDATE_OPTIONS if k in options},
-            **{k: options[k] for k in SELECTION_OPTIONS if k in options},
-        )
-        topic_word, alpha = selection.fit.topic_word, selection.fit.alpha
-        chosen_k, chosen_alpha0 = selection.n_topics, selection.alpha0
-        m2_eigenvalues = np.asarray(selection.evidence["m2_spectrum"])
-        tensor_eigenvalues = selection.fit.tensor_eigenvalues
-        n_dropped_docs = int(selection.evidence.get("n_dropped_docs", 0))
-        evidence = selection.evidence
-        engine_options = {name: options[name] for name in DEFAULT_OPTIONS if name in options}
-        if not engine_options.get("n_extra_components") and engine_options.get(
-            "word_scale_power", DEFAULT_OPTIONS["word_scale_power"]
-        ):
-            # the shared passes whiten M2 itself, which is what the k / alpha0 evidence is
-            # about; the topics of the chosen pair come from the engine's word-scaled
-            # whitening, which finds more specific topics on real text
-            result = fit_spectral_lda(train, chosen_k, chosen_alpha0, seed=seed, backend=concrete, dtype=dtype,
-                                      progress=progress, **engine_options)
-            topic_word, alpha, tensor_eigenvalues = result.topic_word, result.alpha, result.tensor_eigenvalues
-            evidence["final_fit"] = "engine (word-scaled whitening) at the chosen n_topics and alpha0"
-    else:
-        result = fit_spectral_lda(train, int(n_topics), float(alpha0), seed=seed, backend=concrete, dtype=dtype, progress=progress, **options)
-        topic_word, alpha = result.topic_word, result.alpha
-        chosen_k, chosen_alpha0 = int(n_topics), float(alpha0)
-        m2_eigenvalues, tensor_eigenvalues = result.m2_eigenvalues, result.tensor_eigenvalues
-        n_dropped_docs = result.n_dropped_docs
-        evidence = {}
-        timings.update(result.timings)
-    timings["spectral"] = time.perf_counter() - started
-    junk_refit = result.diagnostics.get("junk_refit") if result is not None else None
-    if junk_refit is not None:
-        evidence["junk_refit"] = junk_refit
-
-    refinement = None
-    if refine:
-        started = time.perf_counter()
-        refined = refine_topics(train, xp.asarray(topic_word), xp.asarray(alpha), heldout=heldout, seed=seed, progress=progress, **(refine_options or {}))
-        timings["refinement"] = time.perf_counter() - started
-        order = np.argsort(-refined.alpha, kind="stable")  # keep the engine's convention: by alpha
-        topic_word, alpha = refined.topic_word[order], refined.alpha[order]
-        refinement = {
-            "sweeps": refined.sweeps,
-            "stopped": refined.stopped,
-            "heldout_history": refined.heldout_history,
-            "train_history": refined.train_history,
-            "alpha_scale": refined.alpha_scale,
-            "final_heldout": refined.final_heldout,
-            "final_sweeps": refined.final_sweeps,
-            "start_mixing": refined.start_mixing,
-            "alpha_rule": refined.alpha_rule,
-        }
-    return SelectedFit(
-        topic_word=np.asarray(topic_word, dtype=np.float64), alpha=np.asarray(alpha, dtype=np.float64),
-        n_topics=int(chosen_k), alpha0=float(chosen_alpha0), m2_eigenvalues=np.asarray(m2_eigenvalues, dtype=np.float64),
-        tensor_eigenvalues=np.asarray(tensor_eigenvalues, dtype=np.float64), n_dropped_docs=int(n_dropped_docs),
-        timings=timings, selection=evidence, refinement=refinement, n_heldout_docs=int(len(held_rows)),
-    )

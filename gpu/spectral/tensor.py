@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from gpu.backend import get_array_module
-from gpu.moments import CorpusStats
+from gpu.backend import get_array_module, is_host
+from gpu.spectral.moments import CorpusStats
 from gpu.passes import Progress, row_slice, run_pass
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def sum_pair_outer(Y: Any, Z: Any) -> Any:
     """
     xp = get_array_module(Y)
     n, q = Y.shape[1], Z.shape[1]
-    budget = PAIR_BLOCK_ELEMENTS if xp is np else GPU_PAIR_BLOCK_ELEMENTS
+    budget = PAIR_BLOCK_ELEMENTS if is_host(xp) else GPU_PAIR_BLOCK_ELEMENTS
     step = max(64, budget // max(4 * n, 1))
     full = xp.zeros((n, n, q), dtype=xp.float64)
     for start in range(0, Y.shape[0], step):
@@ -74,7 +74,7 @@ def sum_symmetric_cube(P: Any, weighted: Any) -> Any:
     n_rows, k = P.shape
     edges = list(range(0, k, SYMMETRIC_GROUP)) + [k]
     groups = list(zip(edges[:-1], edges[1:]))
-    budget = PAIR_BLOCK_ELEMENTS if xp is np else GPU_PAIR_BLOCK_ELEMENTS
+    budget = PAIR_BLOCK_ELEMENTS if is_host(xp) else GPU_PAIR_BLOCK_ELEMENTS
     step = max(64, budget // (SYMMETRIC_GROUP * SYMMETRIC_GROUP))
     cube = xp.zeros((k, k, k), dtype=xp.float64)
     for a, (a0, a1) in enumerate(groups):
