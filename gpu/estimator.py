@@ -21,9 +21,10 @@ from sklearn.utils.validation import check_is_fitted, check_non_negative, valida
 from gpu.backend import array_module, backend_of, csr_on_module, get_array_module, to_host
 from gpu.errors import InvalidInput
 from gpu.inference import infer_doc_topic
-from gpu.passes import Progress
+from gpu.passes import Progress, default_threads, row_blocks
 from gpu.quality import CompletionSplit, completion_log_likelihood, split_document_tokens, split_heldout
 from gpu.refine import refine_topics
+from gpu.spectral.moments import concentration_from_pairs, corpus_stats
 from gpu.spectral.selection import select_model
 from gpu.spectral.spectral_fit import DEFAULT_OPTIONS, fit_spectral_lda
 from gpu.validation import PARAMETER_CONSTRAINTS, as_count_matrix, choose_backend, validate_parameters
@@ -81,7 +82,15 @@ class SpectralLDA(TransformerMixin, BaseEstimator):
     topic_word_ : ndarray of shape (n_topics_, n_features_in_)
         Topic-word distributions (rows on the simplex), sorted by decreasing alpha.
     alpha_ : ndarray of shape (n_topics_,)
-        Dirichlet parameters, same order.
+        The Dirichlet prior, same order. Refined fits: the refined shape, its sum the alpha0
+        that the training documents' pair moment gives for the refined topics
+        (:func:`gpu.spectral.moments.concentration_from_pairs`; ``diagnostics_["refinement"]
+        ["prior_alpha0"]``, None where the moment gave none and the shape's sum was kept).
+        Bare fits: the spectral recovery's alpha. :meth:`transform` infers under this prior.
+    completion_alpha_ : ndarray of shape (n_topics_,)
+        alpha scaled (shape kept) to what scores best for document completion on the
+        validation documents (the refinement's alpha rule); :meth:`score` uses it. Equal to
+        ``alpha_`` for bare fits.
     n_topics_, alpha0_ : the k and alpha0 fitted (chosen for "auto").
     m2_eigenvalues_ : ndarray, descending
         Leading eigenvalue estimates of the second moment that was whitened for the spectral
@@ -184,13 +193,18 @@ class SpectralLDA(TransformerMixin, BaseEstimator):
         timings = {**spectral["timings"], "spectral": time.perf_counter() - started}
 
         topic_word, alpha, refinement = spectral["topic_word"], spectral["alpha"], None
+        completion_alpha = alpha
         if self.refine:
             started = time.perf_counter()
-            topic_word, alpha, refinement = self._refine(train, validation, topic_word, alpha, xp)
+            topic_word, completion_alpha, refinement = self._refine(train, validation, topic_word, alpha, xp)
             timings["refinement"] = time.perf_counter() - started
+            started = time.perf_counter()
+            alpha, refinement["prior_alpha0"] = self._prior(train, topic_word, completion_alpha, xp)
+            timings["concentration"] = time.perf_counter() - started
 
         self.topic_word_ = np.asarray(topic_word, dtype=np.float64)
         self.alpha_ = np.asarray(alpha, dtype=np.float64)
+        self.completion_alpha_ = np.asarray(completion_alpha, dtype=np.float64)
         self.n_topics_, self.alpha0_ = int(spectral["n_topics"]), float(spectral["alpha0"])
         self.m2_eigenvalues_ = np.asarray(spectral["m2_eigenvalues"], dtype=np.float64)
         self.tensor_eigenvalues_ = np.asarray(spectral["tensor_eigenvalues"], dtype=np.float64)
@@ -273,6 +287,20 @@ class SpectralLDA(TransformerMixin, BaseEstimator):
             "selection": evidence,
         }
 
+    def _prior(self, train: Any, topic_word: np.ndarray, alpha: np.ndarray, xp: Any) -> tuple[np.ndarray, float | None]:
+        """The Dirichlet prior of the refined topics: alpha's shape, scaled to the alpha0 the
+        pair moment of the training documents gives (:func:`concentration_from_pairs`); the
+        shape as it is where the moment gives no estimate. Returns (alpha (k,), alpha0 or None)."""
+        n_threads = 1 if backend_of(train) == "cupy" else (self.n_threads or default_threads())
+        stats = corpus_stats(train, blocks_for=lambda n: row_blocks(n, n_threads, self.block_rows),
+                             n_threads=n_threads, progress=self.progress)
+        alpha0 = concentration_from_pairs(stats, xp.asarray(topic_word), alpha,
+                                          blocks=row_blocks(stats.n_docs, n_threads, self.block_rows),
+                                          n_threads=n_threads, progress=self.progress)
+        if alpha0 is None:
+            return np.asarray(alpha, dtype=np.float64), None
+        return np.asarray(alpha, dtype=np.float64) * (alpha0 / float(np.sum(alpha))), float(alpha0)
+
     def _refine(self, train: Any, validation: Any, topic_word: np.ndarray, alpha: np.ndarray, xp: Any):
         refined = refine_topics(train, xp.asarray(topic_word), xp.asarray(alpha), heldout=validation, seed=self.seed,
                                 progress=self.progress, **(self.refine_options or {}))
@@ -305,7 +333,8 @@ class SpectralLDA(TransformerMixin, BaseEstimator):
         """Per-word log likelihood of X by document completion (nats per word, higher is better).
 
         Each document's tokens are split (seeded by ``seed``) into halves; theta is inferred
-        from the first half with the topics fixed and the second half is scored:
+        from the first half with the topics fixed and ``completion_alpha_`` and the second half
+        is scored:
         sum log(theta_d @ topic_word_[:, w]) / scored tokens (:mod:`gpu.quality`). Counts
         that are not integers are split in two equal fractional halves instead.
         """
@@ -317,7 +346,7 @@ class SpectralLDA(TransformerMixin, BaseEstimator):
         else:
             split = CompletionSplit(observed=counts * 0.5, scored=counts * 0.5)
         return float(completion_log_likelihood(split, np.asarray(to_host(self.topic_word_)),
-                                               np.asarray(to_host(self.alpha_))))
+                                               np.asarray(to_host(self.completion_alpha_))))
 
     def perplexity(self, X: Any) -> float:
         """exp(-score(X)): the per-word perplexity of X by document completion (lower is better)."""

@@ -87,10 +87,13 @@ def run_fit(ctx: ServiceContext, job: JobRow, progress: Progress,
 
     topic_word = np.asarray(estimator.topic_word_, dtype=np.float64)
     alpha = np.asarray(estimator.alpha_, dtype=np.float64)
+    # document completion scores with the alpha tuned for it (the prior where there is none)
+    completion_alpha = np.asarray(getattr(estimator, "completion_alpha_", alpha), dtype=np.float64)
     quality = None
     if heldout_rows.size:
         progress("quality", 0, 1)
-        quality = _quality(topic_word, alpha, counts[train_rows], counts[heldout_rows], seed, corpus.vocabulary)
+        quality = _quality(topic_word, completion_alpha, counts[train_rows], counts[heldout_rows], seed,
+                           corpus.vocabulary)
         progress("quality", 1, 1)
     result = {
         "n_topics": int(topic_word.shape[0]),
@@ -100,7 +103,8 @@ def run_fit(ctx: ServiceContext, job: JobRow, progress: Progress,
         "m2_eigenvalues": _as_list(getattr(estimator, "m2_eigenvalues_", None)),
         "tensor_eigenvalues": _as_list(getattr(estimator, "tensor_eigenvalues_", None)),
         "timings": {k: float(v) for k, v in (getattr(estimator, "timings_", None) or {}).items()},
-        "diagnostics": getattr(estimator, "diagnostics_", None) or {},
+        "diagnostics": {**(getattr(estimator, "diagnostics_", None) or {}),
+                        "completion_alpha": _as_list(completion_alpha)},
         "quality": quality,
     }
     progress("saving", 0, 1)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from gpu.backend import get_array_module, is_host
+from gpu.backend import get_array_module, is_host, to_host
 from gpu.passes import Progress, row_slice, run_pass
 
 MIN_DOC_LENGTH = 3
@@ -189,3 +189,48 @@ def sketch_m2_range(
 
     (total,) = run_pass(partial, blocks, n_threads=n_threads, stage="whitening", progress=progress)
     return xp.asarray(total).astype(xp.float64, copy=False)
+
+
+def concentration_from_pairs(
+    stats: CorpusStats,
+    topic_word: Any,
+    alpha: Any,
+    *,
+    blocks: list[tuple[int, int]],
+    n_threads: int = 1,
+    progress: Progress = None,
+) -> float | None:
+    """alpha0 = sum(alpha) of LDA estimated from the pair moment, given topics and alpha's shape.
+
+    Under LDA with topics M = topic_word^T (V, k), alpha = alpha0 p (p on the simplex) and
+    m = M p, the expected pair co-occurrence is
+        E2 = 1/(alpha0 + 1) M diag(p) M^T + alpha0/(alpha0 + 1) m m^T.
+    Projected on the topics, with G = M^T E2 M (from one pass: :func:`apply_m2` at
+    alpha0 = 0), A = M^T M diag(p) M^T M and B = u u^T (u = M^T M1, the data mean),
+        G - B = c (A - B),   c = 1 / (alpha0 + 1),
+    and c is fitted by least squares over the off-diagonal entries (the diagonal ones carry
+    each topic's estimation error in its self-overlap). Returns alpha0 = 1/c - 1, or None
+    when the fit gives no c in (0, 1) (no evidence of a Dirichlet prior).
+
+    topic_word: (k, V) rows on the simplex, on the device of ``stats.X``; alpha: (k,) > 0.
+    """
+    xp = get_array_module(stats.X)
+    M = xp.asarray(topic_word, dtype=xp.float64).T
+    pair_image = apply_m2(stats, M, 0.0, blocks=blocks, n_threads=n_threads, stage="concentration",
+                          progress=progress)
+    gram = np.asarray(to_host(M.T @ M), dtype=np.float64)
+    projected = np.asarray(to_host(M.T @ pair_image), dtype=np.float64)
+    mean = np.asarray(to_host(M.T @ xp.asarray(stats.m1, dtype=xp.float64)), dtype=np.float64)
+    shape = np.asarray(to_host(alpha), dtype=np.float64)
+    shape = shape / shape.sum()
+    outer = np.outer(mean, mean)
+    model = gram @ np.diag(shape) @ gram - outer
+    data = 0.5 * (projected + projected.T) - outer
+    off = ~np.eye(len(shape), dtype=bool)
+    denominator = float(np.sum(model[off] ** 2))
+    if len(shape) < 2 or denominator <= 0:
+        return None
+    c = float(np.sum(data[off] * model[off]) / denominator)
+    if not 0.0 < c < 1.0:
+        return None
+    return 1.0 / c - 1.0

@@ -203,3 +203,16 @@ def test_set_params_round_trips_through_get_params():
     params = model.get_params(deep=True)
     assert params["alpha0"] == 2.0 and params["n_restarts"] == 3 and params["n_topics"] == 4
     assert repr(SpectralLDA(**{k: v for k, v in params.items()})) == repr(model)
+
+
+@pytest.mark.parametrize("alpha0", [0.1, 0.5, 1.0, 2.0, 5.0])
+def test_the_refined_prior_recovers_the_true_concentration_whatever_alpha0_was_given(alpha0):
+    """alpha_ means the Dirichlet prior: on LDA corpora its sum is within 25% of the truth
+    with the default alpha0=1 given; the document-completion scale lives in completion_alpha_."""
+    corpus = make_lda_corpus(5000, 2000, 10, alpha0=alpha0, doc_length=100, seed=3)
+    model = SpectralLDA(10, seed=0, backend="numpy").fit(corpus.counts)
+    assert abs(model.alpha_.sum() / alpha0 - 1.0) <= 0.25
+    assert model.diagnostics_["refinement"]["prior_alpha0"] == pytest.approx(model.alpha_.sum())
+    # same shape, own scale
+    np.testing.assert_allclose(model.alpha_ / model.alpha_.sum(),
+                               model.completion_alpha_ / model.completion_alpha_.sum(), rtol=1e-12)

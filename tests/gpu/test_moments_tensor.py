@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from gpu.spectral.moments import apply_m2, corpus_stats
+from gpu.spectral.moments import apply_m2, concentration_from_pairs, corpus_stats
 from gpu.passes import row_blocks
 from gpu.spectral.tensor import DenseTensor, ImplicitTensor, tensor_terms, whitened_document_sums, whitened_tensor
 from gpu.spectral.whitening import krylov_whitening, orthonormalize, word_scale
+from gpu.synthetic import make_lda_corpus
 from tests.gpu.brute_force import dense_moments, multilinear
 
 ALPHA0 = 0.7
@@ -175,3 +176,35 @@ def test_blocked_symmetric_sums_match_einsum(k):
     np.testing.assert_allclose(sum_symmetric_cube(P, w[:, None] * P), expected, rtol=1e-12, atol=1e-12)
     Z = rng.standard_normal((70, 4))
     np.testing.assert_allclose(sum_pair_outer(P, Z), np.einsum("bi,bj,bq->ijq", P, P, Z), rtol=1e-12, atol=1e-12)
+
+
+def _stats(X):
+    stats = corpus_stats(X, blocks_for=lambda n: row_blocks(n, 1, None))
+    return stats, row_blocks(stats.n_docs, 1, None)
+
+
+def test_concentration_from_pairs_matches_a_dense_least_squares_fit():
+    rng = np.random.default_rng(4)
+    X = sp.csr_matrix(rng.poisson(1.5, size=(40, 7)).astype(np.float64))
+    topics = rng.dirichlet(np.ones(7), size=3)
+    alpha = np.array([0.5, 0.3, 0.2])
+    stats, blocks = _stats(X)
+    E2, M1 = dense_moments(X, 1.0)["E2"], dense_moments(X, 1.0)["M1"]
+    M, p = topics.T, alpha / alpha.sum()
+    G, A, u = M.T @ E2 @ M, M.T @ M @ np.diag(p) @ M.T @ M, M.T @ M1
+    off = ~np.eye(3, dtype=bool)
+    data, model = (G - np.outer(u, u))[off], (A - np.outer(u, u))[off]
+    c = data @ model / (model @ model)
+    estimate = concentration_from_pairs(stats, topics, alpha, blocks=blocks)
+    if 0 < c < 1:
+        assert estimate == pytest.approx(1 / c - 1, rel=1e-9)
+    else:
+        assert estimate is None
+
+
+@pytest.mark.parametrize("alpha0", [0.2, 1.0, 4.0])
+def test_concentration_from_pairs_recovers_the_truth_from_the_true_topics(alpha0):
+    corpus = make_lda_corpus(4000, 300, 6, alpha0=alpha0, doc_length=80, seed=9)
+    stats, blocks = _stats(corpus.counts.astype(np.float64))
+    estimate = concentration_from_pairs(stats, corpus.topic_word, corpus.alpha * 7.0, blocks=blocks)
+    assert estimate == pytest.approx(alpha0, rel=0.1)  # alpha's scale is not used, only its shape

@@ -56,7 +56,9 @@ def _observed(model: SpectralLDA) -> dict:
     return {
         "n_topics": int(model.n_topics_),
         "topic_word": model.topic_word_.tolist(),
-        "alpha": model.alpha_.tolist(),
+        # what alpha_ was when these were pinned: since the prior got its own estimate
+        # (concentration_from_pairs), the completion-tuned alpha is completion_alpha_
+        "alpha": model.completion_alpha_.tolist(),
         "final_heldout": None if refinement is None else refinement["final_heldout"],
     }
 

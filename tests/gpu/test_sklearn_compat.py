@@ -64,4 +64,10 @@ def test_score_is_the_document_completion_likelihood_and_perplexity_its_exponent
     # the true topics explain the documents at least about as well
     truth = SpectralLDA(3, backend="numpy")
     truth.topic_word_, truth.alpha_, truth.n_features_in_ = corpus.topic_word, corpus.alpha, 50
+    truth.completion_alpha_ = corpus.alpha
     assert score > truth.score(corpus.counts) - 0.05
+    # score scores with the completion-tuned alpha, not the prior
+    prior_only = SpectralLDA(3, backend="numpy")
+    prior_only.topic_word_, prior_only.n_features_in_ = model.topic_word_, 50
+    prior_only.alpha_ = prior_only.completion_alpha_ = model.alpha_
+    assert model.score(corpus.counts) >= prior_only.score(corpus.counts) - 1e-12
