@@ -13,6 +13,8 @@ The same code runs on NumPy/SciPy and on CuPy/cupyx, chosen from the input.
 """
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -127,16 +129,31 @@ def batch_bounds(
 
 def map_batches(
     work: Callable[[int, int], Any], bounds: list[tuple[int, int]], n_threads: int, pool: Executor | None = None
-) -> list[Any]:
-    """[work(start, stop) for each batch], on ``n_threads`` threads (NumPy's gathers and
-    SciPy's sparse products release the GIL), in ``pool`` when given (callers looping over
-    many passes keep one pool). Exceptions propagate."""
+) -> Iterator[Any]:
+    """work(start, stop) for each batch, yielded in batch order, on ``n_threads`` threads
+    (NumPy's gathers and SciPy's sparse products release the GIL), in ``pool`` when given
+    (callers looping over many passes keep one pool). At most 2 x n_threads batches are in
+    flight or finished and not yet taken, so a caller that folds each result into a running
+    sum holds that many partial results, whatever the number of batches. Exceptions
+    propagate when their batch's turn comes."""
     if n_threads <= 1 or len(bounds) <= 1:
-        return [work(start, stop) for start, stop in bounds]
-    if pool is not None:
-        return list(pool.map(lambda bound: work(*bound), bounds))
-    with ThreadPoolExecutor(max_workers=n_threads) as own_pool:
-        return list(own_pool.map(lambda bound: work(*bound), bounds))
+        for start, stop in bounds:
+            yield work(start, stop)
+        return
+    executor = pool if pool is not None else ThreadPoolExecutor(max_workers=n_threads)
+    pending: deque = deque()
+    try:
+        for start, stop in bounds:
+            pending.append(executor.submit(work, start, stop))
+            if len(pending) >= 2 * n_threads:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+        if pool is None:
+            executor.shutdown(wait=True)
 
 
 def prior_gamma(alpha: Any, lengths: Any) -> Any:

@@ -79,10 +79,11 @@ class _Cvb0State:
             doc_counts[d0:d1] = xp.asarray(docs @ weighted)
             return xp.asarray(words @ weighted)
 
-        partials = map_batches(work, [(i, i) for i in range(len(self.chunks))], self.n_threads)
-        word_counts = partials[0] if partials else xp.zeros((self.n_words, k), dtype=self.phi.dtype)
-        for part in partials[1:]:
-            word_counts = word_counts + part
+        word_counts = None
+        for part in map_batches(work, [(i, i) for i in range(len(self.chunks))], self.n_threads):
+            word_counts = part if word_counts is None else word_counts + part
+        if word_counts is None:
+            word_counts = xp.zeros((self.n_words, k), dtype=self.phi.dtype)
         return doc_counts, word_counts
 
     def sweep(self, alpha: Any, eta: float) -> tuple[Any, Any]:
@@ -101,7 +102,8 @@ class _Cvb0State:
             part /= part.sum(axis=1, keepdims=True)
             new[e0:e1] = part
 
-        map_batches(work, [(i, i) for i in range(len(self.chunks))], self.n_threads)
+        for _ in map_batches(work, [(i, i) for i in range(len(self.chunks))], self.n_threads):
+            pass  # each batch writes its own rows of ``new``
         self.phi = new
         return doc_counts, word_counts
 
