@@ -35,6 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import ijson  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy.io  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
@@ -194,7 +195,8 @@ def main() -> None:
               f"as a JSON array of objects {size_json / MIB:.1f} MiB; Matrix Market of the 10x text "
               f"{size_mm / MIB:.1f} MiB (+ vocabulary)")
         print(f"machine: {os.cpu_count()} cores; timings are wall clock, best and median of {args.repeats} "
-              f"(noisy: the machine is shared); ingestion runs in one process, as in the service")
+              f"(noisy: the machine is shared); ingestion runs in one process, as in the service; "
+              f"ijson backend {ijson.backend}")
 
         inputs = {"text": ([corpus_file], size), "json": ([json_file], size_json), "mm": ([mm_file, vocab_file], size_mm_input)}
         runs: dict[str, list[tuple[float, float]]] = {key: [] for key in (*inputs, "sklearn")}

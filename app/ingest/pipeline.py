@@ -9,7 +9,7 @@ from typing import BinaryIO
 import numpy as np
 
 from app.artifacts.artifact_files import remove_path
-from app.ingest import archives, bagofwords, readers
+from app.ingest import archives, bagofwords, jsonarray, readers
 from app.ingest.builder import CorpusBuilder
 from app.ingest.counting import remap_columns
 from app.ingest.finalize import (
@@ -112,7 +112,7 @@ def _feed(builder: CorpusBuilder, stream, name: str, fmt: str, fields: Fields, l
         for line, _, offset, block in iter_line_blocks(stream, name, chunk_bytes, max_line):
             builder.add_jsonl_block(block, name, line, offset, fields, max_line, prefix)
     elif fmt == "json":
-        for document in readers.read_json_array(stream, name, fields, max_doc, prefix):
+        for document in jsonarray.read_json_array(stream, name, fields, max_doc, prefix):
             builder.add(document)
     elif fmt in ("csv", "tsv"):
         for document in readers.read_delimited(stream, name, fields, max_doc, "," if fmt == "csv" else "\t", prefix):
