@@ -27,7 +27,6 @@ import numpy as np
 from app.ingest import chunks
 from app.ingest.analyzer import BIGRAM_JOINER
 from app.ingest.chunkstore import ChunkStore, ChunkSummary
-from app.ingest.countfiles import CountsTarget
 from app.ingest.finalize import BuiltCorpus, assemble, prune_vocabulary
 from app.ingest.options import IngestLimits, TextOptions
 from app.ingest.readers import Fields, RawDocument

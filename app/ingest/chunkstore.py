@@ -18,7 +18,6 @@ import scipy.sparse as sp
 from app.ingest.countfiles import CountsTarget
 from app.ingest.counting import remap_columns
 from app.ingest.finalize import ChunkRows
-from gpu.errors import InvalidInput
 
 
 @dataclass
