@@ -17,7 +17,7 @@ BIGRAM_JOINER = "_"
 
 # Planes holding combining marks (categories M*): the BMP, the SMP and plane 14 (variation
 # selectors); planes 2-3 are ideographs (letters), 15-16 private use. Scanning only these
-# keeps building the pattern cheap in every worker process.
+# keeps building the pattern cheap in every process that tokenizes.
 _MARK_PLANES = ((0x0000, 0x1FFFF), (0xE0000, 0xE0FFF))
 _ASTRAL = re.compile("[\U00010000-\U0010FFFF]")
 

@@ -1,5 +1,6 @@
-"""Readers for pre-built bags of words: UCI docword + vocab, Matrix Market coordinate
-files and scipy .npz sparse matrices (each with a vocabulary source).
+"""Readers for pre-built bags of words: UCI docword + vocab (parsed here), Matrix Market
+coordinate files (``scipy.io.mmread``) and scipy .npz sparse matrices
+(``scipy.sparse.load_npz``), each with a vocabulary source.
 
 Rows are documents, columns vocabulary terms. Counts must be non-negative integers
 (a "real" Matrix Market file is accepted only if every value is integral); repeated
@@ -10,11 +11,13 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import zipfile
 from collections.abc import Iterator
 from typing import BinaryIO
 
 import numpy as np
+import scipy.io
 import scipy.sparse as sp
 
 from app.ingest.options import IngestLimits
@@ -185,8 +188,17 @@ def read_uci(stream: io.BufferedReader, where: str, vocabulary: list[str], limit
 
 
 def read_matrix_market(stream: io.BufferedReader, where: str, vocabulary: list[str], limits: IngestLimits) -> sp.csr_matrix:
-    """Matrix Market ``coordinate`` ``integer|real|pattern`` ``general``, documents x terms."""
-    banner = decode_utf8(stream.readline(1024), f"{where} line 1").strip().lower().split()
+    """Matrix Market ``coordinate`` ``integer|real|pattern`` ``general``, documents x terms,
+    parsed by ``scipy.io.mmread`` (fast_matrix_market) from the whole file in memory
+    (within max_total_bytes, or max_decompressed_bytes when gzipped).
+
+    The header is checked here first (banner, size line, sizes against the vocabulary and
+    max_documents, entries the file can hold, so mmread never allocates for a header's
+    claim); mmread's errors keep its file line number: ``{where} line N: ...``.
+    """
+    data = read_all(stream, where, max(limits.max_total_bytes, limits.max_decompressed_bytes), "max_decompressed_bytes")
+    header = io.BytesIO(data)
+    banner = decode_utf8(header.readline(1024), f"{where} line 1").strip().lower().split()
     if len(banner) != 5 or banner[0] != "%%matrixmarket" or banner[1] != "matrix":
         raise InvalidInput(f"{where} line 1: not a Matrix Market header ('%%MatrixMarket matrix coordinate ...')")
     layout, field, symmetry = banner[2:]
@@ -195,7 +207,7 @@ def read_matrix_market(stream: io.BufferedReader, where: str, vocabulary: list[s
     number = 1
     while True:
         number += 1
-        raw = stream.readline(1024)
+        raw = header.readline(1024)
         if not raw:
             raise InvalidInput(f"{where}: missing size line")
         line = decode_utf8(raw, f"{where} line {number}")
@@ -203,8 +215,21 @@ def read_matrix_market(stream: io.BufferedReader, where: str, vocabulary: list[s
             break
     n_docs, n_terms, n_entries = _header_ints(line, 3, f"{where} line {number}", "'rows columns entries'")
     _check_sizes(n_docs, n_terms, n_entries, where, vocabulary, limits)
-    rows, cols, values = _parse_triples(stream, where, number + 1, 2 if field == "pattern" else 3, integral=field == "integer")
-    return _assemble(rows, cols, values, n_docs, n_terms, n_entries, where)
+    if n_entries * 4 > len(data) - header.tell() + 1:  # an entry line takes at least "i j\n"
+        raise InvalidInput(f"{where}: header declares {n_entries} entries, more than its {len(data)} bytes can hold")
+    try:
+        matrix = scipy.io.mmread(io.BytesIO(data))
+    except (ValueError, OverflowError) as error:  # malformed entries, as mmread words them
+        raise InvalidInput(_located(str(error), where)) from None
+    return to_count_matrix(matrix, where)
+
+
+def _located(message: str, where: str) -> str:
+    """mmread's ``Line N: reason`` -> ``{where} line N: reason`` (else ``{where}: reason``)."""
+    match = re.match(r"Line (\d+): (.*)", message, re.DOTALL)
+    if match:
+        return f"{where} line {match[1]}: {match[2]}"
+    return f"{where}: {message}"
 
 
 def _check_sizes(n_docs: int, n_terms: int, n_entries: int, where: str, vocabulary: list[str], limits: IngestLimits) -> None:

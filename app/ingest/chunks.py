@@ -1,8 +1,8 @@
-"""Chunk tasks run in worker processes (or in-process): bytes or texts in, term counts out.
+"""Chunk counting functions: bytes or texts in, term counts out.
 
-Line-oriented inputs (plain text, JSONL) travel to the workers as raw byte blocks cut at
-line ends, so decoding, splitting, JSON parsing and tokenizing all happen in parallel and
-the reading process only moves bytes.
+Line-oriented inputs (plain text, JSONL) arrive as raw byte blocks cut at line ends and
+are decoded, split, JSON-parsed and tokenized a whole block at a time (no per-line Python
+reading loop).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from gpu.errors import InvalidInput
 @dataclass
 class ChunkResult:
     """Counts of one chunk: n_docs rows; empty (n_docs,) marks documents that were empty or
-    whitespace; doc_ids when the worker read them (else the caller knows them);
+    whitespace; doc_ids when the block held them (else the caller knows them);
     metadata {row in chunk: dict}."""
 
     chunk: ChunkCounts

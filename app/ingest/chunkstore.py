@@ -1,11 +1,9 @@
-"""One counting process' share of a build: it counts chunks, keeps their counts on disk
-against a term table of its own, and at the end re-indexes them to the final vocabulary
-and writes them into the stored matrix.
+"""Counted chunks of a build, kept on disk against the corpus term table until the
+vocabulary is chosen, then re-indexed to the final vocabulary and written into the stored
+matrix.
 
-A :class:`ChunkStore` lives in each worker process (or in the building process when it
-works alone). Only small summaries travel back per chunk: the terms the store saw for
-the first time, in the order it numbered them, so the building process maps store ids to
-corpus ids with an array and never looks a chunk's whole term list up again.
+Terms are numbered in first-seen order; a chunk's counts are stored against those ids, so
+each chunk's term list is looked up once, when it is counted.
 """
 from __future__ import annotations
 
@@ -20,38 +18,20 @@ import scipy.sparse as sp
 from app.ingest.countfiles import CountsTarget
 from app.ingest.counting import remap_columns
 from app.ingest.finalize import ChunkRows
-from gpu.errors import InvalidInput
 
 
 @dataclass
 class ChunkSummary:
-    """What the building process needs of a counted chunk: n_docs rows; empty (n_docs,)
-    marks documents that were empty or whitespace; doc_ids when the counting side read
-    them; metadata {row in chunk: dict}; new_terms, the terms its store numbered first
-    while counting this chunk (store ids continue from the previous chunk's); and
-    n_with_tokens, the documents with at least one term."""
+    """What the builder needs of a counted chunk: n_docs rows; empty (n_docs,) marks
+    documents that were empty or whitespace; doc_ids when counting read them (JSONL);
+    metadata {row in chunk: dict}; and n_with_tokens, the documents with at least one
+    term."""
 
     n_docs: int
     empty: np.ndarray
     doc_ids: list[str] | None
     metadata: dict[int, dict]
-    new_terms: list[str]
     n_with_tokens: int
-
-    def __getstate__(self) -> dict:
-        """Pickle the new terms as one newline-joined string: one buffer to copy instead of
-        thousands of small objects (terms hold no line feeds; checked)."""
-        state = dict(self.__dict__)
-        joined = "\n".join(self.new_terms)
-        if joined.count("\n") == max(len(self.new_terms) - 1, 0):
-            state["new_terms"] = (joined, len(self.new_terms))
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        if isinstance(state["new_terms"], tuple):
-            joined, n_terms = state["new_terms"]
-            state["new_terms"] = joined.split("\n") if n_terms else []
-        self.__dict__.update(state)
 
 
 @dataclass
@@ -106,39 +86,21 @@ class _Spilled:
 class ChunkStore:
     """Counts chunks and keeps them on disk until the vocabulary is chosen.
 
-    Requests (see :meth:`handle`): ``("count", function, args)`` runs a chunk function
-    (app.ingest.chunks) and answers a :class:`ChunkSummary`; ``("frequencies",)`` answers
-    (df, tf) over the store's terms; ``("reindex", columns, n_columns)`` re-indexes
-    the stored chunks to the final columns and answers each one's ChunkRows (see
-    :meth:`reindex`); ``("fill", target, starts)`` writes them into the artifact and
-    answers None.
+    Use in order: :meth:`count` each chunk; read ``table`` (terms, frequencies);
+    :meth:`reindex` to the chosen vocabulary; :meth:`fill` the stored matrix. Spill files
+    go to ``work_dir`` (an existing folder the caller removes).
     """
 
-    def __init__(self, work_dir: Path, name: str):
-        self.work_dir, self.name = Path(work_dir), name
+    def __init__(self, work_dir: Path):
+        self.work_dir = Path(work_dir)
         self.table = TermTable()
         self._spilled: list[_Spilled] = []
         self._reindexed: list[tuple[np.ndarray, np.ndarray]] = []  # (indices, data) per chunk
 
-    def handle(self, request: tuple) -> Iterator:
-        """Answers to one request, in order (one, or one per stored chunk for reindex)."""
-        kind, *args = request
-        if kind == "count":
-            yield self.count(*args)
-        elif kind == "frequencies":
-            yield self.table.frequencies()
-        elif kind == "reindex":
-            yield from self.reindex(*args)
-        elif kind == "fill":
-            yield self.fill(*args)
-        else:
-            raise InvalidInput(f"unknown request {kind!r}")
-
     def count(self, function: Callable, args: tuple) -> ChunkSummary:
         """Count one chunk with ``function(*args)`` (a ChunkResult), store its counts
-        against this store's terms, and summarize it."""
+        against the term table, and summarize it."""
         result = function(*args)
-        n_known = len(self.table.terms)
         counts = result.chunk.counts
         to_own = self.table.ids_of(result.chunk.terms)
         indices = to_own[counts.indices].astype(np.int32) if counts.nnz else np.empty(0, np.int32)
@@ -146,11 +108,11 @@ class ChunkStore:
         self._spill(_narrow(counts.indptr), indices, _narrow(counts.data), counts.shape[0])
         return ChunkSummary(
             n_docs=result.n_docs, empty=result.empty, doc_ids=result.doc_ids, metadata=result.metadata,
-            new_terms=self.table.terms[n_known:], n_with_tokens=int(np.count_nonzero(np.diff(counts.indptr))),
+            n_with_tokens=int(np.count_nonzero(np.diff(counts.indptr))),
         )
 
     def reindex(self, columns: np.ndarray, n_columns: int) -> Iterator[ChunkRows]:
-        """Re-index the stored chunks to the final columns, in order: store term t moves
+        """Re-index the stored chunks to the final columns, in order: term t moves
         to column ``columns[t]`` (columns: (len(terms),), -1 drops the term; n_columns in
         all). Answers each chunk's ChunkRows and keeps its entries here for :meth:`fill`;
         spill files are removed as they are read."""
@@ -170,7 +132,7 @@ class ChunkStore:
         self._reindexed.clear()
 
     def _spill(self, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, n_docs: int) -> None:
-        path = self.work_dir / f"chunk-{self.name}-{len(self._spilled):06d}.bin"
+        path = self.work_dir / f"chunk-{len(self._spilled):06d}.bin"
         arrays = (indptr, indices, data)
         with open(path, "wb") as sink:
             for array in arrays:

@@ -5,8 +5,8 @@
     data.npy      (nnz,) int32: its count
 
 The indices and data files are created at their full size first and then filled range by
-range (:class:`CountsTarget`), possibly by several processes at once, so the building
-process never gathers the entries of the whole matrix.
+range (:class:`CountsTarget`), chunk by chunk, so the builder never copies the entries of
+the whole matrix into one array.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Per-chunk term counting: documents -> int32 CSR counts against the chunk's own terms.
 
-Used for corpus building (in worker processes) and for vectorizing new documents, so both
+Used for corpus building and for vectorizing new documents, so both
 see exactly the same tokens.
 """
 from __future__ import annotations

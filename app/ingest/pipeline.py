@@ -1,7 +1,6 @@
 """``ingest``: sources (file name, binary stream) -> a stored corpus artifact."""
 from __future__ import annotations
 
-import contextlib
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import BinaryIO
 import numpy as np
 
 from app.artifacts.artifact_files import remove_path
-from app.ingest import archives, bagofwords, readers
+from app.ingest import archives, bagofwords, jsonarray, readers
 from app.ingest.builder import CorpusBuilder
 from app.ingest.counting import remap_columns
 from app.ingest.finalize import (
@@ -38,7 +37,7 @@ _MEMBER_FORMATS = {
 def ingest(sources: list[tuple[str, BinaryIO]], dest: Path, *, tmp_root: Path, fmt: str | None = None,
            options: TextOptions = TextOptions(), limits: IngestLimits = IngestLimits(),
            text_column: str = "text", id_column: str | None = None, progress: Progress | None = None,
-           chunk_bytes: int = 2 << 20, n_workers: int = 1) -> CorpusInfo:
+           chunk_bytes: int = 2 << 20) -> CorpusInfo:
     """Build the corpus artifact at ``dest`` from ``sources`` and return its CorpusInfo.
 
     sources: (file name, binary stream) pairs, read once, front to back. Text formats take
@@ -48,10 +47,7 @@ def ingest(sources: list[tuple[str, BinaryIO]], dest: Path, *, tmp_root: Path, f
     fmt: one of FORMATS, or None to detect each source from its name and first bytes.
     text_column / id_column: the text and id field of CSV/TSV rows and JSON objects
         (JSON objects default to ``id`` for the id).
-    chunk_bytes / n_workers: text per tokenization chunk, and worker processes counting
-        the chunks (with one, or an input of a single chunk, this process counts them;
-        with more, it only reads, checks ids and lays out the matrix; daemonic processes
-        such as Celery's prefork children always use one).
+    chunk_bytes: text per tokenization chunk (counted in this process, one at a time).
     progress: progress(stage, done, total) for stages tokenize, finalize, write;
         exceptions it raises abort the ingestion.
 
@@ -72,21 +68,19 @@ def ingest(sources: list[tuple[str, BinaryIO]], dest: Path, *, tmp_root: Path, f
     formats = [fmt or detect_format(name, None, stream.peek(512)[:512]) for name, stream in streams]
     work_dir = Path(tempfile.mkdtemp(prefix=".ingest-", dir=tmp_root))
     try:
-        with contextlib.ExitStack() as open_builder:  # its processes write the counts: close after writing
-            if any(f in BAG_OF_WORDS_FORMATS for f in formats):
-                built = _build_bag_of_words(streams, formats, options, limits, fmt, progress)
-            else:
-                builder = CorpusBuilder(options, limits, work_dir, chunk_bytes=chunk_bytes, n_workers=n_workers, progress=progress)
-                open_builder.callback(builder.close)
-                built = _build_from_text(builder, streams, formats, limits, Fields(text_column, id_column), work_dir, chunk_bytes)
-            built.stats.update({
-                "format": formats[0] if len(set(formats)) == 1 else formats,
-                "sources": [name for name, _ in streams],
-                "input_bytes": total.used,
-            })
-            if progress is not None:
-                progress("write", 0, 1)
-            info = write_corpus(built, dest, tmp_root, options)
+        if any(f in BAG_OF_WORDS_FORMATS for f in formats):
+            built = _build_bag_of_words(streams, formats, options, limits, fmt, progress)
+        else:
+            builder = CorpusBuilder(options, limits, work_dir, chunk_bytes=chunk_bytes, progress=progress)
+            built = _build_from_text(builder, streams, formats, limits, Fields(text_column, id_column), work_dir, chunk_bytes)
+        built.stats.update({
+            "format": formats[0] if len(set(formats)) == 1 else formats,
+            "sources": [name for name, _ in streams],
+            "input_bytes": total.used,
+        })
+        if progress is not None:
+            progress("write", 0, 1)
+        info = write_corpus(built, dest, tmp_root, options)
         if progress is not None:
             try:
                 progress("write", 1, 1)
@@ -118,7 +112,7 @@ def _feed(builder: CorpusBuilder, stream, name: str, fmt: str, fields: Fields, l
         for line, _, offset, block in iter_line_blocks(stream, name, chunk_bytes, max_line):
             builder.add_jsonl_block(block, name, line, offset, fields, max_line, prefix)
     elif fmt == "json":
-        for document in readers.read_json_array(stream, name, fields, max_doc, prefix):
+        for document in jsonarray.read_json_array(stream, name, fields, max_doc, prefix):
             builder.add(document)
     elif fmt in ("csv", "tsv"):
         for document in readers.read_delimited(stream, name, fields, max_doc, "," if fmt == "csv" else "\t", prefix):

@@ -1,5 +1,7 @@
 """Readers for text inputs: each turns one binary stream into a stream of RawDocument.
 
+JSON arrays (``.json``) are read by app.ingest.jsonarray with the helpers here.
+
 Generated document ids (when the input has none): JSON the 0-based element index, JSONL
 and plain text the 1-based line number, CSV/TSV the 1-based data row number; all prefixed
 with ``id_prefix`` (the archive member path and ``:`` inside archives).
@@ -117,71 +119,6 @@ def read_jsonl(stream: io.BufferedReader, where: str, fields: Fields, max_docume
             continue
         line_where = f"{where} line {number}"
         yield document_from_value(_loads(line, line_where), line_where, f"{id_prefix}{number}", fields, max_document_bytes)
-
-
-def read_json_array(stream: io.BufferedReader, where: str, fields: Fields, max_document_bytes: int, id_prefix: str = "") -> Iterator[RawDocument]:
-    """A JSON array of strings or objects, parsed element by element (never whole)."""
-    decoder = json.JSONDecoder()
-    blocks = iter_text_blocks(stream, where)
-    buffer, pos, base, eof = "", 0, 0, False
-    max_element = max_document_bytes + JSON_OVERHEAD
-
-    def fill() -> bool:
-        nonlocal buffer, pos, base, eof
-        block = next(blocks, None)
-        if block is None:
-            eof = True
-            return False
-        base += pos
-        buffer, pos = buffer[pos:] + block, 0
-        return True
-
-    def skip_space() -> str:
-        """Next non-whitespace character ('' at end of input), not consumed."""
-        nonlocal pos
-        while True:
-            while pos < len(buffer) and buffer[pos] in " \t\r\n":
-                pos += 1
-            if pos < len(buffer):
-                return buffer[pos]
-            if not fill():
-                return ""
-
-    if skip_space() != "[":
-        raise InvalidInput(f"{where}: expected a JSON array of documents at character {base + pos}")
-    pos += 1
-    index = 0
-    if skip_space() == "]":
-        pos += 1
-    else:
-        while True:
-            element_where = f"{where} element {index}"
-            if skip_space() == "":
-                raise InvalidInput(f"{element_where}: unexpected end of JSON")
-            while True:
-                try:
-                    value, end = decoder.raw_decode(buffer, pos)
-                    break
-                except json.JSONDecodeError as error:
-                    if len(buffer) - pos > max_element:
-                        raise InvalidInput(f"{element_where}: document longer than max_document_bytes={max_document_bytes}") from None
-                    if not fill():
-                        raise InvalidInput(f"{element_where}: invalid JSON ({error.msg} at character {base + error.pos})") from None
-                except RecursionError:
-                    raise InvalidInput(f"{element_where}: invalid JSON (nested too deeply)") from None
-            pos = end
-            yield document_from_value(value, element_where, f"{id_prefix}{index}", fields, max_document_bytes)
-            index += 1
-            separator = skip_space()
-            if separator == ",":
-                pos += 1
-                continue
-            if separator == "]":
-                pos += 1
-                break
-            raise InvalidInput(f"{where}: expected ',' or ']' after element {index - 1} at character {base + pos}")
-    if skip_space() != "":
-        raise InvalidInput(f"{where}: unexpected data after the JSON array at character {base + pos}")
 
 
 def read_delimited(stream: io.BufferedReader, where: str, fields: Fields, max_document_bytes: int, delimiter: str, id_prefix: str = "") -> Iterator[RawDocument]:

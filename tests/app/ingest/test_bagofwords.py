@@ -97,9 +97,28 @@ def test_bad_uci(assert_fails, matrix, vocab, match):
     (b"%%MatrixMarket matrix coordinate real general\n1 4 1\n1 1 nan\n", r"NaN"),
     (b"%%MatrixMarket matrix coordinate integer general\n", r"missing size line"),
     (b"%%MatrixMarket matrix coordinate integer general\n1 4\n", r"expected 'rows columns entries'"),
+    # scipy.io.mmread's own errors keep the file and line:
+    (b"%%MatrixMarket matrix coordinate integer general\n2 4 2\n1 1 1\n2 2\n", r"m\.mtx line 4: Invalid integer value"),
+    (b"%%MatrixMarket matrix coordinate integer general\n% c\n2 4 1\n3 1 1\n", r"m\.mtx line 4: Row index out of bounds"),
+    (b"%%MatrixMarket matrix coordinate integer general\n2 4 1\n1 9 1\n", r"m\.mtx line 3: Column index out of bounds"),
+    (b"%%MatrixMarket matrix coordinate integer general\n2 4 1\n1 1 99999999999999999999\n", r"m\.mtx line 3: Integer out of range"),
+    (b"%%MatrixMarket matrix coordinate integer general\n2 4 3\n1 1 1\n2 2 1\n", r"m\.mtx: Truncated file"),
+    (b"%%MatrixMarket matrix coordinate integer general\n2 4 1\n1 1 -3\n", r"m\.mtx: counts must be non-negative"),
+    # A header's claim is checked against the bytes before mmread allocates for it:
+    (b"%%MatrixMarket matrix coordinate integer general\n2 4 1000000000000\n1 1 1\n",
+     r"m\.mtx: header declares 1000000000000 entries, more than its \d+ bytes can hold"),
+    (b"%%MatrixMarket matrix coordinate integer general\n3 4 1\n1 1 1\n", r"m\.mtx: 3 documents, more than max_documents=2"),
 ])
 def test_bad_matrix_market(assert_fails, matrix, match):
-    assert_fails([("m.mtx", matrix), ("vocab.txt", vocab_txt())], match)
+    assert_fails([("m.mtx", matrix), ("vocab.txt", vocab_txt())], match, limits=IngestLimits(max_documents=2))
+
+
+def test_gzipped_matrix_market_is_capped(run_ingest, assert_fails):
+    sources = [("m.mtx.gz", gzip.compress(mm_bytes())), ("vocab.txt", vocab_txt())]
+    info, corpus = run_ingest(sources, fmt="mm", options=TextOptions())
+    check(corpus, info)
+    assert_fails(sources, r"m\.mtx\.gz: input exceeds max_decompressed_bytes=64", fmt="mm",
+                 limits=IngestLimits(max_decompressed_bytes=64))
 
 
 def test_bad_npz_and_source_count(assert_fails):

@@ -50,15 +50,6 @@ def test_round_trip_chunked_equals_reference(run_ingest):
     assert sum(info_many.stats["dropped"].values()) == len(texts) - len(kept)
 
 
-def test_worker_processes_give_identical_corpus(run_ingest):
-    texts = make_texts(400, seed=1)
-    info_inline, _ = run_ingest([("d.json", jsonb(texts))], options=OPTIONS, chunk_bytes=2000)
-    info_pool, corpus = run_ingest([("d.json", jsonb(texts))], options=OPTIONS, chunk_bytes=2000, n_workers=2)
-    assert info_pool.checksum == info_inline.checksum
-    expected, _, _ = reference_corpus(texts, OPTIONS)
-    np.testing.assert_array_equal(corpus.counts.toarray(), expected)
-
-
 def test_vectorize_texts_reproduces_stored_counts(run_ingest):
     texts = make_texts(120, seed=2)
     _, corpus = run_ingest([("d.json", jsonb(texts))], options=OPTIONS)
@@ -136,7 +127,7 @@ def test_line_formats_in_many_blocks(run_ingest, assert_fails):
     lines = "\ufeff" + "\n".join(texts) + "\n"
     _, from_text = run_ingest([("d.txt", lines.encode())], options=OPTIONS, chunk_bytes=64)
     jsonl = b"\n".join(jsonb({"id": f"k{i}", "text": t}) for i, t in enumerate(texts))
-    _, from_jsonl = run_ingest([("d.jsonl", jsonl)], options=OPTIONS, chunk_bytes=64, n_workers=2)
+    _, from_jsonl = run_ingest([("d.jsonl", jsonl)], options=OPTIONS, chunk_bytes=64)
     expected, vocabulary, kept = reference_corpus(texts, OPTIONS)
     for corpus in (from_text, from_jsonl):
         assert corpus.vocabulary == vocabulary
@@ -145,7 +136,6 @@ def test_line_formats_in_many_blocks(run_ingest, assert_fails):
     assert from_jsonl.doc_ids == [f"k{i}" for i in kept]
     bad = ("\n".join(texts[:150]) + "\nbroken \udcff line\n").encode("utf-8", "surrogateescape")
     assert_fails([("d.txt", bad)], r"d\.txt line 151: invalid UTF-8", chunk_bytes=64)
-    assert_fails([("d.txt", bad)], r"d\.txt line 151: invalid UTF-8", chunk_bytes=64, n_workers=2)
     repeated = jsonl + b"\n" + jsonb({"id": "k3", "text": "again"})
     assert_fails([("d.jsonl", repeated)], r"d\.jsonl: duplicate document id 'k3'", chunk_bytes=64)
     assert_fails([("d.txt", b"a b\n" * 50)], r"d\.txt line 41: more than max_documents=40", chunk_bytes=64,

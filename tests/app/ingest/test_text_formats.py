@@ -144,10 +144,10 @@ def test_unknown_format_and_no_sources(roots):
     assert list(corpora.iterdir()) == [] and list(tmp_root.iterdir()) == []
 
 
-def test_jsonl_metadata_and_ids_survive_blocks_and_workers(run_ingest):
+def test_jsonl_metadata_and_ids_survive_blocks(run_ingest):
     lines = [jsonb({"id": f"d{i}", "text": f"word{i % 7} shared text", "metadata": {"i": i}}) for i in range(300)]
     lines[5] = jsonb({"id": "d5", "text": "the and of"})  # dropped: no tokens
-    info, corpus = run_ingest([("d.jsonl", b"\n".join(lines))], chunk_bytes=256, n_workers=2)
+    info, corpus = run_ingest([("d.jsonl", b"\n".join(lines))], chunk_bytes=256)
     assert info.stats["dropped"]["no_tokens"] == 1
     assert corpus.doc_ids[:6] == ["d0", "d1", "d2", "d3", "d4", "d6"]
     assert all(corpus.metadata[row] == {"i": int(doc_id[1:])} for row, doc_id in enumerate(corpus.doc_ids))
