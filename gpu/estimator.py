@@ -40,6 +40,19 @@ MIN_DOCS_TO_SPLIT = 10  # fewer documents than this: nothing is held out for val
 CANDIDATE_OPTIONS = ("n_restarts", "n_iter", "tol", "rank_tol")  # what select_model's candidate fits take
 
 
+def plausible_start_alpha(alpha: np.ndarray, alpha0: float) -> tuple[np.ndarray, bool]:
+    """The refinement's starting prior: the spectral alpha (k,) as it is, unless a component
+    claims more than the whole concentration alpha0 (impossible under LDA: a tensor eigenvalue
+    near zero, as on corpora with too few documents for their vocabulary, gives alpha_i in
+    the millions, which would flatten every document's mixture); then each alpha_i is clipped
+    to alpha0 and the vector rescaled to sum to alpha0. Returns (alpha, whether it was clipped)."""
+    alpha = np.asarray(alpha, dtype=np.float64)
+    if not np.all(np.isfinite(alpha)) or alpha.max() > alpha0:
+        clipped = np.clip(np.nan_to_num(alpha, nan=alpha0, posinf=alpha0), 1e-12, alpha0)
+        return clipped * (alpha0 / clipped.sum()), True
+    return alpha, False
+
+
 class SpectralLDA(TransformerMixin, BaseEstimator):
     """Latent Dirichlet allocation by the method of moments (spectral), refined by variational EM.
 
@@ -196,7 +209,9 @@ class SpectralLDA(TransformerMixin, BaseEstimator):
         completion_alpha = alpha
         if self.refine:
             started = time.perf_counter()
-            topic_word, completion_alpha, refinement = self._refine(train, validation, topic_word, alpha, xp)
+            start_alpha, clipped = plausible_start_alpha(alpha, float(spectral["alpha0"]))
+            topic_word, completion_alpha, refinement = self._refine(train, validation, topic_word, start_alpha, xp)
+            refinement["start_alpha_clipped"] = clipped
             timings["refinement"] = time.perf_counter() - started
             started = time.perf_counter()
             alpha, refinement["prior_alpha0"] = self._prior(train, topic_word, completion_alpha, xp)

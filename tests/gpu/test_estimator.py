@@ -6,6 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from gpu import SpectralLDA, fit_spectral_lda
+from gpu.estimator import plausible_start_alpha
 from gpu.matching import match_topics, mean_matched_l1
 from gpu.synthetic import make_lda_corpus
 
@@ -216,3 +217,12 @@ def test_the_refined_prior_recovers_the_true_concentration_whatever_alpha0_was_g
     # same shape, own scale
     np.testing.assert_allclose(model.alpha_ / model.alpha_.sum(),
                                model.completion_alpha_ / model.completion_alpha_.sum(), rtol=1e-12)
+
+
+def test_an_impossible_spectral_alpha_is_clipped_before_refinement():
+    plausible = np.array([0.5, 0.3, 0.2])
+    same, clipped = plausible_start_alpha(plausible, 1.0)
+    assert not clipped and same is not None and np.array_equal(same, plausible)
+    wild, clipped = plausible_start_alpha(np.array([1.6e6, 0.5, 0.3]), 1.0)
+    assert clipped and wild.sum() == pytest.approx(1.0) and wild.max() <= 1.0 and np.all(wild > 0)
+    assert wild[1] > wild[2]  # the plausible ones keep their order
