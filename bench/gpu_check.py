@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 import time
 from pathlib import Path
 
@@ -153,23 +154,37 @@ def main(argv: list[str] | None = None) -> int:
     if not gpu_available():
         print("gpu_check: CuPy sees no CUDA device here; nothing to check (exit 0).")
         return 0
-    corpus = make_lda_corpus(20_000, 5_000, 20, 1.0, 100.0, seed=0)
-    for dtype in ("float64", "float32"):
-        print(parity_report(corpus.counts, 20, dtype)[2])
-    junk = with_junk_documents(make_lda_corpus(4_000, 400, 10, 2.0, 80.0, seed=10).counts)
-    print("junk refit (k=4 of 10 topics, a hex-dump-like block): "
-          + parity_report(junk, 4, "float64", refit_extra_components=5, n_krylov_blocks=5)[2])
-    import cupyx.scipy.sparse as cusparse
+    import cupyx.scipy.sparse as cusparse  # on a CUDA machine only
 
+    corpus = make_lda_corpus(20_000, 5_000, 20, 1.0, 100.0, seed=0)
     counts = corpus.counts.astype(np.float64)
     train, heldout = counts[:18_000], counts[18_000:]
-    start = fit_spectral_lda(train, 20, 1.0, seed=0, backend="numpy")
-    print(refine_parity_report(train, heldout, start.topic_word, start.alpha, to_device=cusparse.csr_matrix)[2],
-          flush=True)
-    default_fit_report(corpus)
+
+    def junk_parity() -> str:
+        junk = with_junk_documents(make_lda_corpus(4_000, 400, 10, 2.0, 80.0, seed=10).counts)
+        return ("junk refit (k=4 of 10 topics, a hex-dump-like block): "
+                + parity_report(junk, 4, "float64", refit_extra_components=5, n_krylov_blocks=5)[2])
+
+    def refinement_parity() -> str:
+        start = fit_spectral_lda(train, 20, 1.0, seed=0, backend="numpy")
+        return refine_parity_report(train, heldout, start.topic_word, start.alpha, to_device=cusparse.csr_matrix)[2]
+
+    sections = [lambda: parity_report(corpus.counts, 20, "float64")[2],
+                lambda: parity_report(corpus.counts, 20, "float32")[2],
+                junk_parity, refinement_parity, lambda: default_fit_report(corpus)]
     if not args.skip_scale:
-        scale_run()
-    return 0
+        sections.append(scale_run)
+    failed = 0
+    for section in sections:  # one failing section does not hide the others' figures
+        try:
+            line = section()
+            if line:
+                print(line, flush=True)
+        except Exception:  # noqa: BLE001 - reported, and counted in the exit status
+            failed += 1
+            traceback.print_exc()
+            sys.stdout.flush()
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
