@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
+from app.api.fit_options import check_fit_options
 from app.api.schemas import ModelCreate
 from app.artifacts.artifact_files import remove_path
 from app.artifacts.model_artifact import (
@@ -38,6 +39,7 @@ def check_model_request(ctx: ServiceContext, request: ModelCreate, vocabulary_si
                            f"(MAX_TOPICS={settings.max_topics}, corpus vocabulary size {vocabulary_size})")
     if request.alpha0 != "auto" and not (np.isfinite(request.alpha0) and request.alpha0 > 0):
         raise ApiError(422, "alpha0_out_of_range", f"alpha0={request.alpha0} must be a finite number > 0")
+    check_fit_options(settings, request.options, request.n_topics)
 
 
 def submit_fit(ctx: ServiceContext, tenant_id: str, request: ModelCreate,

@@ -67,10 +67,20 @@ def test_estimator_options_are_passed_and_unknown_ones_refused(client, ctx, synt
     assert seen["n_topics"] == 3 and seen["alpha0"] == 2.5 and seen["seed"] == 9
     assert seen["dtype"] == "float32" and seen["backend"] == ctx.settings.fit_backend
 
-    reserved = _submit(client, corpus["id"], options={"seed": 1})
-    assert run_now(ctx, reserved["job"]["id"]).state == "failed"
-    unknown = _submit(client, corpus["id"], options={"no_such_option": 1})
-    assert run_now(ctx, unknown["job"]["id"]).state == "failed"
-    for job_id, words in ((reserved["job"]["id"], "seed"), (unknown["job"]["id"], "no_such_option")):
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        assert job["error_code"] == "invalid_input" and words in job["error_message"], job
+    for options, word in (({"seed": 1}, "seed"), ({"no_such_option": 1}, "no_such_option")):
+        response = client.post("/v1/models", json={"corpus_id": corpus["id"], "n_topics": 3, "options": options})
+        assert response.status_code == 422 and f"options.{word}" in response.json()["error"]["message"]
+
+
+def test_options_stored_outside_the_api_are_checked_again_by_the_worker(client, ctx, synthetic_corpus):
+    from app.core.db import transaction
+    from app.core.tables import JobRow
+
+    corpus, _ = synthetic_corpus
+    accepted = _submit(client, corpus["id"])
+    with transaction(ctx.sessions) as session:  # e.g. a job queued by an older API version
+        job = session.get(JobRow, accepted["job"]["id"])
+        job.params = {**job.params, "options": {"n_threads": 1000000}}
+    assert run_now(ctx, accepted["job"]["id"]).state == "failed"
+    job = client.get(f"/v1/jobs/{accepted['job']['id']}").json()
+    assert job["error_code"] == "invalid_input" and "n_threads" in job["error_message"] and job["attempts"] == 1

@@ -279,11 +279,21 @@ def test_the_fit_test_hook_works_only_when_the_worker_enables_test_hooks(ctx_fac
 
     ctx = ctx_factory(enable_test_hooks=enabled)
     with TestClient(create_app(context=ctx, migrate=False)) as own:
-        accepted = submit_fit(own, upload(own)["id"], options={"test_hook": {"sleep_s": 0.05}})
+        corpus_id = upload(own)["id"]
+        if not enabled:  # refused at submit, and by a worker that finds it stored anyway
+            response = own.post("/v1/models", json={"corpus_id": corpus_id, "n_topics": 2,
+                                                    "options": {"test_hook": {"sleep_s": 0.05}}})
+            assert response.status_code == 422 and "test_hook" in response.json()["error"]["message"]
+            accepted = submit_fit(own, corpus_id)
+            with ctx.sessions.begin() as session:
+                row = session.get(JobRow, accepted["job"]["id"])
+                row.params = {**row.params, "options": {"test_hook": {"sleep_s": 0.05}}}
+        else:
+            accepted = submit_fit(own, corpus_id, options={"test_hook": {"sleep_s": 0.05}})
         outcome = run_now(ctx, accepted["job"]["id"])
         job = own.get(f"/v1/jobs/{accepted['job']['id']}").json()
     if enabled:
         assert outcome.state == "succeeded" and "test_hook" in job["stage_timings"]
-    else:  # passed on to the estimator, which refuses it as bad input
+    else:
         assert outcome.state == "failed" and job["error_code"] == "invalid_input"
         assert "test_hook" in job["error_message"]
