@@ -13,6 +13,7 @@ from app.core.db import transaction, utcnow
 from app.core.tables import CorpusRow, JobRow, ModelRow
 from gpu.errors import InvalidInput
 from workers.fit_memory import check_fit_memory, read_fit_options
+from workers.fit_stages import doc_topic_in_chunks, quality_in_chunks
 from workers.test_hooks import run_test_hook
 
 Progress = Callable[[str, int, int], None]
@@ -38,16 +39,6 @@ def _split(counts, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     from gpu.quality import split_heldout
 
     return split_heldout(counts, fraction, seed=seed)
-
-
-def _quality(topic_word, alpha, train, heldout, seed: int, vocabulary: list[str]) -> dict[str, Any]:
-    """The shared evaluation (gpu.quality), with each topic's top words spelled out."""
-    from gpu.quality import evaluate_model
-
-    quality = evaluate_model(topic_word, alpha, train, heldout, seed=seed)
-    for topic in quality.get("topics", []):
-        topic["top_words"] = [vocabulary[i] for i in topic["top_words"]]
-    return quality
 
 
 def run_fit(ctx: ServiceContext, job: JobRow, progress: Progress,
@@ -79,17 +70,14 @@ def run_fit(ctx: ServiceContext, job: JobRow, progress: Progress,
     counts = corpus.counts
     train_rows, heldout_rows = _split(counts, float(params.get("heldout_fraction", 0.0)), seed)
     estimator.fit(counts[train_rows] if heldout_rows.size else counts)
-    progress("doc_topic", 0, 1)
-    doc_topic = np.asarray(estimator.transform(counts))
-    progress("doc_topic", 1, 1)
+    doc_topic = doc_topic_in_chunks(estimator.transform, counts, progress)
 
     topic_word = np.asarray(estimator.topic_word_, dtype=np.float64)
     alpha = np.asarray(estimator.alpha_, dtype=np.float64)
     quality = None
     if heldout_rows.size:
-        progress("quality", 0, 1)
-        quality = _quality(topic_word, alpha, counts[train_rows], counts[heldout_rows], seed, corpus.vocabulary)
-        progress("quality", 1, 1)
+        quality = quality_in_chunks(topic_word, alpha, doc_topic[train_rows], counts[train_rows],
+                                    counts[heldout_rows], seed=seed, vocabulary=corpus.vocabulary, progress=progress)
     result = {
         "n_topics": int(topic_word.shape[0]),
         "alpha0": float(alpha.sum()),
