@@ -297,3 +297,23 @@ def test_the_fit_test_hook_works_only_when_the_worker_enables_test_hooks(ctx_fac
     else:
         assert outcome.state == "failed" and job["error_code"] == "invalid_input"
         assert "test_hook" in job["error_message"]
+
+
+def test_the_hard_limit_holds_when_the_model_is_deleted_mid_fit(ctx_factory):
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from workers.lease_guard import LeaseGuard
+
+    ctx = ctx_factory(job_lease_s=0.3)
+    with TestClient(create_app(context=ctx, migrate=False)) as own:
+        accepted = submit_fit(own, upload(own)["id"])
+        acquire_lease(ctx, accepted["job"]["id"], "w")
+        stopped = []
+        with LeaseGuard(ctx, accepted["job"]["id"], "w", hard_limit_s=1.0, on_hard_limit=lambda: stopped.append(1)):
+            assert own.delete(f"/v1/models/{accepted['model_id']}").status_code == 204
+            time.sleep(1.5)  # the fit "blocks" past its hard limit
+        assert stopped == [1]
+        assert own.get(f"/v1/jobs/{accepted['job']['id']}").json()["state"] == "cancelled"
