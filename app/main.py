@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from app.api import corpus_routes, health_routes, job_routes, model_routes
 from app.api.body_limit import BodySizeLimitMiddleware
+from app.api.request_guards import RequestGuardMiddleware
 from app.api.deps import error_responses
 from app.core.api_errors import install_error_handlers
 from app.core.context import ServiceContext, build_context
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True,
     )
     app.state.context = ctx
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestGuardMiddleware)
     install_error_handlers(app)
     for module in (corpus_routes, model_routes, job_routes):
         app.include_router(module.router, responses=error_responses(401))

@@ -17,16 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from gpu.inference import infer_doc_topic
-from gpu.quality import (
-    npmi_coherence,
-    split_document_tokens,
-    top_words,
-    topic_diversity,
-    topic_token_shares,
-    word_log_likelihood,
-)
-
 Progress = Callable[[str, int, int], None]
 DOC_CHUNK = 2048
 QUALITY_TOP_N = 10
@@ -49,6 +39,18 @@ def quality_in_chunks(topic_word: np.ndarray, alpha: np.ndarray, train_doc_topic
                       heldout_counts, *, seed: int, vocabulary: list[str], progress: Progress,
                       chunk: int = DOC_CHUNK) -> dict[str, Any]:
     """The quality dict of a fit (keys as :func:`gpu.quality.evaluate_model`, top words spelled out)."""
+    # Imported here, not at the top: the worker parent process must not load gpu/ before it
+    # forks (tests/app/test_boundaries.py); this module is imported by workers.fit.
+    from gpu.inference import infer_doc_topic
+    from gpu.quality import (
+        npmi_coherence,
+        split_document_tokens,
+        top_words,
+        topic_diversity,
+        topic_token_shares,
+        word_log_likelihood,
+    )
+
     n_heldout = int(heldout_counts.shape[0])
     total_steps = n_heldout + 1
     progress("quality", 0, total_steps)

@@ -100,9 +100,14 @@ def _unwrap_envelope(path: Path) -> dict | None:
             value = json.load(fh)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None  # not for us to judge: ingestion reports the error with its location
+    except RecursionError as exc:
+        raise InvalidInput("the JSON body is nested too deeply") from exc
     if not isinstance(value, dict) or "documents" not in value:
         return None
-    path.write_text(json.dumps(value.pop("documents")), encoding="utf-8")
+    try:
+        path.write_text(json.dumps(value.pop("documents")), encoding="utf-8")
+    except RecursionError as exc:
+        raise InvalidInput("the JSON body's documents are nested too deeply") from exc
     return value
 
 

@@ -41,6 +41,13 @@ class UploadRequest(BaseModel):
     name: str | None = Field(default=None, max_length=255)
     options: TextOptions = Field(default_factory=TextOptions)
 
+    @field_validator("name", "text_column", "id_column")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain a NUL character")
+        return value
+
     @field_validator("format")
     @classmethod
     def _known_format(cls, value: str | None) -> str | None:
@@ -65,6 +72,8 @@ def parse_options_json(raw: str | None, where: str) -> dict[str, Any] | None:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{where} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidInput(f"{where} is nested too deeply") from exc
     if not isinstance(value, dict):
         raise InvalidInput(f"{where} must be a JSON object")
     return value
