@@ -23,6 +23,7 @@ from app.services.corpus_service import (
     delete_corpus_row,
     get_corpus,
     ingest_staged,
+    may_expand,
     parse_options_json,
     parse_upload_request,
     staged_size,
@@ -51,7 +52,8 @@ _UPLOAD_DOC = """Upload documents in any format ingestion accepts, with processi
 
 Text options (`TextOptions`) go in the `options` query parameter or form field as JSON.
 Small uploads are ingested at once (201 with the corpus and a `Location`); uploads larger
-than `INLINE_INGEST_MAX_BYTES` are ingested by a worker (202 with a job to poll).
+than `INLINE_INGEST_MAX_BYTES`, and every archive or compressed upload whatever its size,
+are ingested by a worker (202 with a job to poll).
 """
 
 
@@ -159,7 +161,7 @@ async def upload(request: Request, response: Response, ctx: Context, tenant: Ten
         manifest = parse_upload_request({**fields, "options": option_values})
         write_manifest(folder, files, manifest)
         corpus_id = new_id()
-        if staged_size(folder) <= ctx.settings.inline_ingest_max_bytes:
+        if staged_size(folder) <= ctx.settings.inline_ingest_max_bytes and not may_expand(folder):
             row = await run_in_threadpool(ingest_staged, ctx, upload_id, corpus_id, tenant)
             response.headers["Location"] = f"/v1/corpora/{row.id}"
             return corpus_public(row)

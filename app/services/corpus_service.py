@@ -92,6 +92,29 @@ def staged_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.name not in (MANIFEST, FILES))
 
 
+# Heads of compressed data: zip (and npz), gzip, xz, 7z, rar, zstd, bzip2.
+_COMPRESSED_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x1f\x8b", b"\xfd7zXZ\x00", b"7z\xbc\xaf\x27\x1c",
+                     b"Rar!\x1a\x07", b"\x28\xb5\x2f\xfd", b"BZh")
+_ARCHIVE_FORMATS = {"zip", "tar.gz", "npz"}
+
+
+def may_expand(folder: Path) -> bool:
+    """True when a staged upload is an archive or compressed (by its requested format or by
+    any staged file's first bytes, whatever its name says): what it expands to is unknown
+    until it is read, so it is ingested by a worker, never in the API process."""
+    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    if manifest.get("format") in _ARCHIVE_FORMATS:
+        return True
+    for path in folder.iterdir():
+        if path.name in (MANIFEST, FILES):
+            continue
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+        if head.startswith(_COMPRESSED_MAGIC) or head[257:262] == b"ustar":
+            return True
+    return False
+
+
 def ingest_staged(ctx: ServiceContext, upload_id: str, corpus_id: str, tenant_id: str,
                   progress=None) -> CorpusRow:
     """Ingest a staged upload into corpus ``corpus_id`` and record its row.
