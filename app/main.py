@@ -1,6 +1,7 @@
 """The FastAPI application: ``create_app(settings)``; nothing is built at import time."""
 from __future__ import annotations
 
+import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -13,6 +14,9 @@ from app.core.api_errors import install_error_handlers
 from app.core.context import ServiceContext, build_context
 from app.core.settings import Settings, get_settings
 from app.migrations import upgrade_database
+from app.services.corpus_service import sweep_stale_uploads
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True,
@@ -22,6 +26,10 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True,
     ctx = context or build_context(settings)
     if migrate:
         upgrade_database(ctx.engine)
+    try:  # partial uploads of an API process that was killed (a worker waits 24 h for them)
+        sweep_stale_uploads(ctx, older_than_s=settings.upload_sweep_age_s)
+    except Exception:  # the database may be down at start: /health says so; sweep next time
+        log.warning("could not sweep stale uploads at start", exc_info=True)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):

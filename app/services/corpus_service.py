@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.artifacts.artifact_files import remove_path
@@ -173,12 +174,17 @@ def corpus_vocabulary(ctx: ServiceContext, row: CorpusRow) -> list[str]:
 
 def delete_corpus_row(ctx: ServiceContext, tenant_id: str, corpus_id: str) -> None:
     """Delete a corpus with no models; 409 while models or ingestion jobs still refer to it."""
-    with transaction(ctx.sessions) as session:
-        row = get_corpus(session, tenant_id, corpus_id)
-        n_models = session.scalar(select(func.count()).select_from(ModelRow).where(ModelRow.corpus_id == corpus_id))
-        if n_models:
-            raise ApiError(409, "corpus_in_use", f"corpus {corpus_id!r} has {n_models} model(s); delete them first")
-        session.delete(row)
+    try:
+        with transaction(ctx.sessions) as session:
+            row = get_corpus(session, tenant_id, corpus_id)
+            n_models = session.scalar(select(func.count()).select_from(ModelRow)
+                                      .where(ModelRow.corpus_id == corpus_id))
+            if n_models:
+                raise ApiError(409, "corpus_in_use",
+                               f"corpus {corpus_id!r} has {n_models} model(s); delete them first")
+            session.delete(row)
+    except IntegrityError as exc:  # a model was submitted on it meanwhile (the foreign key holds)
+        raise ApiError(409, "corpus_in_use", f"corpus {corpus_id!r} has a model now; delete it first") from exc
     delete_corpus(ctx.layout.corpus_dir(corpus_id))
 
 
@@ -195,7 +201,15 @@ def sweep_stale_uploads(ctx: ServiceContext, older_than_s: float) -> int:
     cutoff = time.time() - older_than_s
     removed = 0
     for folder in root.iterdir():
-        if folder.name not in needed and folder.stat().st_mtime <= cutoff:
+        if folder.name not in needed and _last_written(folder) <= cutoff:
             remove_path(folder)
             removed += 1
     return removed
+
+
+def _last_written(folder: Path) -> float:
+    """The newest mtime of a staged upload: an upload still streaming into a file counts as fresh."""
+    try:
+        return max([folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.iterdir())])
+    except FileNotFoundError:  # removed meanwhile (its ingestion finished)
+        return float("inf")

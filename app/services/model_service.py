@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.api.fit_options import check_fit_options
@@ -59,7 +60,12 @@ def submit_fit(ctx: ServiceContext, tenant_id: str, request: ModelCreate,
         n_topics=None if request.n_topics == "auto" else request.n_topics,
         alpha0=None if request.alpha0 == "auto" else float(request.alpha0), seed=request.seed,
     )
-    return submit(ctx, job, FIT_TASK, [model])
+    try:
+        return submit(ctx, job, FIT_TASK, [model])
+    except IntegrityError:  # the corpus was deleted meanwhile (the foreign key holds): 404 as if before
+        with ctx.sessions() as session:
+            get_corpus(session, tenant_id, request.corpus_id)
+        raise
 
 
 def get_model(session: Session, tenant_id: str, model_id: str) -> ModelRow:

@@ -5,34 +5,18 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-import time
 
 import httpx
 import pytest
-import uvicorn
 
-from app.main import create_app
 from tests.app.helpers import WORDS_DOCS
+from tests.app.live_server import serve_api
 
 
 @pytest.fixture
 def live_api(ctx):
-    """The API served by uvicorn in a thread; yields its base URL."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(context=ctx, migrate=False), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_api(ctx) as url:
+        yield url
 
 
 def _raw_requests(base: str, requests: list[bytes]) -> list[tuple[int, bytes]]:

@@ -54,14 +54,16 @@ def test_infrastructure_failures_retry_with_backoff_up_to_the_cap(client, ctx):
     assert first.state == "queued" and first.retry_in == backoff_s(ctx, 1)
     job = _job(ctx, job_id)
     assert job.state == "queued" and job.lease_owner is None and job.attempts == 1
-    assert job.error_message == "attempt 1 of 3 failed: OSError: disk unavailable; retrying"
+    assert job.error_message == ("attempt 1 of 3 failed: OSError (a server-side failure; details are in the "
+                                 "worker log); retrying")
     second = run_job(ctx, job_id, "w", {"fit": flaky})
     assert second.retry_in == backoff_s(ctx, 2) == 2 * backoff_s(ctx, 1)
     third = run_job(ctx, job_id, "w", {"fit": flaky})
     assert third.state == "failed" and third.retry_in is None
     job = _job(ctx, job_id)
     assert job.state == "failed" and job.attempts == 3 and job.error_code == "infrastructure"
-    assert "failed after 3 attempt(s): OSError: disk unavailable" == job.error_message
+    assert job.error_message.startswith("failed after 3 attempt(s): OSError (a server-side failure")
+    assert "disk unavailable" not in job.error_message  # the exception's text may hold paths: logged only
     assert run_job(ctx, job_id, "w", {"fit": flaky}).state == "skipped"
 
 
@@ -267,7 +269,7 @@ def test_a_job_is_not_succeeded_without_its_checksummed_artifact(client, ctx):
     outcome = jobs.run_job(ctx, job_id, "w", {"fit": lambda c, j, p: None})  # wrote nothing
     row = _job(ctx, job_id)
     assert outcome.state == "queued" and row.state == "queued" and row.error_code == "retrying"
-    assert "no recorded checksum" in row.error_message
+    assert "ArtifactMissing" in row.error_message
 
 
 @pytest.mark.parametrize("enabled", [False, True])
