@@ -52,8 +52,9 @@ _UPLOAD_DOC = """Upload documents in any format ingestion accepts, with processi
 
 Text options (`TextOptions`) go in the `options` query parameter or form field as JSON.
 Small uploads are ingested at once (201 with the corpus and a `Location`); uploads larger
-than `INLINE_INGEST_MAX_BYTES`, and every archive or compressed upload whatever its size,
-are ingested by a worker (202 with a job to poll).
+than `INLINE_INGEST_MAX_BYTES`, every archive or compressed upload whatever its size, and
+small ones arriving while `INLINE_INGEST_CONCURRENCY` others are being ingested inline, are
+ingested by a worker (202 with a job to poll).
 """
 
 
@@ -161,8 +162,14 @@ async def upload(request: Request, response: Response, ctx: Context, tenant: Ten
         manifest = parse_upload_request({**fields, "options": option_values})
         write_manifest(folder, files, manifest)
         corpus_id = new_id()
-        if staged_size(folder) <= ctx.settings.inline_ingest_max_bytes and not may_expand(folder):
-            row = await run_in_threadpool(ingest_staged, ctx, upload_id, corpus_id, tenant)
+        # Inline only when small, not compressed, and an inline slot is free (the API's
+        # memory stays bounded under concurrent uploads); otherwise a worker ingests it.
+        if (staged_size(folder) <= ctx.settings.inline_ingest_max_bytes and not may_expand(folder)
+                and ctx.inline_ingest_slots.acquire(blocking=False)):
+            try:
+                row = await run_in_threadpool(ingest_staged, ctx, upload_id, corpus_id, tenant)
+            finally:
+                ctx.inline_ingest_slots.release()
             response.headers["Location"] = f"/v1/corpora/{row.id}"
             return corpus_public(row)
     except BaseException:

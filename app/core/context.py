@@ -44,6 +44,11 @@ class ServiceContext:
         return corpus
 
     @cached_property
+    def inline_ingest_slots(self) -> threading.BoundedSemaphore:
+        """Uploads the API may ingest in its own process at once (INLINE_INGEST_CONCURRENCY)."""
+        return threading.BoundedSemaphore(self.settings.inline_ingest_concurrency)
+
+    @cached_property
     def celery(self) -> Celery:
         return make_celery(self.settings)
 

@@ -207,3 +207,21 @@ def test_stale_uploads_are_swept_unless_a_job_needs_them(ctx_factory):
     assert sweep_stale_uploads(ctx, older_than_s=3600) == 1
     assert sorted(p.name for p in uploads.iterdir()) == sorted([needed[0].name, "cafebabe"])
     assert run_now(ctx, queued["job"]["id"]).state == "succeeded"
+
+
+def test_small_uploads_go_to_a_worker_while_the_inline_slots_are_busy(ctx_factory):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    ctx = ctx_factory(inline_ingest_concurrency=1)
+    with TestClient(create_app(context=ctx, migrate=False)) as client:
+        assert client.post("/v1/corpora", json=WORDS_DOCS).status_code == 201
+        assert ctx.inline_ingest_slots.acquire(blocking=False)  # another upload is being ingested inline
+        try:
+            busy = client.post("/v1/corpora", json=WORDS_DOCS)
+        finally:
+            ctx.inline_ingest_slots.release()
+        assert busy.status_code == 202, busy.text
+        assert run_now(ctx, busy.json()["job"]["id"]).state == "succeeded"
+        assert client.post("/v1/corpora", json=WORDS_DOCS).status_code == 201  # the slot was given back
