@@ -1,17 +1,22 @@
 """The FastAPI application: ``create_app(settings)``; nothing is built at import time."""
 from __future__ import annotations
 
+import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from app.api import corpus_routes, health_routes, job_routes, model_routes
 from app.api.body_limit import BodySizeLimitMiddleware
+from app.api.request_guards import RequestGuardMiddleware
 from app.api.deps import error_responses
 from app.core.api_errors import install_error_handlers
 from app.core.context import ServiceContext, build_context
 from app.core.settings import Settings, get_settings
 from app.migrations import upgrade_database
+from app.services.corpus_service import sweep_stale_uploads
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True,
@@ -21,6 +26,10 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True,
     ctx = context or build_context(settings)
     if migrate:
         upgrade_database(ctx.engine)
+    try:  # partial uploads of an API process that was killed (a worker waits 24 h for them)
+        sweep_stale_uploads(ctx, older_than_s=settings.upload_sweep_age_s)
+    except Exception:  # the database may be down at start: /health says so; sweep next time
+        log.warning("could not sweep stale uploads at start", exc_info=True)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -37,6 +46,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True,
     )
     app.state.context = ctx
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestGuardMiddleware)
     install_error_handlers(app)
     for module in (corpus_routes, model_routes, job_routes):
         app.include_router(module.router, responses=error_responses(401))

@@ -12,13 +12,12 @@ from app.core.context import ServiceContext
 from app.core.db import transaction, utcnow
 from app.core.tables import CorpusRow, JobRow, ModelRow
 from gpu.errors import InvalidInput
-from workers.test_hooks import OPTION, run_test_hook
+from workers.fit_memory import check_fit_memory, read_fit_options
+from workers.fit_stages import doc_topic_in_chunks, quality_in_chunks
+from workers.test_hooks import run_test_hook
 
 Progress = Callable[[str, int, int], None]
 EstimatorFactory = Callable[..., Any]
-
-# Estimator arguments the request sets at top level; ``options`` may not set them again.
-RESERVED_OPTIONS = {"n_topics", "alpha0", "seed", "progress"}
 
 
 def _default_estimator(**kwargs):
@@ -42,16 +41,6 @@ def _split(counts, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return split_heldout(counts, fraction, seed=seed)
 
 
-def _quality(topic_word, alpha, train, heldout, seed: int, vocabulary: list[str]) -> dict[str, Any]:
-    """The shared evaluation (gpu.quality), with each topic's top words spelled out."""
-    from gpu.quality import evaluate_model
-
-    quality = evaluate_model(topic_word, alpha, train, heldout, seed=seed)
-    for topic in quality.get("topics", []):
-        topic["top_words"] = [vocabulary[i] for i in topic["top_words"]]
-    return quality
-
-
 def run_fit(ctx: ServiceContext, job: JobRow, progress: Progress,
             make_estimator: EstimatorFactory = _default_estimator) -> None:
     """Fit the model of ``job`` and record it; InvalidInput for bad input (options, a deleted corpus)."""
@@ -65,25 +54,23 @@ def run_fit(ctx: ServiceContext, job: JobRow, progress: Progress,
         raise InvalidInput(f"corpus {job.corpus_id!r} does not exist (deleted?)")
     corpus = ctx.corpus(corpus_row.id, corpus_row.checksum)
 
-    options = dict(params.get("options") or {})
-    clash = RESERVED_OPTIONS & options.keys()
-    if clash:
-        raise InvalidInput(f"options may not set {sorted(clash)}: they are top-level parameters")
-    if ctx.settings.enable_test_hooks and OPTION in options:
-        run_test_hook(dict(options.pop(OPTION)), progress)
-    options.setdefault("backend", ctx.settings.fit_backend)
+    options = read_fit_options(params.get("options"))
+    if ctx.settings.enable_test_hooks and options.test_hook is not None:
+        run_test_hook(dict(options.test_hook), progress)
+    elif options.test_hook is not None:
+        raise InvalidInput("options.test_hook is not an option (test deployments only)")
+    kwargs = {"backend": ctx.settings.fit_backend, **options.estimator_kwargs()}
     seed = int(params.get("seed", 0))
+    check_fit_memory(ctx.settings.fit_memory_budget, corpus.counts, params["n_topics"], kwargs)
     try:
         estimator = make_estimator(n_topics=params["n_topics"], alpha0=params.get("alpha0", 1.0), seed=seed,
-                                   progress=progress, **options)
+                                   progress=progress, **kwargs)
     except TypeError as exc:
-        raise InvalidInput(f"invalid estimator options {sorted(options)}: {exc}") from exc
+        raise InvalidInput(f"invalid estimator options {sorted(kwargs)}: {exc}") from exc
     counts = corpus.counts
     train_rows, heldout_rows = _split(counts, float(params.get("heldout_fraction", 0.0)), seed)
     estimator.fit(counts[train_rows] if heldout_rows.size else counts)
-    progress("doc_topic", 0, 1)
-    doc_topic = np.asarray(estimator.transform(counts))
-    progress("doc_topic", 1, 1)
+    doc_topic = doc_topic_in_chunks(estimator.transform, counts, progress)
 
     topic_word = np.asarray(estimator.topic_word_, dtype=np.float64)
     alpha = np.asarray(estimator.alpha_, dtype=np.float64)
@@ -91,10 +78,9 @@ def run_fit(ctx: ServiceContext, job: JobRow, progress: Progress,
     completion_alpha = np.asarray(getattr(estimator, "completion_alpha_", alpha), dtype=np.float64)
     quality = None
     if heldout_rows.size:
-        progress("quality", 0, 1)
-        quality = _quality(topic_word, completion_alpha, counts[train_rows], counts[heldout_rows], seed,
-                           corpus.vocabulary)
-        progress("quality", 1, 1)
+        quality = quality_in_chunks(topic_word, alpha, doc_topic[train_rows], counts[train_rows],
+                                    counts[heldout_rows], seed=seed, vocabulary=corpus.vocabulary, progress=progress,
+                                    completion_alpha=completion_alpha)
     result = {
         "n_topics": int(topic_word.shape[0]),
         "alpha0": float(alpha.sum()),

@@ -219,7 +219,7 @@ def run_job(ctx: ServiceContext, job_id: str, worker_id: str, handlers: dict[str
     except InvalidInput as exc:  # bad input: the message says what; never retried
         return _settle(ctx, job, worker_id, reporter, "failed", "invalid_input", str(exc))
     except Exception as exc:
-        message = f"{exc.__class__.__name__}: {exc}"
+        message = infrastructure_message(exc)
         if _is_time_limit(exc):
             return _settle(ctx, job, worker_id, reporter, "failed", "time_limit",
                            f"job ran past its soft time limit of {job.soft_time_limit_s} s")
@@ -230,6 +230,12 @@ def run_job(ctx: ServiceContext, job_id: str, worker_id: str, handlers: dict[str
         _release(ctx, job, worker_id, reporter, message)
         return Outcome("queued", retry_in=backoff_s(ctx, job.attempts))
     return _settle(ctx, job, worker_id, reporter, "succeeded", None, None)
+
+
+def infrastructure_message(exc: BaseException) -> str:
+    """What a job row (readable by the client) says about a server fault: the exception's
+    class and a generic phrase; its message may hold paths or hosts and goes to the log."""
+    return f"{exc.__class__.__name__} (a server-side failure; details are in the worker log)"
 
 
 def _is_time_limit(exc: BaseException) -> bool:

@@ -22,6 +22,7 @@ from sqlalchemy import update
 from app.core.context import ServiceContext
 from app.core.db import transaction, utcnow
 from app.core.tables import JobRow
+from app.services.job_service import finish_job
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,9 @@ class LeaseGuard:
 
     Every ``lease_s / 3`` seconds it extends ``lease_expires_at`` to now + ``lease_s``
     (only while the job is still running under this owner). Once ``hard_limit_s`` has
-    passed since :meth:`start`, it fails the job (error ``time_limit``) and calls
-    ``on_hard_limit`` (default: exit this process at once).
+    passed since :meth:`start` without :meth:`stop`, it fails the job (error ``time_limit``)
+    if it is still ours and calls ``on_hard_limit`` (default: exit this process at once)
+    in every case: a job cancelled, deleted or taken over meanwhile may still be running here.
     """
 
     def __init__(self, ctx: ServiceContext, job_id: str, worker_id: str, hard_limit_s: float, *,
@@ -74,13 +76,17 @@ class LeaseGuard:
 
     def _run(self) -> None:
         interval = max(self._lease_s / 3.0, 0.05)
+        renewing = True
         while not self._stop.wait(min(interval, max(self._deadline - self._clock(), 0.0))):
             if self._clock() >= self._deadline:
                 self._enforce_hard_limit()
                 return
+            if not renewing:
+                continue
             try:
-                if not self.renew():
-                    return  # finished, or no longer ours: nothing left to guard
+                # Finished, cancelled, deleted or taken over: stop renewing, but keep the
+                # hard limit: the work may still be running in this process until stop().
+                renewing = self.renew()
             except Exception:  # a database hiccup: try again; the lease has slack
                 log.warning("could not renew the lease of job %s", self._job_id, exc_info=True)
 
@@ -96,15 +102,18 @@ class LeaseGuard:
             ).rowcount)
 
     def _enforce_hard_limit(self) -> None:
+        """Fail the job if it is still ours, then stop the process whatever the row says."""
         if self._stop.is_set():
             return
-        from app.services.job_service import finish_job
-
-        with transaction(self._ctx.sessions) as session:
-            job = session.get(JobRow, self._job_id, with_for_update=True)
-            if job is None or job.state != "running" or job.lease_owner != self._owner:
-                return
-            finish_job(session, job, "failed", "time_limit", hard_limit_message(job.hard_time_limit_s))
+        try:
+            with transaction(self._ctx.sessions) as session:
+                job = session.get(JobRow, self._job_id, with_for_update=True)
+                if job is not None and job.state == "running" and job.lease_owner == self._owner:
+                    finish_job(session, job, "failed", "time_limit", hard_limit_message(job.hard_time_limit_s))
+        except Exception:  # the database is down: the process must stop all the same
+            log.exception("could not record the hard time limit of job %s", self._job_id)
+        if self._stop.is_set():
+            return
         log.error("job %s ran past its hard time limit of %g s; stopping this process", self._job_id,
                   self._hard_limit_s)
         self._on_hard_limit()

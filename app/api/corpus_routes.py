@@ -23,6 +23,7 @@ from app.services.corpus_service import (
     delete_corpus_row,
     get_corpus,
     ingest_staged,
+    may_expand,
     parse_options_json,
     parse_upload_request,
     staged_size,
@@ -51,7 +52,9 @@ _UPLOAD_DOC = """Upload documents in any format ingestion accepts, with processi
 
 Text options (`TextOptions`) go in the `options` query parameter or form field as JSON.
 Small uploads are ingested at once (201 with the corpus and a `Location`); uploads larger
-than `INLINE_INGEST_MAX_BYTES` are ingested by a worker (202 with a job to poll).
+than `INLINE_INGEST_MAX_BYTES`, every archive or compressed upload whatever its size, and
+small ones arriving while `INLINE_INGEST_CONCURRENCY` others are being ingested inline, are
+ingested by a worker (202 with a job to poll).
 """
 
 
@@ -100,9 +103,14 @@ def _unwrap_envelope(path: Path) -> dict | None:
             value = json.load(fh)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None  # not for us to judge: ingestion reports the error with its location
+    except RecursionError as exc:
+        raise InvalidInput("the JSON body is nested too deeply") from exc
     if not isinstance(value, dict) or "documents" not in value:
         return None
-    path.write_text(json.dumps(value.pop("documents")), encoding="utf-8")
+    try:
+        path.write_text(json.dumps(value.pop("documents")), encoding="utf-8")
+    except RecursionError as exc:
+        raise InvalidInput("the JSON body's documents are nested too deeply") from exc
     return value
 
 
@@ -154,8 +162,14 @@ async def upload(request: Request, response: Response, ctx: Context, tenant: Ten
         manifest = parse_upload_request({**fields, "options": option_values})
         write_manifest(folder, files, manifest)
         corpus_id = new_id()
-        if staged_size(folder) <= ctx.settings.inline_ingest_max_bytes:
-            row = await run_in_threadpool(ingest_staged, ctx, upload_id, corpus_id, tenant)
+        # Inline only when small, not compressed, and an inline slot is free (the API's
+        # memory stays bounded under concurrent uploads); otherwise a worker ingests it.
+        if (staged_size(folder) <= ctx.settings.inline_ingest_max_bytes and not may_expand(folder)
+                and ctx.inline_ingest_slots.acquire(blocking=False)):
+            try:
+                row = await run_in_threadpool(ingest_staged, ctx, upload_id, corpus_id, tenant)
+            finally:
+                ctx.inline_ingest_slots.release()
             response.headers["Location"] = f"/v1/corpora/{row.id}"
             return corpus_public(row)
     except BaseException:

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from app.api.fit_options import FitOptions
 
 
 class ErrorDetail(BaseModel):
@@ -77,14 +79,15 @@ class Vocabulary(BaseModel):
 class ModelCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    corpus_id: str = Field(min_length=1, max_length=64)
-    n_topics: int | Literal["auto"] = Field(description="Number of topics, or 'auto'.")
-    alpha0: float | Literal["auto"] = Field(default=1.0, description="Dirichlet concentration sum(alpha) > 0, or 'auto'.")
-    seed: int = Field(default=0, ge=0, le=2**32 - 1)
-    heldout_fraction: float = Field(default=0.1, ge=0.0, le=0.5, description=(
+    corpus_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    n_topics: Annotated[int, Field(strict=True)] | Literal["auto"] = Field(description="Number of topics, or 'auto'.")
+    alpha0: Annotated[float, Field(strict=True, gt=0, le=1000, allow_inf_nan=False)] | Literal["auto"] = Field(
+        default=1.0, description="Dirichlet concentration sum(alpha), in (0, 1000], or 'auto'.")
+    seed: Annotated[int, Field(strict=True)] = Field(default=0, ge=0, le=2**32 - 1)
+    heldout_fraction: Annotated[float, Field(strict=True)] = Field(default=0.1, ge=0.0, le=0.5, description=(
         "Share of documents held out of the fit to measure quality (NPMI, held-out likelihood); "
         "0 fits on every document and skips the measures."))
-    options: dict[str, Any] = Field(default_factory=dict, description="Extra estimator options.")
+    options: FitOptions = Field(default_factory=FitOptions, description="Bounded estimator options.")
 
 
 class ModelAccepted(BaseModel):

@@ -17,8 +17,10 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,6 +156,52 @@ def verify_checksum(path: Path, expected: str) -> None:
     actual = directory_checksum(path)
     if actual != expected:
         raise ArtifactCorrupt(f"artifact {path} is corrupt: checksum {actual} != recorded {expected}")
+
+
+FileIdentity = tuple[tuple[str, int, int, int], ...]
+
+
+def folder_identity(path: Path) -> FileIdentity:
+    """(relative name, inode, size, mtime_ns) of every file under ``path``, sorted; a file
+    replaced, rewritten or truncated changes it. ArtifactCorrupt if the folder is missing."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ArtifactCorrupt(f"artifact {path} is missing")
+    entries = []
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        info = file.stat()
+        entries.append((file.relative_to(path).as_posix(), info.st_ino, info.st_size, info.st_mtime_ns))
+    return tuple(entries)
+
+
+class VerifiedArtifacts:
+    """Remembers which artifact folders matched their recorded checksum, keyed by the
+    identity of their files, so a folder is hashed again only when a file changed.
+
+    One instance per process (held by the ServiceContext); thread-safe; keeps the
+    ``max_entries`` most recently verified folders.
+    """
+
+    def __init__(self, max_entries: int = 4096):
+        self._max_entries = max_entries
+        self._seen: OrderedDict[tuple[str, str], FileIdentity] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def verify(self, path: Path, expected: str) -> None:
+        """Raise ArtifactCorrupt unless the folder at ``path`` matches checksum ``expected``."""
+        key = (str(path), expected)
+        identity = folder_identity(path)
+        with self._lock:
+            if self._seen.get(key) == identity:
+                self._seen.move_to_end(key)
+                return
+        verify_checksum(path, expected)
+        if folder_identity(path) != identity:
+            raise ArtifactCorrupt(f"artifact {path} changed while it was being verified")
+        with self._lock:
+            self._seen[key] = identity
+            while len(self._seen) > self._max_entries:
+                self._seen.popitem(last=False)
 
 
 def remove_path(path: Path) -> None:

@@ -2,7 +2,9 @@
 
 Bad input (:class:`gpu.errors.InvalidInput` from ingestion, the engine or our own checks)
 becomes a 422 with its message; unknown ids a 404; anything else, a ValueError included, is a
-server fault: a 500 whose message and paths never reach the client.
+server fault: a 500 whose message and paths never reach the client (a damaged stored artifact
+is a 500 with code ``artifact_corrupt``). A value the database cannot store (a NUL
+character in a text) is the caller's: 422.
 """
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.artifacts.artifact_files import ArtifactCorrupt
 from gpu.errors import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -71,6 +75,18 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidInput)
     async def _invalid_input(_request: Request, exc: InvalidInput):
         return JSONResponse(error_body("invalid_input", str(exc)), status_code=422)
+
+    @app.exception_handler(DataError)
+    async def _unstorable(_request: Request, exc: DataError):
+        log.warning("the database refused a value of a request: %s", exc.__class__.__name__, exc_info=exc)
+        return JSONResponse(error_body("invalid_input", "a value in the request cannot be stored (for example "
+                                                        "a NUL character in a text)"), status_code=422)
+
+    @app.exception_handler(ArtifactCorrupt)
+    async def _artifact_corrupt(_request: Request, exc: ArtifactCorrupt):
+        log.error("stored artifact failed its check: %s", exc)
+        return JSONResponse(error_body("artifact_corrupt", "a stored artifact of this resource is missing or "
+                                                           "damaged; the operator has been told"), status_code=500)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception):

@@ -10,7 +10,7 @@ from celery import Celery
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.artifacts.artifact_files import DataLayout
+from app.artifacts.artifact_files import DataLayout, VerifiedArtifacts
 from app.core.broker import make_celery
 from app.core.db import make_engine, make_session_factory
 from app.core.settings import Settings
@@ -24,6 +24,7 @@ class ServiceContext:
     sessions: sessionmaker[Session]
     layout: DataLayout
     corpus_cache_size: int = 4
+    verified_artifacts: VerifiedArtifacts = field(default_factory=VerifiedArtifacts, repr=False)
     _corpora: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _corpora_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -41,6 +42,11 @@ class ServiceContext:
             while len(self._corpora) > self.corpus_cache_size:
                 self._corpora.popitem(last=False)
         return corpus
+
+    @cached_property
+    def inline_ingest_slots(self) -> threading.BoundedSemaphore:
+        """Uploads the API may ingest in its own process at once (INLINE_INGEST_CONCURRENCY)."""
+        return threading.BoundedSemaphore(self.settings.inline_ingest_concurrency)
 
     @cached_property
     def celery(self) -> Celery:

@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     max_queued_jobs: int = Field(default=10_000, ge=1, description="Queued jobs of all tenants; more -> 503.")
     retry_after_s: int = Field(default=30, ge=1, description="Retry-After sent with 429 and 503 admission refusals.")
     fit_backend: str = Field(default="auto", description="auto | numpy | cupy for fit jobs.")
+    gpu_available: bool = Field(default=False, description=(
+        "GPU_AVAILABLE: the deployment runs GPU workers, so fits may ask for options.backend='cupy'."))
+    fit_memory_budget: int = Field(default=2048 * _MIB, ge=1, description=(
+        "FIT_MEMORY_BUDGET: bytes a fit may need by the worker's estimate; larger fits fail as bad input."))
+    inline_ingest_concurrency: int = Field(default=2, ge=1, le=64, description=(
+        "INLINE_INGEST_CONCURRENCY: small uploads ingested in the API process at once; more go to a worker."))
+    upload_sweep_age_s: float = Field(default=3600.0, gt=0, description=(
+        "Staged uploads older than this and needed by no job are removed when the API starts."))
 
     @field_validator("job_hard_time_limit_s")
     @classmethod

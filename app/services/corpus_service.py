@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.artifacts.artifact_files import remove_path
@@ -41,6 +42,13 @@ class UploadRequest(BaseModel):
     name: str | None = Field(default=None, max_length=255)
     options: TextOptions = Field(default_factory=TextOptions)
 
+    @field_validator("name", "text_column", "id_column")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain a NUL character")
+        return value
+
     @field_validator("format")
     @classmethod
     def _known_format(cls, value: str | None) -> str | None:
@@ -65,6 +73,8 @@ def parse_options_json(raw: str | None, where: str) -> dict[str, Any] | None:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{where} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidInput(f"{where} is nested too deeply") from exc
     if not isinstance(value, dict):
         raise InvalidInput(f"{where} must be a JSON object")
     return value
@@ -81,6 +91,29 @@ def write_manifest(folder: Path, files: list[str], request: dict[str, Any]) -> N
 
 def staged_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.name not in (MANIFEST, FILES))
+
+
+# Heads of compressed data: zip (and npz), gzip, xz, 7z, rar, zstd, bzip2.
+_COMPRESSED_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x1f\x8b", b"\xfd7zXZ\x00", b"7z\xbc\xaf\x27\x1c",
+                     b"Rar!\x1a\x07", b"\x28\xb5\x2f\xfd", b"BZh")
+_ARCHIVE_FORMATS = {"zip", "tar.gz", "npz"}
+
+
+def may_expand(folder: Path) -> bool:
+    """True when a staged upload is an archive or compressed (by its requested format or by
+    any staged file's first bytes, whatever its name says): what it expands to is unknown
+    until it is read, so it is ingested by a worker, never in the API process."""
+    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    if manifest.get("format") in _ARCHIVE_FORMATS:
+        return True
+    for path in folder.iterdir():
+        if path.name in (MANIFEST, FILES):
+            continue
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+        if head.startswith(_COMPRESSED_MAGIC) or head[257:262] == b"ustar":
+            return True
+    return False
 
 
 def ingest_staged(ctx: ServiceContext, upload_id: str, corpus_id: str, tenant_id: str,
@@ -141,12 +174,17 @@ def corpus_vocabulary(ctx: ServiceContext, row: CorpusRow) -> list[str]:
 
 def delete_corpus_row(ctx: ServiceContext, tenant_id: str, corpus_id: str) -> None:
     """Delete a corpus with no models; 409 while models or ingestion jobs still refer to it."""
-    with transaction(ctx.sessions) as session:
-        row = get_corpus(session, tenant_id, corpus_id)
-        n_models = session.scalar(select(func.count()).select_from(ModelRow).where(ModelRow.corpus_id == corpus_id))
-        if n_models:
-            raise ApiError(409, "corpus_in_use", f"corpus {corpus_id!r} has {n_models} model(s); delete them first")
-        session.delete(row)
+    try:
+        with transaction(ctx.sessions) as session:
+            row = get_corpus(session, tenant_id, corpus_id)
+            n_models = session.scalar(select(func.count()).select_from(ModelRow)
+                                      .where(ModelRow.corpus_id == corpus_id))
+            if n_models:
+                raise ApiError(409, "corpus_in_use",
+                               f"corpus {corpus_id!r} has {n_models} model(s); delete them first")
+            session.delete(row)
+    except IntegrityError as exc:  # a model was submitted on it meanwhile (the foreign key holds)
+        raise ApiError(409, "corpus_in_use", f"corpus {corpus_id!r} has a model now; delete it first") from exc
     delete_corpus(ctx.layout.corpus_dir(corpus_id))
 
 
@@ -163,7 +201,15 @@ def sweep_stale_uploads(ctx: ServiceContext, older_than_s: float) -> int:
     cutoff = time.time() - older_than_s
     removed = 0
     for folder in root.iterdir():
-        if folder.name not in needed and folder.stat().st_mtime <= cutoff:
+        if folder.name not in needed and _last_written(folder) <= cutoff:
             remove_path(folder)
             removed += 1
     return removed
+
+
+def _last_written(folder: Path) -> float:
+    """The newest mtime of a staged upload: an upload still streaming into a file counts as fresh."""
+    try:
+        return max([folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.iterdir())])
+    except FileNotFoundError:  # removed meanwhile (its ingestion finished)
+        return float("inf")

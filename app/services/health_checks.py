@@ -1,6 +1,11 @@
-"""Reachability of the database, the broker and the workers (from their heartbeats)."""
+"""Reachability of the database, the broker and the workers (from their heartbeats).
+
+The details are for an unauthenticated /health: the kind of component and whether it
+answers, never a host, port, path or driver message (those go to the log).
+"""
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from sqlalchemy import select, text
@@ -9,14 +14,17 @@ from app.core.context import ServiceContext
 from app.core.db import utcnow
 from app.core.tables import WorkerRow
 
+log = logging.getLogger(__name__)
+
 
 def check_database(ctx: ServiceContext) -> tuple[bool, str]:
     try:
         with ctx.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         return True, f"{ctx.engine.dialect.name} reachable"
-    except Exception as exc:  # any driver error means unreachable
-        return False, f"{ctx.engine.dialect.name} unreachable: {exc.__class__.__name__}: {exc}"
+    except Exception:  # any driver error means unreachable
+        log.warning("health: the database is unreachable", exc_info=True)
+        return False, f"{ctx.engine.dialect.name} unreachable"
 
 
 def check_broker(ctx: ServiceContext, timeout_s: float = 2.0) -> tuple[bool, str]:
@@ -25,8 +33,9 @@ def check_broker(ctx: ServiceContext, timeout_s: float = 2.0) -> tuple[bool, str
             connection.ensure_connection(max_retries=1, timeout=timeout_s)
             transport = connection.transport_cls
         return True, f"{transport} reachable"
-    except Exception as exc:
-        return False, f"broker unreachable: {exc.__class__.__name__}: {exc}"
+    except Exception:
+        log.warning("health: the broker is unreachable", exc_info=True)
+        return False, "broker unreachable"
 
 
 def live_workers(ctx: ServiceContext) -> list[WorkerRow]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from typing import Any
 
 from sqlalchemy import select
@@ -21,6 +22,8 @@ from app.core.ids import new_id
 from app.core.limits import check_job_admission
 from app.core.tables import FINAL_JOB_STATES, JobRow, ModelRow
 from app.core.tenant_queries import get_owned
+
+log = logging.getLogger(__name__)
 
 
 def request_hash(payload: dict[str, Any]) -> str:
@@ -77,16 +80,25 @@ def submit(ctx: ServiceContext, job: JobRow, task_name: str, extra_rows: list = 
     try:
         enqueue(ctx.celery, task_name, job.id, job.queue)
     except Exception as exc:  # broker down: the job must not sit queued forever
-        mark_final(ctx, job.id, "failed", "broker_unavailable", f"could not enqueue the job: {exc}")
-        raise ApiError(503, "broker_unavailable", f"the task queue is unreachable: {exc}") from exc
+        log.error("could not enqueue job %s", job.id, exc_info=True)
+        mark_final(ctx, job.id, "failed", "broker_unavailable",
+                   f"could not enqueue the job ({exc.__class__.__name__}: the task queue is unreachable)",
+                   release_idempotency_key=True)
+        raise ApiError(503, "broker_unavailable", "the task queue is unreachable; try again later",
+                       headers={"Retry-After": str(ctx.settings.retry_after_s)}) from exc
     return job
 
 
-def mark_final(ctx: ServiceContext, job_id: str, state: str, code: str | None, message: str | None) -> None:
+def mark_final(ctx: ServiceContext, job_id: str, state: str, code: str | None, message: str | None, *,
+               release_idempotency_key: bool = False) -> None:
+    """Finish a job that is not final yet; ``release_idempotency_key`` frees its key, so a
+    retry of the same request (after a failed enqueue) creates a new job."""
     with transaction(ctx.sessions) as session:
         job = session.get(JobRow, job_id)
         if job is not None and job.state not in FINAL_JOB_STATES:
             finish_job(session, job, state, code, message)
+        if job is not None and release_idempotency_key:
+            job.idempotency_key = None
 
 
 def finish_job(session: Session, job: JobRow, state: str, code: str | None = None, message: str | None = None) -> None:

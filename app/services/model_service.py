@@ -1,13 +1,16 @@
 """Topic models from the API's side: submit a fit, read results, infer, export, delete."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.api.fit_options import check_fit_options
 from app.api.schemas import ModelCreate
-from app.artifacts.artifact_files import remove_path
+from app.artifacts.artifact_files import ArtifactCorrupt, remove_path
 from app.artifacts.model_artifact import (
     export_zip,
     load_alpha,
@@ -38,6 +41,7 @@ def check_model_request(ctx: ServiceContext, request: ModelCreate, vocabulary_si
                            f"(MAX_TOPICS={settings.max_topics}, corpus vocabulary size {vocabulary_size})")
     if request.alpha0 != "auto" and not (np.isfinite(request.alpha0) and request.alpha0 > 0):
         raise ApiError(422, "alpha0_out_of_range", f"alpha0={request.alpha0} must be a finite number > 0")
+    check_fit_options(settings, request.options, request.n_topics)
 
 
 def submit_fit(ctx: ServiceContext, tenant_id: str, request: ModelCreate,
@@ -56,7 +60,12 @@ def submit_fit(ctx: ServiceContext, tenant_id: str, request: ModelCreate,
         n_topics=None if request.n_topics == "auto" else request.n_topics,
         alpha0=None if request.alpha0 == "auto" else float(request.alpha0), seed=request.seed,
     )
-    return submit(ctx, job, FIT_TASK, [model])
+    try:
+        return submit(ctx, job, FIT_TASK, [model])
+    except IntegrityError:  # the corpus was deleted meanwhile (the foreign key holds): 404 as if before
+        with ctx.sessions() as session:
+            get_corpus(session, tenant_id, request.corpus_id)
+        raise
 
 
 def get_model(session: Session, tenant_id: str, model_id: str) -> ModelRow:
@@ -82,6 +91,16 @@ def delete_model(ctx: ServiceContext, tenant_id: str, model_id: str) -> None:
     remove_path(ctx.layout.model_dir(model_id))
 
 
+def model_folder(ctx: ServiceContext, row: ModelRow) -> Path:
+    """The folder of a ready model, verified against its recorded checksum (re-hashed only
+    when one of its files changed); ArtifactCorrupt (500 artifact_corrupt) otherwise."""
+    folder = ctx.layout.model_dir(row.id)
+    if not row.checksum:
+        raise ArtifactCorrupt(f"model {row.id} has no recorded checksum")
+    ctx.verified_artifacts.verify(folder, row.checksum)
+    return folder
+
+
 def _corpus_of(ctx: ServiceContext, row: ModelRow):
     with ctx.sessions() as session:
         corpus = session.get(CorpusRow, row.corpus_id)
@@ -91,7 +110,7 @@ def _corpus_of(ctx: ServiceContext, row: ModelRow):
 
 
 def topics(ctx: ServiceContext, row: ModelRow, top_n: int) -> list[dict[str, Any]]:
-    folder = ctx.layout.model_dir(row.id)
+    folder = model_folder(ctx, row)
     topic_word = load_topic_word(folder)
     alpha = load_alpha(folder)
     vocabulary = _corpus_of(ctx, row).vocabulary
@@ -102,7 +121,7 @@ def topics(ctx: ServiceContext, row: ModelRow, top_n: int) -> list[dict[str, Any
 
 
 def documents(ctx: ServiceContext, row: ModelRow, offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
-    doc_topic = load_doc_topic(ctx.layout.model_dir(row.id))
+    doc_topic = load_doc_topic(model_folder(ctx, row))
     doc_ids = _corpus_of(ctx, row).doc_ids
     total = doc_topic.shape[0]
     block = np.asarray(doc_topic[offset : offset + limit], dtype=np.float64)
@@ -117,7 +136,7 @@ def infer(ctx: ServiceContext, row: ModelRow, texts: list[str]) -> tuple[np.ndar
     if len(texts) > ctx.settings.max_infer_documents:
         raise ApiError(422, "too_many_texts", f"{len(texts)} texts sent; at most {ctx.settings.max_infer_documents} "
                                               "per request (MAX_INFER_DOCUMENTS)")
-    folder = ctx.layout.model_dir(row.id)
+    folder = model_folder(ctx, row)
     corpus = _corpus_of(ctx, row)
     counts = vectorize_texts(texts, corpus.vocabulary, corpus.options)
     doc_topic = infer_doc_topic(counts, load_topic_word(folder), load_alpha(folder))
@@ -125,7 +144,7 @@ def infer(ctx: ServiceContext, row: ModelRow, texts: list[str]) -> tuple[np.ndar
 
 
 def export(ctx: ServiceContext, row: ModelRow, top_n: int) -> bytes:
-    folder = ctx.layout.model_dir(row.id)
+    folder = model_folder(ctx, row)
     corpus = _corpus_of(ctx, row)
     return export_zip(load_topic_word(folder), load_alpha(folder), load_doc_topic(folder),
                       list(corpus.vocabulary), [str(d) for d in corpus.doc_ids], top_n=top_n)

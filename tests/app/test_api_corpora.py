@@ -64,7 +64,15 @@ def test_csv_body_with_named_columns(client):
     assert missing.status_code == 422 and "text" in missing.json()["error"]["message"]
 
 
-def test_zip_archive_body(client):
+def _ingested_by_a_worker(client, ctx, response) -> dict:
+    """An archive upload answers 202 (never ingested in the API); run its job, read the corpus."""
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert run_now(ctx, body["job"]["id"]).state == "succeeded"
+    return client.get(f"/v1/corpora/{body['corpus_id']}").json()
+
+
+def test_zip_archive_body(client, ctx):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for i, text in enumerate(WORDS_DOCS[:8]):
@@ -72,11 +80,14 @@ def test_zip_archive_body(client):
             info.external_attr = 0o100644 << 16  # a regular file (ingestion refuses others)
             archive.writestr(info, text)
     response = client.post("/v1/corpora", content=buffer.getvalue(), headers={"content-type": "application/zip"})
-    assert response.status_code == 201, response.text
-    assert response.json()["n_documents"] == 8
+    assert _ingested_by_a_worker(client, ctx, response)["n_documents"] == 8
+    # A small zip, even named as plain text, is never decompressed in the API process.
+    disguised = client.post("/v1/corpora", content=buffer.getvalue(), params={"filename": "docs.txt"},
+                            headers={"content-type": "text/plain"})
+    assert disguised.status_code == 202, disguised.text
 
 
-def test_tar_gz_archive_body(client):
+def test_tar_gz_archive_body(client, ctx):
     import tarfile
 
     buffer = io.BytesIO()
@@ -87,8 +98,9 @@ def test_tar_gz_archive_body(client):
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
     response = client.post("/v1/corpora", content=buffer.getvalue(), headers={"content-type": "application/gzip"})
-    assert response.status_code == 201, response.text
-    assert response.json()["n_documents"] == 6
+    assert _ingested_by_a_worker(client, ctx, response)["n_documents"] == 6
+    multipart = client.post("/v1/corpora", files={"file": ("docs.tar.gz", buffer.getvalue(), "application/gzip")})
+    assert _ingested_by_a_worker(client, ctx, multipart)["n_documents"] == 6
 
 
 def test_large_upload_is_ingested_by_a_worker_job(ctx_factory):
@@ -195,3 +207,21 @@ def test_stale_uploads_are_swept_unless_a_job_needs_them(ctx_factory):
     assert sweep_stale_uploads(ctx, older_than_s=3600) == 1
     assert sorted(p.name for p in uploads.iterdir()) == sorted([needed[0].name, "cafebabe"])
     assert run_now(ctx, queued["job"]["id"]).state == "succeeded"
+
+
+def test_small_uploads_go_to_a_worker_while_the_inline_slots_are_busy(ctx_factory):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    ctx = ctx_factory(inline_ingest_concurrency=1)
+    with TestClient(create_app(context=ctx, migrate=False)) as client:
+        assert client.post("/v1/corpora", json=WORDS_DOCS).status_code == 201
+        assert ctx.inline_ingest_slots.acquire(blocking=False)  # another upload is being ingested inline
+        try:
+            busy = client.post("/v1/corpora", json=WORDS_DOCS)
+        finally:
+            ctx.inline_ingest_slots.release()
+        assert busy.status_code == 202, busy.text
+        assert run_now(ctx, busy.json()["job"]["id"]).state == "succeeded"
+        assert client.post("/v1/corpora", json=WORDS_DOCS).status_code == 201  # the slot was given back

@@ -269,6 +269,19 @@ def test_a_job_over_its_hard_limit_fails_with_the_limit_named(stack_factory, poo
         stack.assert_clean(client, set())
 
 
+def test_a_solo_worker_stops_at_the_hard_limit_after_its_model_was_deleted_mid_fit(stack_factory):
+    stack = stack_factory(job_soft_time_limit_s=1, job_hard_time_limit_s=3)
+    worker = stack.start_worker("solo")
+    with _api(stack) as client:
+        accepted = _fit(client, {"block_s": 60})
+        wait_for(lambda: stack.job(accepted["job"]["id"]).state == "running", 20, "the fit to start", worker,
+                 worker.log)
+        assert client.delete(f"/v1/models/{accepted['model_id']}").status_code == 204
+        wait_for(lambda: worker.poll() is not None, 15, "the solo worker to stop at the hard limit")
+        assert worker.returncode == 75  # HARD_LIMIT_EXIT_CODE: its supervisor restarts it
+        assert client.get(f"/v1/jobs/{accepted['job']['id']}").json()["state"] == "cancelled"
+
+
 def test_redis_restarted_empty_under_a_running_worker_loses_nothing(stack_factory, private_redis):
     stack = stack_factory()
     stack.start_worker()

@@ -1,0 +1,73 @@
+"""Before a fit starts: read its options again and estimate its memory against FIT_MEMORY_BUDGET.
+
+The API validates ``options`` at submit (app.api.fit_options); the worker reads them back
+through the same model, so a stored job can never hand the estimator an unbounded or
+unknown option. :func:`check_fit_memory` refuses a fit whose estimated peak exceeds the
+budget with :class:`gpu.errors.InvalidInput` (failed at once, never retried), naming the
+budget and what the fit would need.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from app.api.fit_options import FitOptions
+from gpu.errors import InvalidInput
+
+# The engine's defaults for the options the estimate depends on (gpu/estimator.py).
+_DEFAULTS = {"n_oversample": 10, "n_krylov_blocks": 3, "n_restarts": 10, "n_extra_components": 0,
+             "k_range": (2, 100), "dtype": "float64"}
+DENSE_TENSOR_MAX_COMPONENTS = 200  # the engine forms the k^3 tensor up to this many components
+_FLOAT64 = 8
+_INDEX = 4
+
+
+def read_fit_options(raw: Any) -> FitOptions:
+    """The stored ``options`` of a fit job as :class:`FitOptions`; InvalidInput if they are not."""
+    try:
+        return FitOptions.model_validate(raw or {})
+    except ValidationError as exc:
+        raise InvalidInput(f"invalid fit options: {exc}") from exc
+
+
+def estimate_fit_bytes(n_docs: int, n_words: int, nnz: int, n_topics: int | str, options: dict[str, Any]) -> int:
+    """A conservative estimate of a fit's peak memory in bytes.
+
+    Counts the count matrix twice (the training slice and its cast to ``dtype``), the Krylov
+    basis (V x p per block, p = k + extra + oversample, plus two work blocks), the dense
+    whitened tensor when the engine forms it (p^3), the power-method iterates (restarts x
+    p^2, a few copies), the projected documents and mixtures (D x p, twice) and the topic
+    matrices of recovery and refinement (k x V, six copies). With ``n_topics='auto'`` the
+    largest k of ``k_range`` is used.
+    """
+    values = {**_DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
+    k = int(values["k_range"][1]) if n_topics == "auto" else int(n_topics)
+    components = k + int(values["n_extra_components"])
+    p = components + int(values["n_oversample"])
+    itemsize = 4 if values["dtype"] == "float32" else 8
+    counts = 2 * nnz * (itemsize + _INDEX) + 2 * (n_docs + 1) * _INDEX
+    krylov = n_words * p * (int(values["n_krylov_blocks"]) + 2) * _FLOAT64
+    tensor = components ** 3 * _FLOAT64 if components <= DENSE_TENSOR_MAX_COMPONENTS else 0
+    power = 4 * int(values["n_restarts"]) * components * components * _FLOAT64
+    documents = 2 * n_docs * p * _FLOAT64
+    topics = 6 * k * n_words * _FLOAT64
+    return counts + krylov + tensor + power + documents + topics
+
+
+def check_fit_memory(budget_bytes: int, counts, n_topics: int | str, options: dict[str, Any]) -> int:
+    """Raise InvalidInput when the fit of ``counts`` would need more than ``budget_bytes``;
+    returns the estimate otherwise."""
+    n_docs, n_words = (int(s) for s in counts.shape)
+    needed = estimate_fit_bytes(n_docs, n_words, int(counts.nnz), n_topics, options)
+    if needed > budget_bytes:
+        raise InvalidInput(
+            f"this fit would need about {_mib(needed)} MiB (D={n_docs}, V={n_words}, nnz={int(counts.nnz)}, "
+            f"n_topics={n_topics}, options={sorted(options)}), more than the worker's memory budget of "
+            f"{_mib(budget_bytes)} MiB (FIT_MEMORY_BUDGET): ask for fewer topics or extra components, "
+            "or a smaller corpus")
+    return needed
+
+
+def _mib(n_bytes: int) -> str:
+    return f"{n_bytes / (1 << 20):,.1f}"
