@@ -2,8 +2,8 @@
 
 Nothing here is read at import time. Every variable can be set in the environment
 (``DATA_DIR``, ``DATABASE_URL``, ``BROKER_URL`` / ``REDIS_URL``, ...); defaults run the
-whole service on one machine with no servers: SQLite under ``DATA_DIR`` and the kombu
-filesystem transport under ``DATA_DIR/broker``.
+whole service on one machine with no servers: SQLite under ``DATA_DIR`` and kombu's
+SQLAlchemy transport on its own SQLite file, ``DATA_DIR/broker.db``.
 """
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path("data"), description="Root of corpora, models, uploads, broker files.")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite under DATA_DIR.")
-    broker_url: str | None = Field(default=None, description="Celery broker; default filesystem:// under DATA_DIR.")
+    broker_url: str | None = Field(default=None, description=(
+        "Celery broker; default sqla+sqlite:///DATA_DIR/broker.db (kombu's SQLAlchemy transport)."))
     redis_url: str | None = Field(default=None, description="Used as the broker when BROKER_URL is unset.")
     default_tenant: str = Field(default="local", description="The tenant of keyless requests in open mode.")
 
@@ -96,13 +97,17 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'spectral-topics.db').resolve()}"
 
-    @property
-    def resolved_broker_url(self) -> str:
-        return self.broker_url or self.redis_url or "filesystem://"
+    @field_validator("broker_url", "redis_url")
+    @classmethod
+    def _no_filesystem_broker(cls, value: str | None) -> str | None:
+        if value and value.startswith("filesystem"):
+            raise ValueError("the filesystem broker can hand out half-written messages and is not supported: "
+                             "leave BROKER_URL unset for the embedded SQLite broker, or use redis://")
+        return value
 
     @property
-    def broker_folder(self) -> Path:
-        return self.data_dir / "broker"
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or self.redis_url or f"sqla+sqlite:///{(self.data_dir / 'broker.db').resolve()}"
 
     @property
     def uploads_dir(self) -> Path:
