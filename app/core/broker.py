@@ -96,6 +96,8 @@ def make_celery(settings: Settings, name: str = "spectral_topics") -> Celery:
         task_routes={FIT_TASK: {"queue": settings.gpu_queue}, INGEST_TASK: {"queue": settings.cpu_queue}},
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
+        # SIGTERM: running tasks get this long, then the worker stops them (cold shutdown).
+        worker_soft_shutdown_timeout=settings.worker_shutdown_timeout_s,
         timezone="UTC",
     )
     return celery

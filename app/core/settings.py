@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _MIB = 1 << 20
@@ -72,6 +72,24 @@ class Settings(BaseSettings):
     retry_after_s: int = Field(default=30, ge=1, description="Retry-After sent with 429 and 503 admission refusals.")
     fit_backend: str = Field(default="auto", description="auto | numpy | cupy for fit jobs.")
 
+    # Capacity of one API process, sized together: at most API_MAX_CONCURRENCY requests are
+    # handled at once (each holds at most one thread and one database connection at a time),
+    # so API_THREADS and DB_POOL_SIZE + DB_MAX_OVERFLOW must cover it (checked below). A
+    # request past capacity waits API_QUEUE_WAIT_S for a slot, then answers 503 with
+    # Retry-After: API_OVERLOAD_RETRY_AFTER_S.
+    api_max_concurrency: int = Field(default=32, ge=1, le=4096, description="Requests handled at once.")
+    api_queue_wait_s: float = Field(default=0.1, ge=0, le=30, description="Wait for a slot before 503.")
+    api_overload_retry_after_s: int = Field(default=1, ge=1, le=3600, description="Retry-After of an overload 503.")
+    api_threads: int = Field(default=40, ge=1, le=4096, description="Thread pool of sync routes (anyio's limiter).")
+    db_pool_size: int = Field(default=16, ge=1, le=1000)
+    db_max_overflow: int = Field(default=16, ge=0, le=1000)
+    db_pool_timeout_s: float = Field(default=5.0, gt=0, le=300, description="Wait for a pooled connection.")
+    api_shutdown_timeout_s: float = Field(default=5.0, ge=0, le=300,
+                                          description="On SIGTERM, open requests get this long, then are cancelled.")
+    worker_shutdown_timeout_s: float = Field(default=5.0, ge=0, le=3600, description=(
+        "On SIGTERM a worker lets running jobs go on this long, then stops them (Celery soft shutdown); "
+        "their messages go back to the broker and the lease reaper retries them."))
+
     @field_validator("job_hard_time_limit_s")
     @classmethod
     def _hard_after_soft(cls, value: int, info) -> int:
@@ -90,6 +108,15 @@ class Settings(BaseSettings):
                 "or the broker redelivers running tasks"
             )
         return value
+
+    @model_validator(mode="after")
+    def _capacity_fits(self) -> "Settings":
+        if self.api_threads < self.api_max_concurrency:
+            raise ValueError(f"API_THREADS={self.api_threads} must be >= API_MAX_CONCURRENCY={self.api_max_concurrency}")
+        if self.db_pool_size + self.db_max_overflow < self.api_max_concurrency:
+            raise ValueError(f"DB_POOL_SIZE + DB_MAX_OVERFLOW = {self.db_pool_size + self.db_max_overflow} must be "
+                             f">= API_MAX_CONCURRENCY={self.api_max_concurrency}")
+        return self
 
     @property
     def resolved_database_url(self) -> str:
