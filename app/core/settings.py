@@ -77,7 +77,8 @@ class Settings(BaseSettings):
     # so API_THREADS and DB_POOL_SIZE + DB_MAX_OVERFLOW must cover it (checked below). A
     # request past capacity waits API_QUEUE_WAIT_S for a slot, then answers 503 with
     # Retry-After: API_OVERLOAD_RETRY_AFTER_S.
-    api_max_concurrency: int = Field(default=32, ge=1, le=4096, description="Requests handled at once.")
+    api_max_concurrency: int = Field(default=8, ge=1, le=4096, description=(
+        "Requests handled at once; the routes are CPU-bound under the GIL, so more in flight only adds latency."))
     api_queue_wait_s: float = Field(default=0.1, ge=0, le=30, description="Wait for a slot before 503.")
     api_overload_retry_after_s: int = Field(default=1, ge=1, le=3600, description="Retry-After of an overload 503.")
     api_threads: int = Field(default=40, ge=1, le=4096, description="Thread pool of sync routes (anyio's limiter).")
