@@ -181,7 +181,7 @@ def _serve(args) -> int:
     prepare_broker(make_celery(settings))
     env = dict(os.environ, DATA_DIR=str(settings.data_dir.resolve()))
     worker = WorkerSupervisor([sys.executable, "-m", "app.cli", "worker"], env,
-                              stop_timeout_s=settings.worker_shutdown_timeout_s + 5)
+                              stop_timeout_s=settings.worker_shutdown_timeout_s + 10)
     worker.start()
     # uvicorn re-raises the signal that stopped it once it is done; with these handlers that
     # re-raise is harmless, so the worker below is always stopped too.
@@ -197,6 +197,12 @@ def _serve(args) -> int:
 
 
 def _worker(args) -> int:
+    # SIGTERM must stop the worker within seconds: Celery's warm shutdown waits for running
+    # jobs however long they take, so SIGTERM is remapped to its cold shutdown, which first
+    # lets running jobs go on for WORKER_SHUTDOWN_TIMEOUT_S (soft shutdown), then cancels
+    # them; their messages go back to the broker and the lease reaper retries the jobs.
+    # billiard reads this variable when it is first imported, i.e. below.
+    os.environ.setdefault("REMAP_SIGTERM", "SIGQUIT")
     from workers.runner import run_worker
 
     settings = _settings(args)
