@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -162,17 +162,27 @@ def _run_api(settings, host: str, port: int) -> None:
 
     from app.main import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    # On SIGTERM open requests get API_SHUTDOWN_TIMEOUT_S, then uvicorn cancels them.
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
+                timeout_graceful_shutdown=settings.api_shutdown_timeout_s)
 
 
 def _serve(args) -> int:
-    """API in this process, a worker in a child process; both stop together."""
+    """API in this process, a supervised worker in a child process (restarted with backoff
+    when it dies); both stop together."""
+    from app.core.broker import make_celery, prepare_broker
+    from app.serve_supervisor import WorkerSupervisor
+
     settings = _settings(args)
     if not _check_bind(settings, args.host):
         return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _migrate(settings)
+    prepare_broker(make_celery(settings))
     env = dict(os.environ, DATA_DIR=str(settings.data_dir.resolve()))
-    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env)
+    worker = WorkerSupervisor([sys.executable, "-m", "app.cli", "worker"], env,
+                              stop_timeout_s=settings.worker_shutdown_timeout_s + 10)
+    worker.start()
     # uvicorn re-raises the signal that stopped it once it is done; with these handlers that
     # re-raise is harmless, so the worker below is always stopped too.
     stop_signals = (signal.SIGTERM, signal.SIGINT)
@@ -182,17 +192,17 @@ def _serve(args) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+        worker.stop()
     return 0
 
 
 def _worker(args) -> int:
+    # SIGTERM must stop the worker within seconds: Celery's warm shutdown waits for running
+    # jobs however long they take, so SIGTERM is remapped to its cold shutdown, which first
+    # lets running jobs go on for WORKER_SHUTDOWN_TIMEOUT_S (soft shutdown), then cancels
+    # them; their messages go back to the broker and the lease reaper retries the jobs.
+    # billiard reads this variable when it is first imported, i.e. below.
+    os.environ.setdefault("REMAP_SIGTERM", "SIGQUIT")
     from workers.runner import run_worker
 
     settings = _settings(args)

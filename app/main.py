@@ -4,12 +4,14 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from app.api import corpus_routes, health_routes, job_routes, model_routes
 from app.api.body_limit import BodySizeLimitMiddleware
 from app.api.request_guards import RequestGuardMiddleware
 from app.api.deps import error_responses
+from app.api.load_shedding import ConcurrencyLimitMiddleware
 from app.core.api_errors import install_error_handlers
 from app.core.context import ServiceContext, build_context
 from app.core.settings import Settings, get_settings
@@ -33,6 +35,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True,
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        # Sync routes run on anyio's default thread pool: size it with the other capacity settings.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         yield
         if context is None:
             ctx.close()
@@ -47,6 +51,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True,
     app.state.context = ctx
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestGuardMiddleware)
+    app.add_middleware(ConcurrencyLimitMiddleware, max_concurrency=settings.api_max_concurrency,
+                       max_wait_s=settings.api_queue_wait_s, retry_after_s=settings.api_overload_retry_after_s)
     install_error_handlers(app)
     for module in (corpus_routes, model_routes, job_routes):
         app.include_router(module.router, responses=error_responses(401))

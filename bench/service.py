@@ -46,7 +46,7 @@ def main() -> None:
           f"upload={len(body) / 1e6:.1f} MB")
 
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(data_dir=Path(tmp), database_url=f"sqlite:///{tmp}/bench.db", broker_url="filesystem://",
+        settings = Settings(data_dir=Path(tmp), database_url=f"sqlite:///{tmp}/bench.db", broker_url=None,
                             redis_url=None, inline_ingest_max_bytes=len(body) + 1, max_body_bytes=len(body) + 1,
                             fit_backend="numpy")
         with TestClient(create_app(settings)) as client:

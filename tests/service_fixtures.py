@@ -21,8 +21,8 @@ from app.migrations import upgrade_database
 
 
 def embedded_settings(data_dir: Path, **overrides) -> Settings:
-    """SQLite + filesystem broker under ``data_dir``, whatever the environment says."""
-    values = dict(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'test.db'}", broker_url="filesystem://",
+    """SQLite + the embedded SQLite broker under ``data_dir``, whatever the environment says."""
+    values = dict(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'test.db'}", broker_url=None,
                   redis_url=None, default_tenant=f"t-{new_id()[:12]}", progress_interval_s=0.0)
     values.update(overrides)
     return Settings(**values)

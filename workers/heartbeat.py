@@ -1,4 +1,5 @@
-"""Worker heartbeats in the database (what /health reads), and the lease reaper.
+"""Worker heartbeats in the database (what /health reads), the lease reaper, and pruning
+of the embedded broker's delivered messages.
 
 The GPU probe runs in a short-lived subprocess, so the worker's own process never
 initialises CUDA before its pool forks.
@@ -13,6 +14,7 @@ import sys
 import threading
 from collections.abc import Callable
 
+from app.core.broker import prune_delivered
 from app.core.context import ServiceContext
 from app.core.db import transaction, utcnow
 from app.core.tables import JobRow, WorkerRow
@@ -56,7 +58,8 @@ def forget(ctx: ServiceContext, ident: str) -> None:
 
 
 class Heartbeat:
-    """A daemon thread: heartbeat every WORKER_HEARTBEAT_S, reap expired leases."""
+    """A daemon thread: heartbeat every WORKER_HEARTBEAT_S, reap expired leases, prune the
+    embedded broker's delivered messages."""
 
     def __init__(self, ctx: ServiceContext, ident: str, queues: list[str], gpu: bool,
                  requeue: Callable[[JobRow], None]):
@@ -80,6 +83,7 @@ class Heartbeat:
             try:
                 beat(self._ctx, self._ident, self._queues, self._gpu)
                 reap_expired_leases(self._ctx, self._requeue)
+                prune_delivered(self._ctx.settings)
             except Exception:
                 log.warning("heartbeat failed", exc_info=True)
             if self._stop.wait(self._ctx.settings.worker_heartbeat_s):

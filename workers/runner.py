@@ -12,6 +12,7 @@ import socket
 
 from celery.signals import worker_process_init
 
+from app.core.broker import prepare_broker
 from app.core.context import build_context
 from app.core.settings import Settings
 from app.migrations import upgrade_database
@@ -35,6 +36,7 @@ def run_worker(settings: Settings, *, queues: list[str] | None = None, pool: str
     ctx.layout.sweep_tmp(older_than_s=STALE_AFTER_S)
     sweep_stale_uploads(ctx, older_than_s=STALE_AFTER_S)
     celery = create_worker_app(ctx)
+    prepare_broker(celery)
 
     def _after_fork(**_kwargs):
         # Connections must not be shared with the parent process.

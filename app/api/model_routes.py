@@ -52,17 +52,17 @@ def read(model_id: str, session: SessionDep, tenant: Tenant) -> ModelPublic:
 
 @router.get("/{model_id}/topics", response_model=TopicsPublic, responses=error_responses(404, 409),
             summary="Each topic's top words with weights, and its alpha")
-def topics(model_id: str, ctx: Context, session: SessionDep, tenant: Tenant,
+def topics(model_id: str, ctx: Context, tenant: Tenant,
            top_n: int = Query(10, ge=1, le=1000)) -> TopicsPublic:
-    row = model_service.ready_model(session, tenant, model_id)
+    row = model_service.load_ready_model(ctx, tenant, model_id)
     return TopicsPublic(model_id=model_id, topics=model_service.topics(ctx, row, top_n))
 
 
 @router.get("/{model_id}/documents", response_model=DocumentsPublic, responses=error_responses(404, 409),
             summary="Topic mixtures of the training documents, by document id")
-def documents(model_id: str, ctx: Context, session: SessionDep, tenant: Tenant,
+def documents(model_id: str, ctx: Context, tenant: Tenant,
               offset: int = Query(0, ge=0, le=MAX_OFFSET), limit: int = Query(100, ge=1, le=10_000)) -> DocumentsPublic:
-    row = model_service.ready_model(session, tenant, model_id)
+    row = model_service.load_ready_model(ctx, tenant, model_id)
     total, docs = model_service.documents(ctx, row, offset, limit)
     return DocumentsPublic(model_id=model_id, offset=offset, limit=limit, total=total, documents=docs)
 
@@ -71,8 +71,7 @@ def documents(model_id: str, ctx: Context, session: SessionDep, tenant: Tenant,
              summary="Topic mixtures of new texts (the corpus' tokenizer and vocabulary)")
 async def infer(model_id: str, request: InferRequest, ctx: Context, tenant: Tenant) -> InferResponse:
     def work():
-        with ctx.sessions() as session:
-            row = model_service.ready_model(session, tenant, model_id)
+        row = model_service.load_ready_model(ctx, tenant, model_id)
         return model_service.infer(ctx, row, request.texts)
 
     doc_topic, known = await run_in_threadpool(work)
@@ -83,9 +82,9 @@ async def infer(model_id: str, request: InferRequest, ctx: Context, tenant: Tena
                                                     "description": "topic-terms.csv and doc-topics.csv"},
                                               **error_responses(404, 409)},
             summary="topic-terms.csv and doc-topics.csv in one zip archive")
-def export(model_id: str, ctx: Context, session: SessionDep, tenant: Tenant,
+def export(model_id: str, ctx: Context, tenant: Tenant,
            top_n: int = Query(100, ge=1, le=1_000_000, description="Terms per topic in topic-terms.csv.")) -> Response:
-    row = model_service.ready_model(session, tenant, model_id)
+    row = model_service.load_ready_model(ctx, tenant, model_id)
     data = model_service.export(ctx, row, top_n)
     return Response(data, media_type="application/zip",
                     headers={"Content-Disposition": f'attachment; filename="model-{model_id}.zip"'})

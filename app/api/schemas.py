@@ -173,8 +173,10 @@ class WorkerPublic(BaseModel):
 
 
 class HealthPublic(BaseModel):
-    status: Literal["ok", "degraded", "down"]
+    status: Literal["ok", "degraded", "stalled", "down"]
     database: ComponentHealth
     broker: ComponentHealth
     workers: list[WorkerPublic]
     gpu_worker: bool
+    stranded_queues: list[str] = Field(default_factory=list,
+                                       description="Queues holding queued jobs that no live worker consumes.")

@@ -60,5 +60,6 @@ def build_context(settings: Settings) -> ServiceContext:
     """Create the data folders, the database engine and the session factory."""
     layout = DataLayout(settings.data_dir.resolve()).ensure()
     settings.uploads_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url, pool_size=settings.db_pool_size,
+                         max_overflow=settings.db_max_overflow, pool_timeout_s=settings.db_pool_timeout_s)
     return ServiceContext(settings=settings, engine=engine, sessions=make_session_factory(engine), layout=layout)

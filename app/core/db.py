@@ -43,13 +43,16 @@ class UTCDateTime(TypeDecorator):
 _IMMEDIATE = "sqlite_begin_immediate"
 
 
-def make_engine(url: str) -> Engine:
-    """Create an engine for ``url`` with the per-dialect settings described above."""
+def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10, pool_timeout_s: float = 30.0) -> Engine:
+    """Create an engine for ``url`` with the per-dialect settings described above and a
+    connection pool of ``pool_size`` + ``max_overflow`` (a caller waits ``pool_timeout_s``
+    for a connection, then gets sqlalchemy.exc.TimeoutError)."""
+    pool = dict(pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout_s)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **pool)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -2,14 +2,14 @@
 
 Nothing here is read at import time. Every variable can be set in the environment
 (``DATA_DIR``, ``DATABASE_URL``, ``BROKER_URL`` / ``REDIS_URL``, ...); defaults run the
-whole service on one machine with no servers: SQLite under ``DATA_DIR`` and the kombu
-filesystem transport under ``DATA_DIR/broker``.
+whole service on one machine with no servers: SQLite under ``DATA_DIR`` and kombu's
+SQLAlchemy transport on its own SQLite file, ``DATA_DIR/broker.db``.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _MIB = 1 << 20
@@ -22,7 +22,8 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path("data"), description="Root of corpora, models, uploads, broker files.")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite under DATA_DIR.")
-    broker_url: str | None = Field(default=None, description="Celery broker; default filesystem:// under DATA_DIR.")
+    broker_url: str | None = Field(default=None, description=(
+        "Celery broker; default sqla+sqlite:///DATA_DIR/broker.db (kombu's SQLAlchemy transport)."))
     redis_url: str | None = Field(default=None, description="Used as the broker when BROKER_URL is unset.")
     default_tenant: str = Field(default="local", description="The tenant of keyless requests in open mode.")
 
@@ -79,6 +80,25 @@ class Settings(BaseSettings):
     upload_sweep_age_s: float = Field(default=3600.0, gt=0, description=(
         "Staged uploads older than this and needed by no job are removed when the API starts."))
 
+    # Capacity of one API process, sized together: at most API_MAX_CONCURRENCY requests are
+    # handled at once (each holds at most one thread and one database connection at a time),
+    # so API_THREADS and DB_POOL_SIZE + DB_MAX_OVERFLOW must cover it (checked below). A
+    # request past capacity waits API_QUEUE_WAIT_S for a slot, then answers 503 with
+    # Retry-After: API_OVERLOAD_RETRY_AFTER_S.
+    api_max_concurrency: int = Field(default=8, ge=1, le=4096, description=(
+        "Requests handled at once; the routes are CPU-bound under the GIL, so more in flight only adds latency."))
+    api_queue_wait_s: float = Field(default=0.1, ge=0, le=30, description="Wait for a slot before 503.")
+    api_overload_retry_after_s: int = Field(default=1, ge=1, le=3600, description="Retry-After of an overload 503.")
+    api_threads: int = Field(default=40, ge=1, le=4096, description="Thread pool of sync routes (anyio's limiter).")
+    db_pool_size: int = Field(default=16, ge=1, le=1000)
+    db_max_overflow: int = Field(default=16, ge=0, le=1000)
+    db_pool_timeout_s: float = Field(default=5.0, gt=0, le=300, description="Wait for a pooled connection.")
+    api_shutdown_timeout_s: float = Field(default=5.0, ge=0, le=300,
+                                          description="On SIGTERM, open requests get this long, then are cancelled.")
+    worker_shutdown_timeout_s: float = Field(default=5.0, ge=0, le=3600, description=(
+        "On SIGTERM a worker lets running jobs go on this long, then stops them (Celery soft shutdown); "
+        "their messages go back to the broker and the lease reaper retries them."))
+
     @field_validator("job_hard_time_limit_s")
     @classmethod
     def _hard_after_soft(cls, value: int, info) -> int:
@@ -98,19 +118,32 @@ class Settings(BaseSettings):
             )
         return value
 
+    @model_validator(mode="after")
+    def _capacity_fits(self) -> "Settings":
+        if self.api_threads < self.api_max_concurrency:
+            raise ValueError(f"API_THREADS={self.api_threads} must be >= API_MAX_CONCURRENCY={self.api_max_concurrency}")
+        if self.db_pool_size + self.db_max_overflow < self.api_max_concurrency:
+            raise ValueError(f"DB_POOL_SIZE + DB_MAX_OVERFLOW = {self.db_pool_size + self.db_max_overflow} must be "
+                             f">= API_MAX_CONCURRENCY={self.api_max_concurrency}")
+        return self
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'spectral-topics.db').resolve()}"
 
-    @property
-    def resolved_broker_url(self) -> str:
-        return self.broker_url or self.redis_url or "filesystem://"
+    @field_validator("broker_url", "redis_url")
+    @classmethod
+    def _no_filesystem_broker(cls, value: str | None) -> str | None:
+        if value and value.startswith("filesystem"):
+            raise ValueError("the filesystem broker can hand out half-written messages and is not supported: "
+                             "leave BROKER_URL unset for the embedded SQLite broker, or use redis://")
+        return value
 
     @property
-    def broker_folder(self) -> Path:
-        return self.data_dir / "broker"
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or self.redis_url or f"sqla+sqlite:///{(self.data_dir / 'broker.db').resolve()}"
 
     @property
     def uploads_dir(self) -> Path:

@@ -1,4 +1,5 @@
-"""Reachability of the database, the broker and the workers (from their heartbeats).
+"""Reachability of the database, the broker and the workers (from their heartbeats), and
+the queues whose jobs no live worker would take.
 
 The details are for an unauthenticated /health: the kind of component and whether it
 answers, never a host, port, path or driver message (those go to the log).
@@ -12,7 +13,7 @@ from sqlalchemy import select, text
 
 from app.core.context import ServiceContext
 from app.core.db import utcnow
-from app.core.tables import WorkerRow
+from app.core.tables import JobRow, WorkerRow
 
 log = logging.getLogger(__name__)
 
@@ -43,3 +44,14 @@ def live_workers(ctx: ServiceContext) -> list[WorkerRow]:
     cutoff = utcnow() - timedelta(seconds=ctx.settings.worker_stale_after_s)
     with ctx.sessions() as session:
         return list(session.scalars(select(WorkerRow).where(WorkerRow.last_seen >= cutoff).order_by(WorkerRow.id)))
+
+
+def stranded_queues(ctx: ServiceContext, workers: list[WorkerRow]) -> list[str]:
+    """This deployment's queues (GPU_QUEUE, CPU_QUEUE) that hold queued jobs while no live
+    worker consumes them: those jobs wait for nothing, so /health answers 503."""
+    own = {ctx.settings.gpu_queue, ctx.settings.cpu_queue}
+    served = {queue for worker in workers for queue in worker.queues}
+    with ctx.sessions() as session:
+        waiting = session.scalars(select(JobRow.queue).where(JobRow.state == "queued", JobRow.queue.in_(own))
+                                  .distinct())
+        return sorted(set(waiting) - served)

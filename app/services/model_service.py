@@ -79,6 +79,13 @@ def ready_model(session: Session, tenant_id: str, model_id: str) -> ModelRow:
     return row
 
 
+def load_ready_model(ctx: ServiceContext, tenant_id: str, model_id: str) -> ModelRow:
+    """:func:`ready_model` in a session of its own, closed before the caller reads artifacts
+    from disk (a request never holds a pooled connection across work that needs none)."""
+    with ctx.sessions() as session:
+        return ready_model(session, tenant_id, model_id)
+
+
 def delete_model(ctx: ServiceContext, tenant_id: str, model_id: str) -> None:
     """Delete the row and the files; a queued or running fit is cancelled first."""
     with transaction(ctx.sessions) as session:

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from app.core.db import transaction, utcnow
+from app.core.ids import new_id
 from app.core.tables import WorkerRow
 from app.main import create_app
 from app.migrations import downgrade_database, upgrade_database
@@ -14,7 +15,10 @@ from tests.app.helpers import upload
 from workers.heartbeat import beat
 
 
-def test_health_reports_database_broker_and_workers(client, ctx):
+def test_health_reports_database_broker_and_workers(ctx_factory):
+    # Queues of its own: queued jobs of other tests (a shared PostgreSQL schema) would make it "stalled".
+    ctx = ctx_factory(gpu_queue=f"h-{new_id()[:10]}", cpu_queue=f"h-{new_id()[:10]}")
+    client = TestClient(create_app(context=ctx, migrate=False))
     body = client.get("/health").json()
     assert body["database"]["ok"] and body["broker"]["ok"]
     assert body["workers"] == [] and body["gpu_worker"] is False and body["status"] == "degraded"
@@ -82,3 +86,21 @@ def test_ids_are_random_and_tenants_isolated(ctx_factory, tmp_path):
         assert len(set(ids)) == 3 and all(len(i) == 32 for i in ids)
         assert b.get(f"/v1/corpora/{ids[0]}").status_code == 404
         assert b.get("/v1/corpora").json()["corpora"] == []
+
+
+def test_health_is_503_while_queued_jobs_have_no_worker(ctx_factory):
+    queue = f"q-{new_id()[:10]}"
+    ctx = ctx_factory(gpu_queue=f"{queue}-gpu", cpu_queue=f"{queue}-cpu")
+    with TestClient(create_app(context=ctx, migrate=False)) as client:
+        corpus = upload(client)
+        assert client.get("/health").json()["status"] in ("ok", "degraded")
+        assert client.post("/v1/models", json={"corpus_id": corpus["id"], "n_topics": 2}).status_code == 202
+        response = client.get("/health")
+        assert response.status_code == 503
+        assert response.json()["status"] == "stalled" and response.json()["stranded_queues"] == [f"{queue}-gpu"]
+        beat(ctx, f"host:{queue}", [f"{queue}-cpu"], gpu=False)  # a worker, but not for the fit's queue
+        assert client.get("/health").status_code == 503
+        beat(ctx, f"host:{queue}", [f"{queue}-gpu", f"{queue}-cpu"], gpu=False)
+        response = client.get("/health")
+        assert response.status_code == 200 and response.json()["status"] == "ok"
+        assert response.json()["stranded_queues"] == []

@@ -83,7 +83,9 @@ def test_settings_defaults_and_checks(tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     settings = Settings(data_dir=tmp_path)
     assert settings.resolved_database_url == f"sqlite:///{tmp_path.resolve() / 'spectral-topics.db'}"
-    assert settings.resolved_broker_url == "filesystem://"
+    assert settings.resolved_broker_url == f"sqla+sqlite:///{tmp_path.resolve() / 'broker.db'}"
+    with pytest.raises(ValueError, match="filesystem broker"):
+        Settings(broker_url="filesystem://")
     assert settings.queues == ["gpu", "cpu"]
     monkeypatch.setenv("REDIS_URL", "redis://example:6379/3")
     monkeypatch.setenv("MAX_BODY_BYTES", "123")

@@ -1,7 +1,7 @@
 """End-to-end fixtures: REAL worker processes (Celery) on real brokers and databases.
 
 Started once per session. Subprocesses get an explicit environment, so the PostgreSQL +
-Redis flow and the embedded (SQLite + filesystem broker) flow never see each other's
+Redis flow and the embedded (SQLite + embedded SQLite broker) flow never see each other's
 settings or the CI variables.
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The embedded default, driven like a user would: ``spectral-topics serve`` (API + worker
-process on SQLite and the filesystem broker, no servers), then the CLI client: ``submit
+process on SQLite and the embedded SQLite broker, no servers), then the CLI client: ``submit
 --wait`` with its progress bar and topic table, ``topics``, ``infer``, ``export``; and
 ``serve`` stops both processes cleanly."""
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _cli(served, *args, timeout=120):
 def test_serve_runs_on_embedded_defaults(served):
     body = httpx.get(f"{served['url']}/health").json()
     assert body["status"] == "ok"
-    assert body["database"]["detail"].startswith("sqlite") and body["broker"]["detail"].startswith("filesystem")
+    assert body["database"]["detail"].startswith("sqlite") and body["broker"]["detail"].startswith("sqla")
     assert (served["data_dir"] / "spectral-topics.db").is_file()
 
 

@@ -1,0 +1,49 @@
+"""Shed overload instead of queueing it: at most ``max_concurrency`` requests are handled
+at once; one more waits up to ``max_wait_s`` for a slot, then answers 503
+``{"error": {"code": "overloaded", ...}}`` with ``Retry-After``, at once and without
+touching the thread pool or the database. Once the load drops, requests get slots again
+immediately: nothing is left queued behind them.
+
+Paths in ``exempt`` (``/health``) are never shed, so an orchestrator still sees the
+service's state under overload.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+
+from app.core.api_errors import error_body
+
+
+class ConcurrencyLimitMiddleware:
+    """Pure ASGI middleware; one instance (and one semaphore) per app."""
+
+    def __init__(self, app, *, max_concurrency: int, max_wait_s: float, retry_after_s: int,
+                 exempt: tuple[str, ...] = ("/health",)):
+        self.app = app
+        self.max_wait_s = max_wait_s
+        self.retry_after_s = retry_after_s
+        self.exempt = exempt
+        self._slots = asyncio.Semaphore(max_concurrency)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("path") in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        try:
+            await asyncio.wait_for(self._slots.acquire(), timeout=self.max_wait_s)
+        except TimeoutError:
+            await self._send_503(send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self._slots.release()
+
+    async def _send_503(self, send) -> None:
+        message = f"the server is at capacity; retry after {self.retry_after_s} s"
+        body = json.dumps(error_body("overloaded", message)).encode()
+        await send({"type": "http.response.start", "status": 503,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"retry-after", str(self.retry_after_s).encode())]})
+        await send({"type": "http.response.body", "body": body})
