@@ -135,6 +135,7 @@ class CorpusBuilder:
         self._line_ranges: dict[str, list[list[int]]] = {}
         self._empty_parts: list[np.ndarray] = []
         self._metadata: dict[int, dict] = {}
+        self._snippets: list[str] = []
         self._n_with_tokens = 0
         self._documents_read = 0
         self.input_documents = 0
@@ -268,6 +269,7 @@ class CorpusBuilder:
             self._seen_ids |= fresh
         self._doc_ids.extend(doc_ids)
         self._empty_parts.append(result.empty)
+        self._snippets.extend(result.snippets)
         for row, value in metadata.items():
             self._metadata[first_row + row] = value
         self._vocabulary.add(owner, result.new_terms)
@@ -333,7 +335,8 @@ class CorpusBuilder:
                 counter.send(("reindex", to_new[vocabulary.corpus_ids(owner)], len(kept)))
             reindexed = (self._counters[owner].receive() for owner in self._owners)
             return assemble(reindexed, len(self._owners), self._fill, kept, self._doc_ids,
-                            np.concatenate(self._empty_parts), self._metadata, pruned, len(terms), self.progress)
+                            np.concatenate(self._empty_parts), self._metadata, pruned, len(terms), self.progress,
+                            snippets=self._snippets)
         except BaseException:
             self.close()
             raise

@@ -37,6 +37,7 @@ class ChunkSummary:
     metadata: dict[int, dict]
     new_terms: list[str]
     n_with_tokens: int
+    snippets: list[str] = field(default_factory=list)
 
     def __getstate__(self) -> dict:
         """Pickle the new terms as one newline-joined string: one buffer to copy instead of
@@ -147,6 +148,7 @@ class ChunkStore:
         return ChunkSummary(
             n_docs=result.n_docs, empty=result.empty, doc_ids=result.doc_ids, metadata=result.metadata,
             new_terms=self.table.terms[n_known:], n_with_tokens=int(np.count_nonzero(np.diff(counts.indptr))),
+            snippets=result.snippets,
         )
 
     def reindex(self, columns: np.ndarray, n_columns: int) -> Iterator[ChunkRows]:
