@@ -45,8 +45,9 @@ def write_model_artifact(final: Path, tmp_root: Path, *, topic_word: np.ndarray,
     return directory_checksum(final)
 
 
-def load_topic_word(folder: Path) -> np.ndarray:
-    return np.load(folder / TOPIC_WORD)
+def load_topic_word(folder: Path, mmap: bool = False) -> np.ndarray:
+    """(k, V); with ``mmap`` memory-mapped, so reading one topic reads one row."""
+    return np.load(folder / TOPIC_WORD, mmap_mode="r" if mmap else None)
 
 
 def load_alpha(folder: Path) -> np.ndarray:

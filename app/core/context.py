@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from celery import Celery
 from sqlalchemy import Engine
@@ -26,6 +28,8 @@ class ServiceContext:
     corpus_cache_size: int = 4
     _corpora: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _corpora_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    derived_cache_size: int = 16
+    _derived: OrderedDict = field(default_factory=OrderedDict, repr=False)
 
     def corpus(self, corpus_id: str, checksum: str) -> Corpus:
         """The stored corpus, verified against ``checksum`` on first load, then kept in a
@@ -41,6 +45,21 @@ class ServiceContext:
             while len(self._corpora) > self.corpus_cache_size:
                 self._corpora.popitem(last=False)
         return corpus
+
+    def derived(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per ``key`` in a small per-process LRU: for values derived
+        from immutable artifacts only (key them by id and checksum), e.g. a model's
+        intertopic map. Two threads may compute the same key at once; both get a value."""
+        with self._corpora_lock:
+            if key in self._derived:
+                self._derived.move_to_end(key)
+                return self._derived[key]
+        value = compute()
+        with self._corpora_lock:
+            self._derived[key] = value
+            while len(self._derived) > self.derived_cache_size:
+                self._derived.popitem(last=False)
+        return value
 
     @cached_property
     def celery(self) -> Celery:

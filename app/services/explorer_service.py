@@ -32,21 +32,27 @@ def check_topic(row: ModelRow, topic: int) -> None:
         raise ApiError(422, "topic_out_of_range", f"topic={topic} is out of range: model {row.id!r} has topics 0..{k - 1}")
 
 
-def _doc_lengths(corpus: Corpus) -> np.ndarray:
-    return np.asarray(corpus.counts.sum(axis=1)).ravel()
+def _shares_and_marginal(ctx: ServiceContext, row: ModelRow) -> tuple[np.ndarray, np.ndarray]:
+    """Token shares (k,) and p(w) (V,), computed once per model and process."""
+    def compute():
+        corpus = corpus_of(ctx, row)
+        folder = ctx.layout.model_dir(row.id)
+        lengths = np.asarray(corpus.counts.sum(axis=1)).ravel()
+        shares = topic_geometry.token_shares(load_doc_topic(folder), lengths)
+        return shares, topic_geometry.word_marginal(load_topic_word(folder), shares)
 
-
-def _shares(ctx: ServiceContext, row: ModelRow, corpus: Corpus) -> np.ndarray:
-    return topic_geometry.token_shares(load_doc_topic(ctx.layout.model_dir(row.id)), _doc_lengths(corpus))
+    return ctx.derived(("shares", row.id, row.checksum), compute)
 
 
 def topic_map(ctx: ServiceContext, row: ModelRow) -> list[dict[str, Any]]:
     """Per topic: 2-D position (classical MDS of Jensen-Shannon distances), share of tokens,
-    alpha, NPMI coherence (None when the fit measured none) and label."""
+    alpha, NPMI coherence (None when the fit measured none) and label. The positions are
+    computed once per model and process."""
     folder = ctx.layout.model_dir(row.id)
-    topic_word, alpha = load_topic_word(folder), load_alpha(folder)
-    shares = _shares(ctx, row, corpus_of(ctx, row))
-    coords = topic_geometry.classical_mds(topic_geometry.jensen_shannon_distances(topic_word))
+    alpha = load_alpha(folder)
+    shares = _shares_and_marginal(ctx, row)[0]
+    coords = ctx.derived(("map", row.id, row.checksum), lambda: topic_geometry.classical_mds(
+        topic_geometry.jensen_shannon_distances(load_topic_word(folder))))
     coherence = (row.quality or {}).get("npmi_per_topic") or [None] * len(alpha)
     labels = labels_of(row)
     return [{"topic": t, "x": float(coords[t, 0]), "y": float(coords[t, 1]), "share": float(shares[t]),
@@ -58,11 +64,11 @@ def topic_terms(ctx: ServiceContext, row: ModelRow, topic: int, relevance_lambda
                 top_n: int) -> list[dict[str, Any]]:
     """The topic's ``top_n`` terms by relevance at ``relevance_lambda`` with p(w|t) and p(w)."""
     check_topic(row, topic)
-    topic_word = load_topic_word(ctx.layout.model_dir(row.id))
+    topic_row = np.asarray(load_topic_word(ctx.layout.model_dir(row.id), mmap=True)[topic])
     corpus = corpus_of(ctx, row)
-    marginal = topic_geometry.word_marginal(topic_word, _shares(ctx, row, corpus))
-    order, relevance = topic_geometry.relevance_order(topic_word[topic], marginal, relevance_lambda, top_n)
-    return [{"word": corpus.vocabulary[w], "weight": float(topic_word[topic, w]), "overall": float(marginal[w]),
+    marginal = _shares_and_marginal(ctx, row)[1]
+    order, relevance = topic_geometry.relevance_order(topic_row, marginal, relevance_lambda, top_n)
+    return [{"word": corpus.vocabulary[w], "weight": float(topic_row[w]), "overall": float(marginal[w]),
              "relevance": float(r) if np.isfinite(r) else None} for w, r in zip(order.tolist(), relevance.tolist())]
 
 
@@ -86,9 +92,9 @@ def term_topics(ctx: ServiceContext, row: ModelRow, term: str) -> tuple[str, lis
     share_t p(w|t) / p(w), sorted by p(t|w); 422 when the vocabulary lacks it."""
     corpus = corpus_of(ctx, row)
     index = _term_index(corpus, term)
-    topic_word = load_topic_word(ctx.layout.model_dir(row.id))
+    topic_word = load_topic_word(ctx.layout.model_dir(row.id), mmap=True)
     column = np.asarray(topic_word[:, index], dtype=np.float64)
-    joint = _shares(ctx, row, corpus) * column
+    joint = _shares_and_marginal(ctx, row)[0] * column
     total = joint.sum()
     posterior = joint / total if total > 0 else np.zeros_like(joint)
     order = np.lexsort((np.arange(column.size), -posterior))

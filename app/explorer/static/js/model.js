@@ -6,9 +6,15 @@ import { h, clear, fmt, pct, topicName } from "./dom.js";
 import { drawMap, drawBars, drawMixture } from "./topicmap.js";
 import { wordPanel, inferPanel, exportButton } from "./model-tools.js";
 
+const termsPath = (modelId, topic, lambda) => `/v1/models/${enc(modelId)}/topics/${topic}/terms?lambda=${lambda}&top_n=20`;
+
 export async function renderModel(view, modelId, selected) {
+  // The first topic's terms are asked for with the map: the selected one, else topic 0
+  // (topics are sorted by alpha).
+  const firstTopic = selected ?? 0;
+  const firstTerms = api.get(termsPath(modelId, firstTopic, 0.6)).catch(() => null);
   const [model, map] = await Promise.all([api.get(`/v1/models/${enc(modelId)}`), api.get(`/v1/models/${enc(modelId)}/map`)]);
-  const state = { labels: { ...model.topic_labels }, topic: null, lambda: 0.6, requests: 0 };
+  const state = { labels: { ...model.topic_labels }, topic: null, lambda: 0.6, requests: 0, prefetched: firstTerms };
   const points = new Map(map.topics.map((p) => [p.topic, p]));
   const topicBox = h("div", { id: "topic-panel", class: "card" });
   const docsBox = h("div", { id: "topic-documents", class: "card" });
@@ -30,7 +36,9 @@ export async function renderModel(view, modelId, selected) {
   async function drawTerms() {
     const topic = state.topic;
     const ticket = ++state.requests;
-    const body = await api.get(`/v1/models/${enc(modelId)}/topics/${topic}/terms?lambda=${state.lambda}&top_n=20`);
+    const prefetched = state.prefetched && topic === firstTopic && state.lambda === 0.6 ? await state.prefetched : null;
+    state.prefetched = null;
+    const body = prefetched || await api.get(termsPath(modelId, topic, state.lambda));
     if (ticket !== state.requests) return;  // a newer request is on its way
     const rows = body.terms.map((t) => ({ label: t.word, value: t.weight }));
     clear(barsBox).append(drawBars(rows, { id: "term-bars", background: body.terms.map((t) => t.overall) }));
@@ -97,7 +105,5 @@ export async function renderModel(view, modelId, selected) {
     docsBox,
     h("div", { class: "model-grid" }, wordPanel(modelId, names, (t) => select(t), listeners),
       inferPanel(modelId, names, (t) => select(t), listeners)));
-  const first = selected !== null && points.has(selected) ? selected
-    : [...map.topics].sort((a, b) => b.share - a.share)[0].topic;
-  select(first);
+  select(points.has(firstTopic) ? firstTopic : map.topics[0].topic);
 }

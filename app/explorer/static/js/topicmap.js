@@ -3,7 +3,6 @@
 import { s, topicName } from "./dom.js";
 
 const SIZE = 440;
-const PAD = 40;
 
 export function drawMap(points, labels, { onSelect, onHover }) {
   const xs = points.map((p) => p.x);
@@ -11,8 +10,8 @@ export function drawMap(points, labels, { onSelect, onHover }) {
   const span = Math.max(Math.max(...xs) - Math.min(...xs), Math.max(...ys) - Math.min(...ys), 1e-9);
   const cx = (Math.max(...xs) + Math.min(...xs)) / 2;
   const cy = (Math.max(...ys) + Math.min(...ys)) / 2;
-  const scale = (SIZE - 2 * PAD) / span;
-  const maxRadius = Math.min(60, 0.9 * SIZE / Math.sqrt(Math.max(points.length, 1)));
+  const maxRadius = Math.min(50, 0.9 * SIZE / Math.sqrt(Math.max(points.length, 1)));
+  const scale = (SIZE - 2 * (maxRadius + 6)) / span;  // the largest circle stays inside
   const maxShare = Math.max(...points.map((p) => p.share), 1e-12);
   const svg = s("svg", { id: "topic-map", viewBox: `0 0 ${SIZE} ${SIZE}`, width: SIZE, height: SIZE, role: "img",
     "aria-label": "Intertopic distance map" },
