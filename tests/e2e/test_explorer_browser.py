@@ -186,6 +186,7 @@ def test_explorer_flow_upload_fit_model_compare(page, served, tmp_path):
         rows = list(csv.DictReader(io.StringIO(archive.read("topic-terms.csv").decode())))
     assert {r["label"] for r in rows if r["topic"] == "1"} == {"fruit & co"}
     _shot(page, "7-labelled")
+    page.screenshot(path=str(ARTIFACTS / "model-view.png"), clip={"x": 0, "y": 0, "width": 1280, "height": 720})
 
     model_a = page.url.split("#/model/")[1].split("/")[0]
     corpus_id = httpx.get(f"{served}/v1/models/{model_a}").json()["corpus_id"]

@@ -32,7 +32,7 @@ export async function renderCompare(view, first, second) {
       const wordsB = topWords(topicsB);
       const rows = comparison.matches.map((m) => h("tr", { class: "match" },
         h("td", {}, h("strong", {}, topicName(m.topic_a, modelA.topic_labels)), h("div", { class: "words" }, wordsA.get(m.topic_a))),
-        h("td", {}, drawBars([{ label: "", value: m.similarity }], { width: 260, format: (v) => v.toFixed(3) })),
+        h("td", {}, drawBars([{ label: "", value: m.similarity }], { width: 200, labelWidth: 0, max: 1, format: (v) => v.toFixed(3) })),
         h("td", {}, h("strong", {}, topicName(m.topic_b, modelB.topic_labels)), h("div", { class: "words" }, wordsB.get(m.topic_b)))));
       clear(result).append(h("table", { class: "list", id: "compare-table" },
         h("thead", {}, h("tr", {}, h("th", {}, "Model A topic"), h("th", {}, "similarity (Bhattacharyya)"), h("th", {}, "Model B topic"))),

@@ -63,11 +63,11 @@ export function drawMap(points, labels, { onSelect, onHover }) {
 
 // Horizontal bars: rows [{label, value, extra?}] scaled to the largest value; optional
 // background values (e.g. a word's overall frequency) drawn behind in grey.
-export function drawBars(rows, { id, width = 420, background = null, format = (v) => v.toPrecision(3) } = {}) {
+export function drawBars(rows, { id, width = 420, labelWidth = 150, background = null, max: scaleMax = null,
+  format = (v) => v.toPrecision(3) } = {}) {
   const rowHeight = 18;
-  const labelWidth = 150;
   const barWidth = width - labelWidth - 70;
-  const max = Math.max(...rows.map((r, i) => Math.max(r.value, background ? background[i] : 0)), 1e-12);
+  const max = scaleMax ?? Math.max(...rows.map((r, i) => Math.max(r.value, background ? background[i] : 0)), 1e-12);
   const svg = s("svg", { id, class: "bars", viewBox: `0 0 ${width} ${rows.length * rowHeight + 4}`, width,
     height: rows.length * rowHeight + 4 });
   rows.forEach((row, i) => {
