@@ -48,7 +48,7 @@ def _start(data_dir: Path, args: list[str], **env_values) -> tuple[subprocess.Po
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("explorer-data")
-    process, url, log = _start(data_dir, ["serve"])
+    process, url, log = _start(data_dir, ["serve"], ENABLE_TEST_HOOKS="true")  # a slow fit to cancel
     try:
         wait_for(lambda: httpx.get(f"{url}/health", timeout=2).json()["workers"], 90, "serve to be ready", process, log)
         yield url
@@ -199,6 +199,26 @@ def test_explorer_flow_upload_fit_model_compare(page, served, tmp_path):
     similarities = [float(v) for v in page.locator("#compare-table .bar-value").all_text_contents()]
     assert len(similarities) == 3 and min(similarities) > 0.8  # the same three topics, found again
     _shot(page, "8-compare")
+    _assert_clean(page)
+
+
+def test_a_running_job_shows_progress_and_can_be_cancelled(page, served):
+    corpus = httpx.post(f"{served}/v1/corpora", json={"documents": ["cat dog fish", "stocks bonds market"] * 5,
+                                                      "options": {"stop_words": None}}).json()
+    accepted = httpx.post(f"{served}/v1/models", json={"corpus_id": corpus["id"], "n_topics": 2,
+                                                       "options": {"test_hook": {"sleep_s": 60}}}).json()
+    page.goto(f"{served}/")
+    page.click(f"#models tr[data-model='{accepted['model_id']}'] a.job-link")
+    job = page.locator(".job")
+    expect(job.locator(".job-stage")).to_have_text("stage: test_hook", timeout=30_000)
+    expect(job.locator(".job-times")).to_contain_text("left", timeout=10_000)  # an estimate once under way
+    percent = float(job.locator(".job-percent").inner_text().rstrip("%"))
+    assert 0 < percent < 100
+    _shot(page, "13-job-running")
+    job.locator(".job-cancel").click()
+    expect(job).to_have_attribute("data-state", "cancelled", timeout=30_000)
+    assert job.locator(".job-message").inner_text().startswith("cancelled:")
+    _shot(page, "14-job-cancelled")
     _assert_clean(page)
 
 

@@ -95,8 +95,24 @@ function modelsTable(models) {
     h("thead", {}, h("tr", {}, ["Model", "Corpus", "Status", "k", "alpha0", "seed", "Created"].map((t) => h("th", {}, t)))),
     h("tbody", {}, models.map((m) => h("tr", { "data-model": m.id, "data-status": m.status },
       h("td", { class: "mono" }, m.status === "ready" ? h("a", { href: `#/model/${enc(m.id)}` }, m.id.slice(0, 12)) : m.id.slice(0, 12)),
-      h("td", { class: "mono" }, m.corpus_id.slice(0, 12)), h("td", {}, m.status), h("td", {}, m.n_topics ?? m.params.n_topics),
+      h("td", { class: "mono" }, m.corpus_id.slice(0, 12)),
+      h("td", {}, m.status === "pending" ? h("a", { href: `#/job/${enc(m.job_id)}`, class: "job-link" }, "pending: progress") : m.status),
+      h("td", {}, m.n_topics ?? m.params.n_topics),
       h("td", {}, fmt(m.alpha0 ?? NaN)), h("td", {}, m.seed), h("td", {}, new Date(m.created_at).toLocaleString())))));
+}
+
+// One job, live (linked from a pending model).
+export async function renderJob(view, jobId) {
+  const box = h("div", { id: "jobs" });
+  clear(view).append(h("h2", {}, "Job"), box);
+  await trackJob(box, jobId, {
+    title: `Job ${jobId}`,
+    onDone: (job, panel) => {
+      if (job.state === "succeeded" && job.kind === "fit") {
+        panel.append(" ", h("a", { href: `#/model/${enc(job.model_id)}`, class: "open-model" }, "Open model"));
+      }
+    },
+  });
 }
 
 export async function renderHome(view) {

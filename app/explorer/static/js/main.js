@@ -1,7 +1,7 @@
 // The explorer's entry point: hash routes, the API key prompt, and error display.
 import { apiKey, setApiKey, whenUnauthorized } from "./api.js";
 import { clear, h } from "./dom.js";
-import { renderHome } from "./home.js";
+import { renderHome, renderJob } from "./home.js";
 import { renderModel } from "./model.js";
 import { renderCompare } from "./compare.js";
 
@@ -43,6 +43,8 @@ async function route() {
   try {
     if (parts[0] === "model" && parts[1]) {
       await renderModel(view, parts[1], parts[2] === "topic" ? Number(parts[3]) : null);
+    } else if (parts[0] === "job" && parts[1]) {
+      await renderJob(view, parts[1]);
     } else if (parts[0] === "compare") {
       await renderCompare(view, parts[1] || null, parts[2] || null);
     } else {
