@@ -8,9 +8,10 @@ from navigation to the map's 100 circles and the first topic's bars being drawn.
 
     PYTHONPATH=. python bench/explorer.py [--docs 100000] [--words 50000] [--topics 100] [--runs 5]
 
-Prints the first open after the server starts (the corpus is read from disk and its
-checksum verified) and the median of the next runs (the corpus is in the server's
-cache), next to the 1 s target. Needs Debian's chromium and the dev extra (playwright).
+Prints the first open of the model after the server starts (the explorer's home page was
+shown once; the server reads the corpus, verifies its checksum and computes the map) and
+the median of the next opens (corpus, map and shares in the server's caches), next to
+the 1 s target. Needs Debian's chromium and the dev extra (playwright).
 """
 from __future__ import annotations
 
@@ -149,6 +150,8 @@ def main() -> None:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
                 page = browser.new_page(viewport={"width": 1280, "height": 1000})
+                page.goto(f"{url}/")  # the explorer's home page: the browser has the page's files, no model data
+                page.locator("#models").wait_for(timeout=60_000)
                 cold = open_model(page, url, model_id, args.topics)
                 warm = [open_model(page, url, model_id, args.topics) for _ in range(args.runs)]
                 browser.close()
@@ -157,7 +160,7 @@ def main() -> None:
             server.wait(30)
     median = statistics.median(warm)
     print(f"open model (k={args.topics}, D={args.docs}, V={args.words}): map + first topic drawn")
-    print(f"  first open after start (corpus read + verified): {cold:.3f} s   target < {TARGET_S:.1f} s")
+    print(f"  first open after start (corpus read + verified, map computed): {cold:.3f} s   target < {TARGET_S:.1f} s")
     print(f"  next opens, median of {args.runs} (min {min(warm):.3f}, max {max(warm):.3f}): {median:.3f} s   "
           f"target < {TARGET_S:.1f} s  -> {'met' if median < TARGET_S else 'MISSED'}")
 

@@ -64,9 +64,9 @@ def topic_terms(ctx: ServiceContext, row: ModelRow, topic: int, relevance_lambda
                 top_n: int) -> list[dict[str, Any]]:
     """The topic's ``top_n`` terms by relevance at ``relevance_lambda`` with p(w|t) and p(w)."""
     check_topic(row, topic)
+    marginal = _shares_and_marginal(ctx, row)[1]  # first: it loads the corpus once for both
     topic_row = np.asarray(load_topic_word(ctx.layout.model_dir(row.id), mmap=True)[topic])
     corpus = corpus_of(ctx, row)
-    marginal = _shares_and_marginal(ctx, row)[1]
     order, relevance = topic_geometry.relevance_order(topic_row, marginal, relevance_lambda, top_n)
     return [{"word": corpus.vocabulary[w], "weight": float(topic_row[w]), "overall": float(marginal[w]),
              "relevance": float(r) if np.isfinite(r) else None} for w, r in zip(order.tolist(), relevance.tolist())]
