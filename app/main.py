@@ -7,9 +7,10 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 
-from app.api import corpus_routes, health_routes, job_routes, model_routes
+from app.api import corpus_routes, explorer_routes, health_routes, job_routes, model_routes
 from app.api.body_limit import BodySizeLimitMiddleware
 from app.api.request_guards import RequestGuardMiddleware
+from app.api.explorer_pages import install_explorer
 from app.api.deps import error_responses
 from app.api.load_shedding import ConcurrencyLimitMiddleware
 from app.core.api_errors import install_error_handlers
@@ -47,6 +48,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True,
         description="Topic models by the method of moments (spectral LDA). Errors are JSON: "
                     '`{"error": {"code": ..., "message": ...}}`.',
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc are served offline by install_explorer
+        redoc_url=None,
     )
     app.state.context = ctx
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
@@ -54,7 +57,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True,
     app.add_middleware(ConcurrencyLimitMiddleware, max_concurrency=settings.api_max_concurrency,
                        max_wait_s=settings.api_queue_wait_s, retry_after_s=settings.api_overload_retry_after_s)
     install_error_handlers(app)
-    for module in (corpus_routes, model_routes, job_routes):
+    for module in (corpus_routes, model_routes, job_routes, explorer_routes):
         app.include_router(module.router, responses=error_responses(401))
     app.include_router(health_routes.router)
+    install_explorer(app)
     return app

@@ -29,4 +29,5 @@ def model_public(row: ModelRow) -> ModelPublic:
         n_topics=row.n_topics, alpha0=row.alpha0, seed=row.seed, alpha=row.alpha, n_dropped_docs=row.n_dropped_docs,
         m2_eigenvalues=row.m2_eigenvalues, tensor_eigenvalues=row.tensor_eigenvalues, timings=row.timings,
         diagnostics=row.diagnostics, quality=row.quality, created_at=row.created_at, finished_at=row.finished_at,
+        topic_labels=row.topic_labels or {},
     )

@@ -113,6 +113,7 @@ class ModelPublic(BaseModel):
     quality: dict[str, Any] | None
     created_at: datetime
     finished_at: datetime | None
+    topic_labels: dict[str, str] = Field(default_factory=dict, description="A person's names for topics: {topic: label}.")
 
 
 class ModelList(BaseModel):

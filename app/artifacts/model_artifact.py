@@ -45,8 +45,9 @@ def write_model_artifact(final: Path, tmp_root: Path, *, topic_word: np.ndarray,
     return directory_checksum(final)
 
 
-def load_topic_word(folder: Path) -> np.ndarray:
-    return np.load(folder / TOPIC_WORD)
+def load_topic_word(folder: Path, mmap: bool = False) -> np.ndarray:
+    """(k, V); with ``mmap`` memory-mapped, so reading one topic reads one row."""
+    return np.load(folder / TOPIC_WORD, mmap_mode="r" if mmap else None)
 
 
 def load_alpha(folder: Path) -> np.ndarray:
@@ -69,19 +70,21 @@ def top_words(topic_word: np.ndarray, vocabulary: list[str], top_n: int) -> list
 
 
 def export_zip(topic_word: np.ndarray, alpha: np.ndarray, doc_topic: np.ndarray, vocabulary: list[str],
-               doc_ids: list[str], top_n: int | None = None) -> bytes:
-    """A zip archive with ``topic-terms.csv`` (topic, alpha, rank, term, weight) and
-    ``doc-topics.csv`` (doc_id, topic_0 .. topic_{k-1})."""
+               doc_ids: list[str], top_n: int | None = None, labels: dict[int, str] | None = None) -> bytes:
+    """A zip archive with ``topic-terms.csv`` (topic, alpha, rank, term, weight, label: the
+    topic's label from ``labels``, empty without one) and ``doc-topics.csv`` (doc_id,
+    topic_0 .. topic_{k-1})."""
+    labels = labels or {}
     k, n_words = topic_word.shape
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(["topic", "alpha", "rank", "term", "weight"])
+        writer.writerow(["topic", "alpha", "rank", "term", "weight", "label"])
         for topic, words in enumerate(top_words(topic_word, vocabulary, top_n or n_words)):
             for rank, (word, weight) in enumerate(words):
                 if weight > 0:
-                    writer.writerow([topic, repr(float(alpha[topic])), rank, word, repr(weight)])
+                    writer.writerow([topic, repr(float(alpha[topic])), rank, word, repr(weight), labels.get(topic, "")])
         archive.writestr("topic-terms.csv", text.getvalue())
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from celery import Celery
 from sqlalchemy import Engine
@@ -27,6 +29,9 @@ class ServiceContext:
     verified_artifacts: VerifiedArtifacts = field(default_factory=VerifiedArtifacts, repr=False)
     _corpora: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _corpora_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    derived_cache_size: int = 16
+    _derived: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _derived_compute_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def corpus(self, corpus_id: str, checksum: str) -> Corpus:
         """The stored corpus, verified against ``checksum`` on first load, then kept in a
@@ -42,6 +47,26 @@ class ServiceContext:
             while len(self._corpora) > self.corpus_cache_size:
                 self._corpora.popitem(last=False)
         return corpus
+
+    def derived(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per ``key`` in a small per-process LRU: for values derived
+        from immutable artifacts only (key them by id and checksum), e.g. a model's
+        intertopic map. Computations run one at a time, so concurrent requests for one
+        model (the map and a topic's terms) wait for a single computation, not repeat it."""
+        with self._corpora_lock:
+            if key in self._derived:
+                self._derived.move_to_end(key)
+                return self._derived[key]
+        with self._derived_compute_lock:
+            with self._corpora_lock:
+                if key in self._derived:
+                    return self._derived[key]
+            value = compute()
+            with self._corpora_lock:
+                self._derived[key] = value
+                while len(self._derived) > self.derived_cache_size:
+                    self._derived.popitem(last=False)
+        return value
 
     @cached_property
     def inline_ingest_slots(self) -> threading.BoundedSemaphore:

@@ -69,6 +69,8 @@ class ModelRow(Base):
     quality: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    # A person's names for topics: {"<topic index>": label} (migration 0003_topic_labels).
+    topic_labels: Mapped[dict[str, Any] | None]
 
 
 class JobRow(Base):

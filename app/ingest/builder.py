@@ -80,6 +80,7 @@ class CorpusBuilder:
         self._line_ranges: dict[str, list[list[int]]] = {}
         self._empty_parts: list[np.ndarray] = []
         self._metadata: dict[int, dict] = {}
+        self._snippets: list[str] = []
         self._n_with_tokens = 0
         self._documents_read = 0
         self.input_documents = 0
@@ -165,6 +166,7 @@ class CorpusBuilder:
             self._seen_ids |= fresh
         self._doc_ids.extend(doc_ids)
         self._empty_parts.append(result.empty)
+        self._snippets.extend(result.snippets)
         for row, value in metadata.items():
             self._metadata[first_row + row] = value
         self._n_chunks += 1
@@ -212,4 +214,5 @@ class CorpusBuilder:
         to_new, kept, pruned = prune_vocabulary(terms, df, tf, self._n_with_tokens, self.options, is_bigram)
         reindexed = self._store.reindex(to_new, len(kept))
         return assemble(reindexed, self._n_chunks, self._store.fill, kept, self._doc_ids,
-                        np.concatenate(self._empty_parts), self._metadata, pruned, len(terms), self.progress)
+                        np.concatenate(self._empty_parts), self._metadata, pruned, len(terms), self.progress,
+                        snippets=self._snippets)

@@ -21,13 +21,26 @@ from gpu.errors import InvalidInput
 class ChunkResult:
     """Counts of one chunk: n_docs rows; empty (n_docs,) marks documents that were empty or
     whitespace; doc_ids when the block held them (else the caller knows them);
-    metadata {row in chunk: dict}."""
+    metadata {row in chunk: dict}; snippets (n_docs,), the first SNIPPET_CHARS characters
+    of each document's text."""
 
     chunk: ChunkCounts
     n_docs: int
     empty: np.ndarray
     doc_ids: list[str] | None = None
     metadata: dict[int, dict] = field(default_factory=dict)
+    snippets: list[str] = field(default_factory=list)
+
+
+# Characters of each document's text kept with the corpus (shown by the explorer).
+SNIPPET_CHARS = 300
+
+
+def _line_snippets(body: bytes) -> list[str]:
+    """The first SNIPPET_CHARS characters of each line of ``body`` (a line cut inside a
+    UTF-8 sequence loses that character only)."""
+    cut = 4 * SNIPPET_CHARS
+    return [line[:cut].decode("utf-8", "ignore").rstrip("\r")[:SNIPPET_CHARS] for line in body.split(b"\n")]
 
 
 def _is_blank(text: str) -> bool:
@@ -36,7 +49,7 @@ def _is_blank(text: str) -> bool:
 
 def run_texts(texts: list[str], options: TextOptions) -> ChunkResult:
     empty = np.fromiter(map(_is_blank, texts), dtype=bool, count=len(texts))
-    return ChunkResult(count_chunk(texts, options), len(texts), empty)
+    return ChunkResult(count_chunk(texts, options), len(texts), empty, snippets=[t[:SNIPPET_CHARS] for t in texts])
 
 
 def _decode_block(block: bytes, where: str, first_line: int, first_offset: int) -> str:
@@ -107,7 +120,7 @@ def run_text_lines(block: bytes, where: str, first_line: int, first_offset: int,
     rows = np.arange(n_lines)
     if body.isascii():
         tokenizer.add_ascii(body, b"\n", rows)
-        return ChunkResult(tokenizer.counts(), n_lines, empty)
+        return ChunkResult(tokenizer.counts(), n_lines, empty, snippets=_line_snippets(body))
     codes = np.frombuffer(body, dtype=np.uint8)
     # Non-ASCII bytes per line, from their positions (a block may hold millions of them).
     other_rows = np.flatnonzero(np.diff(np.searchsorted(np.flatnonzero(codes >= 128), bounds)))
@@ -126,7 +139,7 @@ def run_text_lines(block: bytes, where: str, first_line: int, first_offset: int,
             raise InvalidInput(f"{where} line {first_line + row}: invalid UTF-8 at byte {offset} ({error.reason})") from None
     empty[other_rows] = np.fromiter(map(_is_blank, texts), dtype=bool, count=len(texts))
     tokenizer.add_texts(texts, other_rows)
-    return ChunkResult(tokenizer.counts(), n_lines, empty)
+    return ChunkResult(tokenizer.counts(), n_lines, empty, snippets=_line_snippets(body))
 
 
 def _is_blank_bytes(line: bytes) -> bool:

@@ -32,6 +32,7 @@ class ChunkSummary:
     doc_ids: list[str] | None
     metadata: dict[int, dict]
     n_with_tokens: int
+    snippets: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -109,6 +110,7 @@ class ChunkStore:
         return ChunkSummary(
             n_docs=result.n_docs, empty=result.empty, doc_ids=result.doc_ids, metadata=result.metadata,
             n_with_tokens=int(np.count_nonzero(np.diff(counts.indptr))),
+            snippets=result.snippets,
         )
 
     def reindex(self, columns: np.ndarray, n_columns: int) -> Iterator[ChunkRows]:

@@ -9,7 +9,7 @@ import itertools
 import json
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -64,6 +64,7 @@ class BuiltCorpus:
     doc_ids: list[str]
     metadata: dict[int, dict]
     stats: dict
+    snippets: list[str] = field(default_factory=list)  # (D,) text snippets, or none (bags of words)
 
 
 def prune_vocabulary(terms: list[str], df: np.ndarray, tf: np.ndarray, n_documents: int,
@@ -106,12 +107,13 @@ def prune_vocabulary(terms: list[str], df: np.ndarray, tf: np.ndarray, n_documen
 
 def assemble(chunks: Iterable[ChunkRows], n_chunks: int, fill: Callable[[CountsTarget, list[int]], None],
              vocabulary: list[str], doc_ids: list[str], empty_text: np.ndarray, metadata: dict[int, dict],
-             pruned_terms: dict, n_terms_seen: int, progress: Progress | None = None) -> BuiltCorpus:
+             pruned_terms: dict, n_terms_seen: int, progress: Progress | None = None,
+             snippets: list[str] | None = None) -> BuiltCorpus:
     """Lay out re-indexed count chunks (rows in document order) as one matrix, dropping
     documents left empty with their reason, and return the corpus with statistics.
 
     chunks: n_chunks ChunkRows; doc_ids (D,) and empty_text (D,) cover all their rows;
-    metadata {row: dict}. ``fill(target, starts)`` must write chunk i's entries (in
+    metadata {row: dict}; snippets (D,) or None. ``fill(target, starts)`` must write chunk i's entries (in
     final columns, sorted within rows; empty rows hold none) from entry starts[i] on.
     """
     length_parts, kept_rows, starts = [], [], []
@@ -162,7 +164,8 @@ def assemble(chunks: Iterable[ChunkRows], n_chunks: int, fill: Callable[[CountsT
     kept[rows] = True
     counts = CountsLayout(indptr, (int(rows.size), len(vocabulary)), lambda target: fill(target, starts))
     return BuiltCorpus(counts=counts, vocabulary=vocabulary, doc_ids=list(itertools.compress(doc_ids, kept.tolist())),
-                       metadata=kept_metadata, stats=stats)
+                       metadata=kept_metadata, stats=stats,
+                       snippets=list(itertools.compress(snippets, kept.tolist())) if snippets else [])
 
 
 _REASONS = (EMPTY_TEXT, NO_TOKENS, ALL_PRUNED)

@@ -7,6 +7,8 @@
     doc_ids.json      list of D document ids (row order)
     metadata.jsonl    optional: {"row": r, "metadata": {...}} per document with metadata
     corpus.json       {"format_version", "options" (TextOptions), "stats"}
+    snippets.txt,     optional (text uploads): the first characters of each document's
+    snippet_offsets.npy  text, UTF-8 back to back, and (D + 1,) int64 byte offsets into it
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ from app.ingest.options import TextOptions
 FORMAT_VERSION = 2
 VOCABULARY, DOC_IDS, METADATA, MANIFEST = "vocabulary.json", "doc_ids.json", "metadata.jsonl", "corpus.json"
 COUNTS_V1 = "counts.npz"
+SNIPPETS, SNIPPET_OFFSETS = "snippets.txt", "snippet_offsets.npy"
 
 
 @dataclass(frozen=True)
@@ -76,12 +79,38 @@ def write_corpus(built: BuiltCorpus, dest: Path, tmp_root: Path, options: TextOp
             _write_strings(folder / DOC_IDS, built.doc_ids)
             if built.metadata:
                 (folder / METADATA).write_text(metadata_lines(built.metadata), encoding="utf-8")
+            if built.snippets:
+                _write_snippets(folder, built.snippets)
             write_json(folder / MANIFEST, {"format_version": FORMAT_VERSION, "options": options.model_dump(mode="json"), "stats": built.stats})
             known = {name: digest.result() for name, digest in digests.items()}
             for done in synced:
                 done.result()
         checksum = directory_checksum(folder, known)
     return CorpusInfo(checksum=checksum, stats=built.stats, options=options)
+
+
+def _write_snippets(folder: Path, snippets: list[str]) -> None:
+    encoded = [snippet.encode("utf-8") for snippet in snippets]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
+    (folder / SNIPPETS).write_bytes(b"".join(encoded))
+    np.save(folder / SNIPPET_OFFSETS, offsets)
+
+
+def read_snippets(path: Path, rows: list[int]) -> list[str] | None:
+    """The stored text snippets of documents ``rows`` (row numbers of the counts), or
+    None when the corpus keeps none (bags of words, corpora stored before snippets)."""
+    path = Path(path)
+    if not (path / SNIPPET_OFFSETS).is_file():
+        return None
+    offsets = np.load(path / SNIPPET_OFFSETS, mmap_mode="r")
+    snippets = []
+    with open(path / SNIPPETS, "rb") as blob:
+        for row in rows:
+            start, stop = int(offsets[row]), int(offsets[row + 1])
+            blob.seek(start)
+            snippets.append(blob.read(stop - start).decode("utf-8", "replace"))
+    return snippets
 
 
 def _sync(path: Path) -> None:

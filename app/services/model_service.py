@@ -108,7 +108,8 @@ def model_folder(ctx: ServiceContext, row: ModelRow) -> Path:
     return folder
 
 
-def _corpus_of(ctx: ServiceContext, row: ModelRow):
+def corpus_of(ctx: ServiceContext, row: ModelRow):
+    """The model's corpus (409 when it was deleted)."""
     with ctx.sessions() as session:
         corpus = session.get(CorpusRow, row.corpus_id)
     if corpus is None:
@@ -120,7 +121,7 @@ def topics(ctx: ServiceContext, row: ModelRow, top_n: int) -> list[dict[str, Any
     folder = model_folder(ctx, row)
     topic_word = load_topic_word(folder)
     alpha = load_alpha(folder)
-    vocabulary = _corpus_of(ctx, row).vocabulary
+    vocabulary = corpus_of(ctx, row).vocabulary
     return [
         {"topic": i, "alpha": float(alpha[i]), "words": [{"word": w, "weight": p} for w, p in words]}
         for i, words in enumerate(top_words(topic_word, list(vocabulary), top_n))
@@ -129,7 +130,7 @@ def topics(ctx: ServiceContext, row: ModelRow, top_n: int) -> list[dict[str, Any
 
 def documents(ctx: ServiceContext, row: ModelRow, offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
     doc_topic = load_doc_topic(model_folder(ctx, row))
-    doc_ids = _corpus_of(ctx, row).doc_ids
+    doc_ids = corpus_of(ctx, row).doc_ids
     total = doc_topic.shape[0]
     block = np.asarray(doc_topic[offset : offset + limit], dtype=np.float64)
     return total, [{"doc_id": str(doc_ids[offset + i]), "topics": [float(x) for x in r]} for i, r in enumerate(block)]
@@ -144,7 +145,7 @@ def infer(ctx: ServiceContext, row: ModelRow, texts: list[str]) -> tuple[np.ndar
         raise ApiError(422, "too_many_texts", f"{len(texts)} texts sent; at most {ctx.settings.max_infer_documents} "
                                               "per request (MAX_INFER_DOCUMENTS)")
     folder = model_folder(ctx, row)
-    corpus = _corpus_of(ctx, row)
+    corpus = corpus_of(ctx, row)
     counts = vectorize_texts(texts, corpus.vocabulary, corpus.options)
     doc_topic = infer_doc_topic(counts, load_topic_word(folder), load_alpha(folder))
     return np.asarray(doc_topic), np.asarray(counts.sum(axis=1)).ravel().astype(int)
@@ -152,6 +153,7 @@ def infer(ctx: ServiceContext, row: ModelRow, texts: list[str]) -> tuple[np.ndar
 
 def export(ctx: ServiceContext, row: ModelRow, top_n: int) -> bytes:
     folder = model_folder(ctx, row)
-    corpus = _corpus_of(ctx, row)
+    corpus = corpus_of(ctx, row)
+    labels = {int(topic): str(label) for topic, label in (row.topic_labels or {}).items()}
     return export_zip(load_topic_word(folder), load_alpha(folder), load_doc_topic(folder),
-                      list(corpus.vocabulary), [str(d) for d in corpus.doc_ids], top_n=top_n)
+                      list(corpus.vocabulary), [str(d) for d in corpus.doc_ids], top_n=top_n, labels=labels)

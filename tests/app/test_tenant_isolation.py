@@ -68,6 +68,12 @@ def _requests(w: dict) -> list[tuple[str, str, str, dict]]:
         ("GET", "/v1/models/{model_id}/documents", f"/v1/models/{model}/documents", {}),
         ("POST", "/v1/models/{model_id}/infer", f"/v1/models/{model}/infer", {"json": {"texts": ["apple dog"]}}),
         ("GET", "/v1/models/{model_id}/export", f"/v1/models/{model}/export", {}),
+        ("GET", "/v1/models/{model_id}/map", f"/v1/models/{model}/map", {}),
+        ("GET", "/v1/models/{model_id}/topics/{topic}/terms", f"/v1/models/{model}/topics/0/terms", {}),
+        ("GET", "/v1/models/{model_id}/topics/{topic}/documents", f"/v1/models/{model}/topics/0/documents", {}),
+        ("GET", "/v1/models/{model_id}/terms/{term}", f"/v1/models/{model}/terms/apple", {}),
+        ("PUT", "/v1/models/{model_id}/topics/{topic}/label", f"/v1/models/{model}/topics/0/label", {"json": {"label": "x"}}),
+        ("GET", "/v1/models/{model_id}/compare/{other_id}", f"/v1/models/{model}/compare/{model}", {}),
         ("DELETE", "/v1/models/{model_id}", f"/v1/models/{model}", {}),
         ("GET", "/v1/jobs", "/v1/jobs", {}),
         ("GET", "/v1/jobs/{job_id}", f"/v1/jobs/{job}", {}),
@@ -133,6 +139,8 @@ def test_other_tenant_cannot_see_or_touch_anything(world):
     assert client.get(f"/v1/corpora/{corpus}", headers=a).status_code == 200
     assert client.get(f"/v1/models/{model}/topics", headers=a).status_code == 200
     assert client.get(f"/v1/models/{model}/export", headers=a).status_code == 200
+    assert client.get(f"/v1/models/{model}", headers=a).json()["topic_labels"] == {}  # B's label never landed
+    assert client.get(f"/v1/models/{model}/map", headers=a).status_code == 200
     assert client.post(f"/v1/models/{model}/infer", json={"texts": ["apple"]}, headers=a).status_code == 200
     assert client.get(f"/v1/jobs/{queued_job}", headers=a).json()["state"] == "queued"
     assert {m["id"] for m in client.get("/v1/models", headers=a).json()["models"]} == {model, world["pending_model"]}

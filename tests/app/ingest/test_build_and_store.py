@@ -83,7 +83,8 @@ def test_store_load_checksum_and_delete(run_ingest, roots):
     info, corpus = run_ingest([("d.txt", b"alpha beta\nbeta gamma\n")])
     path = corpus.path
     assert sorted(p.name for p in path.iterdir()) == [
-        "corpus.json", "data.npy", "doc_ids.json", "indices.npy", "indptr.npy", "vocabulary.json"]
+        "corpus.json", "data.npy", "doc_ids.json", "indices.npy", "indptr.npy", "snippet_offsets.npy", "snippets.txt",
+        "vocabulary.json"]
     assert info.checksum == directory_checksum(path)
     indptr, indices, data = (np.load(path / f"{name}.npy") for name in ("indptr", "indices", "data"))
     assert indptr.tolist() == [0, 2, 4] and indices.dtype == np.int32 and data.dtype == np.int32
