@@ -157,6 +157,16 @@ class InferResponse(BaseModel):
     n_known_tokens: list[int] = Field(description="Tokens of each text found in the model's vocabulary.")
 
 
+class PyLDAvisData(BaseModel):
+    """The arguments of ``pyLDAvis.prepare(**data)``; rows of both matrices sum to 1."""
+
+    topic_term_dists: list[list[float]] = Field(description="(n_topics, n_terms) topic-word distributions.")
+    doc_topic_dists: list[list[float]] = Field(description="(n_documents, n_topics) document mixtures.")
+    doc_lengths: list[int] = Field(description="Tokens of each training document (corpus order).")
+    vocab: list[str] = Field(description="Terms in column order.")
+    term_frequency: list[int] = Field(description="Corpus count of each term.")
+
+
 class ComponentHealth(BaseModel):
     ok: bool
     detail: str

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import zipfile
 
 import numpy as np
@@ -121,8 +122,8 @@ def test_fitted_model_serves_results(client, ctx):
         terms = list(csv.DictReader(io.StringIO(archive.read("topic-terms.csv").decode())))
         docs = list(csv.DictReader(io.StringIO(archive.read("doc-topics.csv").decode())))
     assert {r["topic"] for r in terms} == {"0", "1"}
-    assert terms[0]["term"] == topics[0]["words"][0]["word"]
-    assert len(docs) == 40 and docs[1]["doc_id"] == "1"
+    assert json.loads(terms[0]["term"]) == topics[0]["words"][0]["word"]
+    assert len(docs) == 40 and json.loads(docs[1]["doc_id"]) == "1"
     assert abs(float(docs[0]["topic_0"]) + float(docs[0]["topic_1"]) - 1) < 1e-4
 
     assert client.delete(f"/v1/models/{model_id}").status_code == 204
