@@ -18,7 +18,7 @@ def job_public(job: JobRow) -> JobPublic:
 
 
 def corpus_public(row: CorpusRow) -> CorpusPublic:
-    return CorpusPublic(id=row.id, name=row.name, checksum=row.checksum, n_documents=row.n_documents,
+    return CorpusPublic(id=row.id, corpus_id=row.id, name=row.name, checksum=row.checksum, n_documents=row.n_documents,
                         vocabulary_size=row.vocabulary_size, stats=row.stats, options=row.options,
                         created_at=row.created_at)
 

@@ -47,6 +47,7 @@ class JobList(BaseModel):
 
 class CorpusPublic(BaseModel):
     id: str
+    corpus_id: str = Field(description="The same as id: a 201 and a 202 upload both answer corpus_id.")
     name: str | None
     checksum: str
     n_documents: int
