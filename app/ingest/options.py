@@ -67,6 +67,21 @@ class TextOptions(BaseModel):
         return self
 
 
+# What an upload (the API, ``spectral-topics submit``) gets for the options it does not set:
+# besides English stop words, terms in fewer than 5 documents or in more than half of them
+# are pruned, as topic modelers expect (gensim's filter_extremes(no_below=5, no_above=0.5)).
+# Evidence: bench/quality.py --min-df on python3-doc, k=20 (docs/decisions.md). TextOptions()
+# itself keeps every term, for library callers that prune on their own.
+UPLOAD_DEFAULTS = {"min_df": 5, "max_df": 0.5}
+
+
+def upload_text_options(values: dict | TextOptions | None) -> TextOptions:
+    """TextOptions of an upload: ``values`` over :data:`UPLOAD_DEFAULTS` over the class defaults."""
+    if isinstance(values, TextOptions):
+        return values
+    return TextOptions.model_validate({**UPLOAD_DEFAULTS, **(values or {})})
+
+
 class IngestLimits(BaseModel):
     """Caps on what one ingestion accepts; breaking one raises InvalidInput naming it."""
 

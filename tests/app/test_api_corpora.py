@@ -5,7 +5,7 @@ import io
 import json
 import zipfile
 
-from tests.app.helpers import WORDS_DOCS, fit_now, run_now, upload
+from tests.app.helpers import KEEP_ALL_TERMS, WORDS_DOCS, fit_now, run_now, upload
 
 
 def test_json_upload_returns_201_location_and_statistics(client):
@@ -71,7 +71,8 @@ def test_zip_archive_body(client):
             info = zipfile.ZipInfo(f"docs/{i}.txt")
             info.external_attr = 0o100644 << 16  # a regular file (ingestion refuses others)
             archive.writestr(info, text)
-    response = client.post("/v1/corpora", content=buffer.getvalue(), headers={"content-type": "application/zip"})
+    response = client.post("/v1/corpora", content=buffer.getvalue(), headers={"content-type": "application/zip"},
+                           params={"options": KEEP_ALL_TERMS})
     assert response.status_code == 201, response.text
     assert response.json()["n_documents"] == 8
 
@@ -86,7 +87,8 @@ def test_tar_gz_archive_body(client):
             info = tarfile.TarInfo(f"docs/{i}.txt")
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
-    response = client.post("/v1/corpora", content=buffer.getvalue(), headers={"content-type": "application/gzip"})
+    response = client.post("/v1/corpora", content=buffer.getvalue(), headers={"content-type": "application/gzip"},
+                           params={"options": KEEP_ALL_TERMS})
     assert response.status_code == 201, response.text
     assert response.json()["n_documents"] == 6
 

@@ -6,6 +6,7 @@ from fastapi.testclient import TestClient
 
 from app.core.settings import Settings
 from app.main import create_app
+from tests.app.helpers import KEEP_ALL_TERMS
 
 
 @pytest.fixture
@@ -50,7 +51,8 @@ def test_lying_content_length_is_not_trusted(small_client):
 
 def test_small_body_passes(small_client):
     client, _ = small_client
-    response = client.post("/v1/corpora", json=["apple banana cherry", "dog cat mouse"])
+    response = client.post("/v1/corpora", json=["apple banana cherry", "dog cat mouse"],
+                           params={"options": KEEP_ALL_TERMS})
     assert response.status_code == 201
 
 

@@ -56,8 +56,10 @@ def _requests(w: dict) -> list[tuple[str, str, str, dict]]:
     """(method, route template, concrete path, httpx kwargs) for every /v1 endpoint, aimed at A's objects."""
     corpus, model, job = w["corpus"], w["model"], w["queued_job"]
     return [
-        ("POST", "/v1/corpora", "/v1/corpora", {"json": ["new text here", "more words"]}),
-        ("POST", "/v1/corpora/files", "/v1/corpora/files", {"files": {"file": ("a.txt", b"new text here\nmore words\n")}}),
+        ("POST", "/v1/corpora", "/v1/corpora", {"json": {"documents": ["new text here", "more words"],
+                                                         "options": {"min_df": 1, "max_df": 1.0}}}),
+        ("POST", "/v1/corpora/files", "/v1/corpora/files", {"files": {"file": ("a.txt", b"new text here\nmore words\n")},
+                                                            "data": {"options": '{"min_df": 1, "max_df": 1.0}'}}),
         ("GET", "/v1/corpora", "/v1/corpora", {}),
         ("GET", "/v1/corpora/{corpus_id}", f"/v1/corpora/{corpus}", {}),
         ("GET", "/v1/corpora/{corpus_id}/vocabulary", f"/v1/corpora/{corpus}/vocabulary", {}),
