@@ -100,7 +100,16 @@ class ModelPublic(BaseModel):
     status: Literal["pending", "ready", "failed", "cancelled"]
     params: dict[str, Any] = Field(description="The request as submitted.")
     n_topics: int | None
-    alpha0: float | None
+    alpha0: float | None = Field(description=(
+        "The requested Dirichlet concentration (the chosen one for 'auto'); the fitted alpha may sum to "
+        "another value: see alpha_sum."))
+    alpha_sum: float | None = Field(default=None, description=(
+        "sum(alpha) of the fitted model: refinement re-fits alpha's shape to the documents and its scale on "
+        "held-out documents, so it differs from alpha0."))
+    heldout: dict[str, Any] | None = Field(default=None, description=(
+        "The held-out split (heldout_fraction of the documents, seeded): n_documents measured for quality, "
+        "n_fit_documents the model learned from; the refinement's own validation documents (taken from the "
+        "fit documents) are n_refinement_validation_documents."))
     seed: int
     alpha: list[float] | None
     n_dropped_docs: int | None
