@@ -11,7 +11,6 @@ import zipfile
 
 import httpx
 import psutil
-import pytest
 
 from gpu.matching import mean_matched_l1
 from tests.corpus_helpers import synthetic_documents, topic_matrix_in_truth_order

@@ -56,7 +56,7 @@ def _fill(command: str, ids: dict[str, str]) -> str:
 
 
 def _shell(command: str, cwd: Path, env: dict) -> str:
-    done = subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, (command, done.stdout, done.stderr)
     return done.stdout
 
@@ -99,7 +99,7 @@ def test_curl_walk_through(served, tmp_path):
             assert body["heldout"]["n_documents"] == body["quality"]["n_heldout_docs"] == 30
             assert body["quality"]["npmi"]["all_documents"]["n_documents"] == 300
         if "/topics" in command:
-            themes = [set(w["word"] for w in t["words"][:5]) for t in body["topics"]]
+            themes = [{w["word"] for w in t["words"][:5]} for t in body["topics"]]
             assert len(themes) == 5 and {"telescope", "comet", "galaxy", "planet", "jupiter", "nebula", "orbit",
                                          "meteor", "cosmos", "lens", "gravity", "star", "moon"} & set().union(*themes)
     assert ids["corpus_id"] and ids["model_id"]
@@ -141,7 +141,7 @@ def test_cli_walk_through_and_python_client(served, tmp_path):
     code = section[section.index("```python\n") + 10 : section.index("```", section.index("```python\n") + 10)]
     code = code.replace("http://127.0.0.1:8000", served["url"])
     (cwd / "model.zip").unlink()
-    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
+    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == 7  # 5 topics, the mixtures, the timings
     assert zipfile.is_zipfile(cwd / "model.zip")
