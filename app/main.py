@@ -14,6 +14,12 @@ from app.core.settings import Settings, get_settings
 from app.migrations import upgrade_database
 
 
+def operation_id(route) -> str:
+    """OpenAPI operationId '<tag>_<function>' (corpora_upload_files, models_export): the method
+    names of generated clients."""
+    return f"{route.tags[0]}_{route.name}" if route.tags else route.name
+
+
 def create_app(settings: Settings | None = None, *, migrate: bool = True,
                context: ServiceContext | None = None) -> FastAPI:
     """Build the API. Migrates the database first unless ``migrate=False``."""
@@ -34,6 +40,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True,
         description="Topic models by the method of moments (spectral LDA). Errors are JSON: "
                     '`{"error": {"code": ..., "message": ...}}`.',
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     app.state.context = ctx
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
