@@ -34,7 +34,7 @@ def test_cli_submit_wait_topics_infer_export(served, tmp_path):
     corpus_file = tmp_path / "docs.json"
     corpus_file.write_text(json.dumps(docs))
     result = _cli(served, "submit", str(corpus_file), "--topics", "3", "--seed", "2", "--wait", "--top-n", "5",
-                  "--text-options", '{"stop_words": null}')
+                  "--text-options", '{"stop_words": null, "min_df": 1, "max_df": 1.0}')
     assert result.returncode == 0, result.stderr
     assert "100.0% succeeded" in result.stderr  # the progress bar reached the end
     table = result.stdout.strip().splitlines()
@@ -68,7 +68,8 @@ def test_cli_reports_api_errors(served):
 
 def test_failing_job_on_embedded_stack(served):
     client = httpx.Client(base_url=served["url"])
-    corpus = client.post("/v1/corpora", json=[f"aa{i} bb{i}" for i in range(20)]).json()
+    corpus = client.post("/v1/corpora", json=[f"aa{i} bb{i}" for i in range(20)],
+                         params={"options": '{"min_df": 1, "max_df": 1.0}'}).json()
     accepted = client.post("/v1/models", json={"corpus_id": corpus["id"], "n_topics": 2}).json()
     job = poll_job(lambda path: client.get(path).json(), accepted["job"]["id"])
     assert job["state"] == "failed" and job["error_code"] == "invalid_input"
