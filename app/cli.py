@@ -6,7 +6,7 @@
     spectral-topics migrate
     spectral-topics keys create --tenant T | keys list [--tenant T] | keys revoke KEY_ID
     spectral-topics submit FILE --topics K [--wait]  (client of a running API, --url)
-    spectral-topics topics MODEL | infer MODEL FILE | export MODEL [-o FILE] | job JOB
+    spectral-topics topics MODEL | infer MODEL FILE [--json] | export MODEL [-o FILE] [--format] | job JOB
 """
 from __future__ import annotations
 
@@ -75,14 +75,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--top-n", type=int, default=10)
     client_args(p)
 
-    p = sub.add_parser("infer", help="topic mixtures of new texts (JSON list or one text per line)")
+    p = sub.add_parser("infer", help="topic mixtures of new texts (JSON list or one text per line), as a table")
     p.add_argument("model")
     p.add_argument("file", type=Path)
+    p.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
     client_args(p)
 
-    p = sub.add_parser("export", help="download topic-terms.csv and doc-topics.csv as a zip")
+    p = sub.add_parser("export", help="download the model: CSV files in a zip, a NumPy .npz, or pyLDAvis JSON")
     p.add_argument("model")
-    p.add_argument("-o", "--output", type=Path)
+    p.add_argument("-o", "--output", type=Path, help="file to write (default model-MODEL.zip|.npz|.json)")
+    p.add_argument("--format", choices=["zip", "npz", "pyldavis"], default="zip")
+    p.add_argument("--top-n", type=int, help="terms per topic in topic-terms.csv (default 100)")
     client_args(p)
 
     p = sub.add_parser("job", help="show a job")
@@ -218,9 +221,9 @@ def _number_or_auto(value: str, cast):
 def _client_command(args) -> int:
     import httpx
 
-    from app.client import ApiClient, ClientError, print_json, read_texts, topics_table
+    from app.client import Client, ClientError, mixtures_table, print_json, read_texts, topics_table
 
-    client = ApiClient(args.url, api_key=args.api_key)
+    client = Client(args.url, api_key=args.api_key)
     try:
         if args.command == "submit":
             options = json.loads(args.text_options) if args.text_options else None
@@ -230,12 +233,10 @@ def _client_command(args) -> int:
                 if job["state"] != "succeeded":
                     print(f"ingestion {job['state']}: {job['error_message']}", file=sys.stderr)
                     return 1
-                corpus_id = corpus["corpus_id"]
-            else:
-                corpus_id = corpus["id"]
+            corpus_id = corpus["corpus_id"]
             print(f"corpus {corpus_id}", file=sys.stderr)
-            accepted = client.create_model(corpus_id, _number_or_auto(args.topics, int),
-                                           alpha0=_number_or_auto(args.alpha0, float), seed=args.seed)
+            accepted = client.fit(corpus_id, _number_or_auto(args.topics, int),
+                                  alpha0=_number_or_auto(args.alpha0, float), seed=args.seed)
             model_id = accepted["model_id"]
             print(f"model {model_id} (job {accepted['job']['id']})", file=sys.stderr)
             if not args.wait:
@@ -249,10 +250,16 @@ def _client_command(args) -> int:
         elif args.command == "topics":
             print(topics_table(client.topics(args.model, args.top_n)["topics"], args.top_n))
         elif args.command == "infer":
-            print_json(client.infer(args.model, read_texts(args.file)))
+            texts = read_texts(args.file)
+            inferred = client.infer(args.model, texts)
+            if args.json:
+                print_json(inferred)
+            else:
+                print(mixtures_table(inferred["doc_topic"], inferred["n_known_tokens"], texts))
         elif args.command == "export":
-            output = args.output or Path(f"model-{args.model}.zip")
-            output.write_bytes(client.export(args.model))
+            suffix = {"zip": "zip", "npz": "npz", "pyldavis": "json"}[args.format]
+            output = args.output or Path(f"model-{args.model}.{suffix}")
+            client.export(args.model, output, fmt=args.format, top_n=args.top_n)
             print(output)
         elif args.command == "job":
             print_json(client.job(args.job))

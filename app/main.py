@@ -22,6 +22,12 @@ from app.services.corpus_service import sweep_stale_uploads
 log = logging.getLogger(__name__)
 
 
+def operation_id(route) -> str:
+    """OpenAPI operationId '<tag>_<function>' (corpora_upload_files, models_export): the method
+    names of generated clients."""
+    return f"{route.tags[0]}_{route.name}" if route.tags else route.name
+
+
 def create_app(settings: Settings | None = None, *, migrate: bool = True,
                context: ServiceContext | None = None) -> FastAPI:
     """Build the API. Migrates the database first unless ``migrate=False``."""
@@ -50,6 +56,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True,
         lifespan=lifespan,
         docs_url=None,  # /docs and /redoc are served offline by install_explorer
         redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
     app.state.context = ctx
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -10,7 +10,7 @@ into junk components; ``--max-docs 25000`` keeps the peers' fit times near pytho
 Documents are consecutive paragraphs of one file merged until they hold >= 50 words.
 Tokenised with the service's own tokenizer (app.ingest, default TextOptions) when present,
 else scikit-learn's CountVectorizer; vocabulary from the training documents only (document
-frequency >= 5 and <= 50%, capped to the most frequent terms). Split 80/20 (seeded).
+frequency >= 5 (`--min-df`) and <= 50%, capped to the most frequent terms). Split 80/20 (seeded).
 
 Measures: NPMI of each topic's top 10 words from document co-occurrence in the held-out
 documents; held-out per-word log likelihood by document completion; topic diversity;
@@ -89,27 +89,27 @@ def ingest_tokenizer():
     (train counts, held-out counts, vocabulary): app.ingest's tokenizer when it is present
     (the service's own: NFKC, lowercase, letters/digits, English stop words, numbers
     dropped), else scikit-learn's CountVectorizer. Vocabulary from the training documents
-    only: document frequency >= 5 and <= 50%, the ``max_words`` most frequent terms."""
+    only: document frequency >= min_df (5) and <= 50%, the ``max_words`` most frequent terms."""
     try:
         from app.ingest import TextOptions, vectorize_texts
         from app.ingest.counting import count_chunk
     except ImportError:
         from sklearn.feature_extraction.text import CountVectorizer
 
-        def tokenize_sklearn(train_texts, heldout_texts, max_words):
+        def tokenize_sklearn(train_texts, heldout_texts, max_words, min_df=5):
             vectorizer = CountVectorizer(stop_words="english", token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z]+\b",
-                                         min_df=5, max_df=0.5, max_features=max_words)
+                                         min_df=min_df, max_df=0.5, max_features=max_words)
             train = vectorizer.fit_transform(train_texts)
             return train, vectorizer.transform(heldout_texts), list(vectorizer.get_feature_names_out())
 
         return "scikit-learn CountVectorizer", tokenize_sklearn
 
-    def tokenize_ingest(train_texts, heldout_texts, max_words):
+    def tokenize_ingest(train_texts, heldout_texts, max_words, min_df=5):
         options = TextOptions()
         chunk = count_chunk(list(train_texts), options)
         df = np.asarray((chunk.counts > 0).sum(axis=0)).ravel()
         frequency = np.asarray(chunk.counts.sum(axis=0)).ravel()
-        allowed = np.flatnonzero((df >= 5) & (df <= 0.5 * len(train_texts)))
+        allowed = np.flatnonzero((df >= min_df) & (df <= 0.5 * len(train_texts)))
         terms = np.asarray(chunk.terms, dtype=object)
         order = sorted(allowed.tolist(), key=lambda t: (-frequency[t], terms[t]))[:max_words]
         vocabulary = sorted(terms[order].tolist())
@@ -119,11 +119,12 @@ def ingest_tokenizer():
     return "app.ingest (TextOptions defaults)", tokenize_ingest
 
 
-def vectorize(documents: list[str], train_rows: np.ndarray, heldout_rows: np.ndarray, max_words: int):
+def vectorize(documents: list[str], train_rows: np.ndarray, heldout_rows: np.ndarray, max_words: int,
+              min_df: int = 5):
     """(train, held-out, vocabulary, tokenizer name); documents with < 5 tokens dropped."""
     name, tokenize = ingest_tokenizer()
     train, heldout, vocabulary = tokenize(
-        [documents[i] for i in train_rows], [documents[i] for i in heldout_rows], max_words
+        [documents[i] for i in train_rows], [documents[i] for i in heldout_rows], max_words, min_df
     )
     train, heldout = sp.csr_matrix(train).astype(np.int64), sp.csr_matrix(heldout).astype(np.int64)
     keep_train = np.asarray(train.sum(axis=1)).ravel() >= 5
@@ -223,6 +224,7 @@ def main() -> None:
     parser.add_argument("--topics", type=int, nargs="+", default=[20, 50])
     parser.add_argument("--max-docs", type=int, default=None)
     parser.add_argument("--max-words", type=int, default=5000)
+    parser.add_argument("--min-df", type=int, default=5, help="keep terms in at least this many training documents")
     parser.add_argument("--tomotopy-iters", type=int, default=500)
     parser.add_argument("--sklearn-iters", type=int, default=20)
     parser.add_argument("--gensim-passes", type=int, default=5)
@@ -240,7 +242,8 @@ def main() -> None:
 
     documents = load_documents(max_docs=args.max_docs, corpus=args.corpus)
     train_rows, heldout_rows = split_heldout(np.empty((len(documents), 0)), 0.2, seed=args.seed)
-    train, heldout, vocabulary, tokenizer = vectorize(documents, train_rows, heldout_rows, args.max_words)
+    train, heldout, vocabulary, tokenizer = vectorize(documents, train_rows, heldout_rows, args.max_words,
+                                                         args.min_df)
     print(f"corpus: {args.corpus} reST sources, tokenizer: {tokenizer}")
     print(f"documents: train {train.shape[0]}, held-out {heldout.shape[0]}; vocabulary {train.shape[1]}; "
           f"train tokens {int(train.sum())}")

@@ -250,16 +250,28 @@ def evaluate_model(
 ) -> dict:
     """All quality measures of one model, as a JSON-serialisable dict.
 
-    NPMI uses the held-out documents as the reference corpus; token shares come from
-    inferring the training documents' mixtures. Keys: n_topics, npmi_mean, npmi_per_topic,
-    heldout_loglik (per word), topic_diversity, alpha, token_share, topics (one dict per
-    topic: index, alpha, token_share, npmi, top_words as word indices).
+    NPMI uses the held-out documents as the reference corpus (npmi_mean, npmi_per_topic);
+    ``npmi`` gives it with each reference named and counted: {"top_n", "heldout": {...},
+    "all_documents": {...}}, each {"n_documents", "mean", "per_topic"} (all documents = train
+    and held-out: a larger reference, comparable with tools that score on the whole corpus).
+    Token shares come from inferring the training documents' mixtures. Keys: n_topics,
+    npmi_mean, npmi_per_topic, npmi, heldout_loglik (per word), topic_diversity, alpha,
+    token_share, topics (one dict per topic: index, alpha, token_share, npmi, top_words as word
+    indices).
     """
     topic_word = np.asarray(to_host(topic_word), dtype=np.float64)
     alpha = np.asarray(to_host(alpha), dtype=np.float64).reshape(-1)
     train = _as_host_csr(train_counts, "train_counts")
     heldout = _as_host_csr(heldout_counts, "heldout_counts")
     per_topic, npmi_mean = npmi_coherence(topic_word, heldout, top_n=top_n)
+    all_per_topic, all_mean = npmi_coherence(topic_word, sp.vstack([train, heldout]).tocsr(), top_n=top_n)
+    npmi_references = {
+        "top_n": int(top_n),
+        "heldout": {"n_documents": int(heldout.shape[0]), "mean": float(npmi_mean),
+                    "per_topic": [float(x) for x in per_topic]},
+        "all_documents": {"n_documents": int(train.shape[0] + heldout.shape[0]), "mean": float(all_mean),
+                          "per_topic": [float(x) for x in all_per_topic]},
+    }
     loglik = heldout_log_likelihood(topic_word, alpha, heldout, seed=seed)
     diversity = topic_diversity(topic_word, top_n=diversity_top_n)
     doc_topic = infer_doc_topic(train, topic_word, alpha)
@@ -279,6 +291,7 @@ def evaluate_model(
         "n_topics": int(topic_word.shape[0]),
         "npmi_mean": float(npmi_mean),
         "npmi_per_topic": [float(x) for x in per_topic],
+        "npmi": npmi_references,
         "heldout_loglik": float(loglik),
         "topic_diversity": float(diversity),
         "alpha": [float(x) for x in alpha],

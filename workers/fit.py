@@ -83,7 +83,7 @@ def run_fit(ctx: ServiceContext, job: JobRow, progress: Progress,
                                     completion_alpha=completion_alpha)
     result = {
         "n_topics": int(topic_word.shape[0]),
-        "alpha0": float(alpha.sum()),
+        "alpha0": float(getattr(estimator, "alpha0_", alpha.sum())),  # requested (or chosen by "auto")
         "alpha": _as_list(alpha),
         "n_dropped_docs": int(getattr(estimator, "n_dropped_docs_", 0)),
         "m2_eigenvalues": _as_list(getattr(estimator, "m2_eigenvalues_", None)),

@@ -14,6 +14,7 @@ from app.api.deps import MAX_OFFSET, Context, SessionDep, Tenant, error_response
 from app.api.presenters import corpus_public, job_public
 from app.api.schemas import CorpusAccepted, CorpusList, CorpusPublic, Vocabulary
 from app.artifacts.artifact_files import remove_path
+from app.core.api_errors import ApiError
 from app.core.broker import INGEST_TASK
 from app.core.ids import new_id
 from app.core.tables import CorpusRow
@@ -62,22 +63,23 @@ _DOCUMENTS_SCHEMA = {"type": "array", "items": {"oneOf": [
     {"type": "string"},
     {"type": "object", "properties": {"id": {"type": "string"}, "text": {"type": "string"},
                                       "metadata": {"type": "object"}}, "required": ["text"]}]}}
-_UPLOAD_BODY = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": {"oneOf": [_DOCUMENTS_SCHEMA, {
-        "type": "object", "required": ["documents"],
-        "properties": {"documents": _DOCUMENTS_SCHEMA, "options": {"type": "object"}, "name": {"type": "string"},
-                       "format": {"type": "string"}, "text_column": {"type": "string"},
-                       "id_column": {"type": "string"}}}]}},
-    "application/x-ndjson": {"schema": {"type": "string", "format": "binary"}},
-    "text/plain": {"schema": {"type": "string", "format": "binary"}},
-    "text/csv": {"schema": {"type": "string", "format": "binary"}},
-    "application/zip": {"schema": {"type": "string", "format": "binary"}},
-    "application/gzip": {"schema": {"type": "string", "format": "binary"}},
+# One content type per operation, so that client generators can use each: POST /v1/corpora
+# declares its JSON body (it still accepts the raw formats and multipart of _UPLOAD_DOC for
+# existing callers), POST /v1/corpora/files declares the multipart form.
+_JSON_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"type": "object", "required": ["documents"], "properties": {
+        "documents": _DOCUMENTS_SCHEMA, "options": {"type": "object", "description": "TextOptions"},
+        "name": {"type": "string"}}}}}}}
+_FILES_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
-        "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        "file": {"type": "string", "format": "binary"},
         "options": {"type": "string", "description": "TextOptions as JSON"}, "format": {"type": "string"},
-        "text_column": {"type": "string"}, "id_column": {"type": "string"}, "name": {"type": "string"}}}},
-}}}
+        "text_column": {"type": "string"}, "id_column": {"type": "string"}, "name": {"type": "string"}}}}}}}
+_FILES_DOC = """Upload one or more files (`multipart/form-data`: `file` parts, and optional
+`options` (TextOptions as JSON), `format`, `text_column`, `id_column`, `name` fields): JSON,
+JSONL, CSV, TSV, plain text, zip or tar.gz. Answers like `POST /v1/corpora`."""
+_UPLOAD_RESPONSES = {202: {"model": CorpusAccepted, "description": "Ingestion queued: poll the job"},
+                     **error_responses(413, 415, 422, 429, 503)}
 
 
 def _safe_filename(name: str | None, fallback: str) -> str:
@@ -114,10 +116,8 @@ def _unwrap_envelope(path: Path) -> dict | None:
     return value
 
 
-@router.post("", status_code=201, response_model=CorpusPublic, description=_UPLOAD_DOC, openapi_extra=_UPLOAD_BODY,
-             responses={202: {"model": CorpusAccepted, "description": "Ingestion queued"},
-                        **error_responses(413, 422, 429, 503)},
-             summary="Upload a corpus")
+@router.post("", status_code=201, response_model=CorpusPublic, description=_UPLOAD_DOC, openapi_extra=_JSON_BODY,
+             responses=_UPLOAD_RESPONSES, summary="Upload a corpus (JSON documents)")
 async def upload(request: Request, response: Response, ctx: Context, tenant: Tenant,
                  format: str | None = Query(None, description="Input format; detected when omitted."),
                  filename: str | None = Query(None, description="Name of the uploaded file (for detection)."),
@@ -125,11 +125,29 @@ async def upload(request: Request, response: Response, ctx: Context, tenant: Ten
                  id_column: str | None = Query(None, description="CSV/TSV/JSON id field."),
                  name: str | None = Query(None, description="A label for the corpus."),
                  options: str | None = Query(None, description="TextOptions as a JSON object.")):
+    fields = {"format": format, "text_column": text_column, "id_column": id_column, "name": name}
+    return await _receive(request, response, ctx, tenant, fields, filename, options)
+
+
+@router.post("/files", status_code=201, response_model=CorpusPublic, description=_FILES_DOC,
+             openapi_extra=_FILES_BODY, responses=_UPLOAD_RESPONSES, summary="Upload a corpus (files, multipart)")
+async def upload_files(request: Request, response: Response, ctx: Context, tenant: Tenant):
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "multipart/form-data":
+        raise ApiError(415, "unsupported_media_type",
+                       f"POST /v1/corpora/files takes multipart/form-data, got {content_type or 'no content type'!r}; "
+                       "send JSON documents to POST /v1/corpora")
+    fields = {"format": None, "text_column": None, "id_column": None, "name": None}
+    return await _receive(request, response, ctx, tenant, fields, None, None)
+
+
+async def _receive(request: Request, response: Response, ctx, tenant: str, fields: dict,
+                   filename: str | None, options: str | None):
+    """Stage the body (raw, JSON envelope or multipart), then ingest it now (201) or queue it (202)."""
     upload_id = new_id()
     folder = staging_dir(ctx, upload_id)
     folder.mkdir(parents=True)
     try:
-        fields = {"format": format, "text_column": text_column, "id_column": id_column, "name": name}
         option_values = parse_options_json(options, "options query parameter")
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type == "multipart/form-data":

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from app.api.schemas import ErrorPublic
@@ -44,7 +45,14 @@ def _arrived_on_loopback(request: Request) -> bool:
     return is_loopback(host)
 
 
-def get_tenant(request: Request, ctx: Context) -> str:
+# Declares the bearer scheme in the OpenAPI schema (Swagger's "Authorize", generated clients'
+# token argument); get_tenant below reads the header itself, so its answers stay JSON errors.
+_BEARER = HTTPBearer(auto_error=False, scheme_name="bearer",
+                     description="An API key from `spectral-topics keys create`, sent as `Authorization: Bearer <key>`.")
+
+
+def get_tenant(request: Request, ctx: Context,
+               _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None) -> str:
     """The caller's tenant, from ``Authorization: Bearer <key>``.
 
     A key that is sent must be valid and unrevoked (else 401), whatever the mode. Without a
@@ -74,6 +82,7 @@ Tenant = Annotated[str, Depends(get_tenant)]
 _DESCRIPTIONS = {
     401: "Missing, invalid or revoked API key", 429: "Too many active jobs for this tenant (see Retry-After)",
     404: "Unknown id", 409: "Conflict with the resource's state", 413: "Request body too large",
+    415: "Unsupported content type for this operation",
     422: "Invalid input: the message says what and where", 503: "A dependency is unreachable or the job queue is full",
 }
 

@@ -1,7 +1,7 @@
 """/v1/models: submit a fit, read results, topics, document mixtures, inference, export."""
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
@@ -17,6 +17,7 @@ from app.api.schemas import (
     ModelCreate,
     ModelList,
     ModelPublic,
+    PyLDAvisData,
     TopicsPublic,
 )
 from app.core.tables import ModelRow
@@ -78,16 +79,43 @@ async def infer(model_id: str, request: InferRequest, ctx: Context, tenant: Tena
     return InferResponse(model_id=model_id, doc_topic=doc_topic.tolist(), n_known_tokens=known.tolist())
 
 
-@router.get("/{model_id}/export", responses={200: {"content": {"application/zip": {}},
-                                                    "description": "topic-terms.csv and doc-topics.csv"},
-                                              **error_responses(404, 409)},
-            summary="topic-terms.csv and doc-topics.csv in one zip archive")
+_EXPORT_DOC = """The model in a form other tools read as they are (`format`):
+
+* `zip` (default): `topic-terms.csv` (topic, alpha, label, rank, term_id, term, weight; the
+  `top_n` heaviest terms per topic, 100 by default) and `doc-topics.csv`
+  (doc_id, topic_0 .. topic_{k-1}). Terms and document ids are JSON string literals, so
+  `pandas.read_csv` never reads a term such as `nan` or `null` as missing (`json.loads` each cell).
+* `npz`: one compressed NumPy archive: topic_word (k, V), alpha, doc_topic (D, k), vocabulary
+  (column order), doc_ids, doc_lengths, term_frequency, labels.
+* `pyldavis`: JSON whose fields go straight into `pyLDAvis.prepare(**data)`.
+"""
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+@router.get("/{model_id}/export", response_class=Response, description=_EXPORT_DOC,
+            responses={200: {"content": {"application/zip": _BINARY, "application/octet-stream": _BINARY},
+                             "description": "zip (CSV files) or npz archive"},
+                       **error_responses(404, 409)},
+            summary="The model as CSV files (zip) or a NumPy archive (npz)")
 def export(model_id: str, ctx: Context, tenant: Tenant,
-           top_n: int = Query(100, ge=1, le=1_000_000, description="Terms per topic in topic-terms.csv.")) -> Response:
+           format: Literal["zip", "npz", "pyldavis"] = Query("zip", description=(
+               "zip: CSV files; npz: NumPy arrays; pyldavis: JSON for pyLDAvis.prepare (also, typed, at "
+               "GET /v1/models/{model_id}/pyldavis).")),
+           top_n: int = Query(100, ge=1, le=10_000_000, description="Terms per topic in topic-terms.csv.")) -> Response:
     row = model_service.load_ready_model(ctx, tenant, model_id)
-    data = model_service.export(ctx, row, top_n)
-    return Response(data, media_type="application/zip",
-                    headers={"Content-Disposition": f'attachment; filename="model-{model_id}.zip"'})
+    data = model_service.export(ctx, row, top_n, format)
+    if format == "pyldavis":
+        return JSONResponse(data)
+    media_type = "application/zip" if format == "zip" else "application/octet-stream"
+    return Response(data, media_type=media_type,
+                    headers={"Content-Disposition": f'attachment; filename="model-{model_id}.{format}"'})
+
+
+@router.get("/{model_id}/pyldavis", response_model=PyLDAvisData, responses=error_responses(404, 409),
+            summary="Arguments of pyLDAvis.prepare: pyLDAvis.prepare(**response.json())")
+def pyldavis(model_id: str, ctx: Context, tenant: Tenant) -> JSONResponse:
+    row = model_service.load_ready_model(ctx, tenant, model_id)
+    return JSONResponse(model_service.export(ctx, row, None, "pyldavis"))
 
 
 @router.delete("/{model_id}", status_code=204, responses=error_responses(404),

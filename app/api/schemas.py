@@ -49,6 +49,7 @@ class JobList(BaseModel):
 
 class CorpusPublic(BaseModel):
     id: str
+    corpus_id: str = Field(description="The same as id: a 201 and a 202 upload both answer corpus_id.")
     name: str | None
     checksum: str
     n_documents: int
@@ -102,7 +103,16 @@ class ModelPublic(BaseModel):
     status: Literal["pending", "ready", "failed", "cancelled"]
     params: dict[str, Any] = Field(description="The request as submitted.")
     n_topics: int | None
-    alpha0: float | None
+    alpha0: float | None = Field(description=(
+        "The requested Dirichlet concentration (the chosen one for 'auto'); the fitted alpha may sum to "
+        "another value: see alpha_sum."))
+    alpha_sum: float | None = Field(default=None, description=(
+        "sum(alpha) of the fitted model: refinement re-fits alpha's shape to the documents and its scale on "
+        "held-out documents, so it differs from alpha0."))
+    heldout: dict[str, Any] | None = Field(default=None, description=(
+        "The held-out split (heldout_fraction of the documents, seeded): n_documents measured for quality, "
+        "n_fit_documents the model learned from; the refinement's own validation documents (taken from the "
+        "fit documents) are n_refinement_validation_documents."))
     seed: int
     alpha: list[float] | None
     n_dropped_docs: int | None
@@ -159,6 +169,16 @@ class InferResponse(BaseModel):
     model_id: str
     doc_topic: list[list[float]] = Field(description="(n_texts, n_topics) topic mixtures, rows sum to 1.")
     n_known_tokens: list[int] = Field(description="Tokens of each text found in the model's vocabulary.")
+
+
+class PyLDAvisData(BaseModel):
+    """The arguments of ``pyLDAvis.prepare(**data)``; rows of both matrices sum to 1."""
+
+    topic_term_dists: list[list[float]] = Field(description="(n_topics, n_terms) topic-word distributions.")
+    doc_topic_dists: list[list[float]] = Field(description="(n_documents, n_topics) document mixtures.")
+    doc_lengths: list[int] = Field(description="Tokens of each training document (corpus order).")
+    vocab: list[str] = Field(description="Terms in column order.")
+    term_frequency: list[int] = Field(description="Corpus count of each term.")
 
 
 class ComponentHealth(BaseModel):

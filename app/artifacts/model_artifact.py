@@ -10,9 +10,6 @@ Written through :func:`app.artifacts.artifact_files.atomic_directory`, so it app
 """
 from __future__ import annotations
 
-import csv
-import io
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -68,28 +65,3 @@ def top_words(topic_word: np.ndarray, vocabulary: list[str], top_n: int) -> list
         result.append([(vocabulary[i], float(row[i])) for i in order])
     return result
 
-
-def export_zip(topic_word: np.ndarray, alpha: np.ndarray, doc_topic: np.ndarray, vocabulary: list[str],
-               doc_ids: list[str], top_n: int | None = None, labels: dict[int, str] | None = None) -> bytes:
-    """A zip archive with ``topic-terms.csv`` (topic, alpha, rank, term, weight, label: the
-    topic's label from ``labels``, empty without one) and ``doc-topics.csv`` (doc_id,
-    topic_0 .. topic_{k-1})."""
-    labels = labels or {}
-    k, n_words = topic_word.shape
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(["topic", "alpha", "rank", "term", "weight", "label"])
-        for topic, words in enumerate(top_words(topic_word, vocabulary, top_n or n_words)):
-            for rank, (word, weight) in enumerate(words):
-                if weight > 0:
-                    writer.writerow([topic, repr(float(alpha[topic])), rank, word, repr(weight), labels.get(topic, "")])
-        archive.writestr("topic-terms.csv", text.getvalue())
-        text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(["doc_id", *(f"topic_{i}" for i in range(k))])
-        for doc_id, row in zip(doc_ids, doc_topic):
-            writer.writerow([doc_id, *(f"{float(x):.6g}" for x in row)])
-        archive.writestr("doc-topics.csv", text.getvalue())
-    return buffer.getvalue()

@@ -25,6 +25,7 @@ from app.core.limits import ingest_limits
 from app.core.tables import FINAL_JOB_STATES, CorpusRow, JobRow, ModelRow
 from app.core.tenant_queries import get_owned
 from app.ingest import FORMATS, TextOptions, delete_corpus, ingest
+from app.ingest.options import upload_text_options
 from gpu.errors import InvalidInput
 
 MANIFEST = "manifest.json"  # the UploadRequest
@@ -40,7 +41,13 @@ class UploadRequest(BaseModel):
     text_column: str = Field(default="text", min_length=1, max_length=255)
     id_column: str | None = Field(default=None, min_length=1, max_length=255)
     name: str | None = Field(default=None, max_length=255)
-    options: TextOptions = Field(default_factory=TextOptions)
+    options: TextOptions = Field(default_factory=lambda: upload_text_options(None), description=(
+        "Text options; unset ones take UPLOAD_DEFAULTS (min_df=5, max_df=0.5), then TextOptions' defaults."))
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _upload_defaults(cls, value):
+        return upload_text_options(value) if isinstance(value, dict) or value is None else value
 
     @field_validator("name", "text_column", "id_column")
     @classmethod
@@ -149,6 +156,9 @@ def ingest_staged(ctx: ServiceContext, upload_id: str, corpus_id: str, tenant_id
         remove_path(folder)
         raise
     stats = dict(info.stats)
+    options = info.options
+    stats["text_pruning"] = {"stop_words": options.stop_words, "n_extra_stop_words": len(options.extra_stop_words),
+                             "min_df": options.min_df, "max_df": options.max_df, "max_vocab": options.max_vocab}
     row = CorpusRow(
         id=corpus_id, tenant_id=tenant_id, name=manifest.name, checksum=info.checksum,
         n_documents=int(stats.get("n_documents", 0)), vocabulary_size=int(stats.get("vocabulary_size", 0)),

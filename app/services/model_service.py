@@ -12,12 +12,12 @@ from app.api.fit_options import check_fit_options
 from app.api.schemas import ModelCreate
 from app.artifacts.artifact_files import ArtifactCorrupt, remove_path
 from app.artifacts.model_artifact import (
-    export_zip,
     load_alpha,
     load_doc_topic,
     load_topic_word,
     top_words,
 )
+from app.artifacts.model_export import ModelExport, export_npz, export_zip, pyldavis_data, topic_labels
 from app.core.api_errors import ApiError
 from app.core.broker import FIT_TASK
 from app.core.context import ServiceContext
@@ -151,9 +151,29 @@ def infer(ctx: ServiceContext, row: ModelRow, texts: list[str]) -> tuple[np.ndar
     return np.asarray(doc_topic), np.asarray(counts.sum(axis=1)).ravel().astype(int)
 
 
-def export(ctx: ServiceContext, row: ModelRow, top_n: int) -> bytes:
+EXPORT_FORMATS = ("zip", "npz", "pyldavis")
+
+
+def export_parts(ctx: ServiceContext, row: ModelRow) -> ModelExport:
+    """The model's arrays with its corpus' vocabulary, document ids, lengths and term counts."""
     folder = model_folder(ctx, row)
     corpus = corpus_of(ctx, row)
-    labels = {int(topic): str(label) for topic, label in (row.topic_labels or {}).items()}
-    return export_zip(load_topic_word(folder), load_alpha(folder), load_doc_topic(folder),
-                      list(corpus.vocabulary), [str(d) for d in corpus.doc_ids], top_n=top_n, labels=labels)
+    topic_word = load_topic_word(folder)
+    counts = corpus.counts
+    return ModelExport(
+        topic_word=topic_word, alpha=load_alpha(folder), doc_topic=np.asarray(load_doc_topic(folder)),
+        vocabulary=list(corpus.vocabulary), doc_ids=[str(d) for d in corpus.doc_ids],
+        doc_lengths=np.asarray(counts.sum(axis=1)).ravel(), term_frequency=np.asarray(counts.sum(axis=0)).ravel(),
+        labels=topic_labels(getattr(row, "topic_labels", None), topic_word.shape[0]),
+    )
+
+
+def export(ctx: ServiceContext, row: ModelRow, top_n: int | None, fmt: str = "zip") -> bytes | dict[str, Any]:
+    """``zip`` (CSV files, ``top_n`` terms per topic: all when None), ``npz`` (bytes) or
+    ``pyldavis`` (a JSON-ready dict for ``pyLDAvis.prepare``)."""
+    parts = export_parts(ctx, row)
+    if fmt == "npz":
+        return export_npz(parts)
+    if fmt == "pyldavis":
+        return pyldavis_data(parts)
+    return export_zip(parts, top_n=top_n)

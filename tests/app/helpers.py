@@ -1,6 +1,8 @@
 """Helpers for API tests: upload a corpus, run a job with the real job logic in-process."""
 from __future__ import annotations
 
+import json
+
 from workers.handlers import HANDLERS
 from workers.jobs import run_job
 
@@ -10,7 +12,12 @@ WORDS_DOCS = [
 ] * 10
 
 
+# Upload defaults prune terms in < 5 documents or > 50% of them; these tiny corpora keep all.
+KEEP_ALL_TERMS = json.dumps({"min_df": 1, "max_df": 1.0})
+
+
 def upload(client, docs=WORDS_DOCS, **params):
+    params.setdefault("options", KEEP_ALL_TERMS)
     response = client.post("/v1/corpora", json=docs, params=params)
     assert response.status_code == 201, response.text
     return response.json()

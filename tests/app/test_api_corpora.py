@@ -5,7 +5,7 @@ import io
 import json
 import zipfile
 
-from tests.app.helpers import WORDS_DOCS, fit_now, run_now, upload
+from tests.app.helpers import KEEP_ALL_TERMS, WORDS_DOCS, fit_now, run_now, upload
 
 
 def test_json_upload_returns_201_location_and_statistics(client):
@@ -79,10 +79,11 @@ def test_zip_archive_body(client, ctx):
             info = zipfile.ZipInfo(f"docs/{i}.txt")
             info.external_attr = 0o100644 << 16  # a regular file (ingestion refuses others)
             archive.writestr(info, text)
-    response = client.post("/v1/corpora", content=buffer.getvalue(), headers={"content-type": "application/zip"})
+    response = client.post("/v1/corpora", content=buffer.getvalue(), headers={"content-type": "application/zip"},
+                           params={"options": KEEP_ALL_TERMS})
     assert _ingested_by_a_worker(client, ctx, response)["n_documents"] == 8
     # A small zip, even named as plain text, is never decompressed in the API process.
-    disguised = client.post("/v1/corpora", content=buffer.getvalue(), params={"filename": "docs.txt"},
+    disguised = client.post("/v1/corpora", content=buffer.getvalue(), params={"filename": "docs.txt", "options": KEEP_ALL_TERMS},
                             headers={"content-type": "text/plain"})
     assert disguised.status_code == 202, disguised.text
 
@@ -97,9 +98,11 @@ def test_tar_gz_archive_body(client, ctx):
             info = tarfile.TarInfo(f"docs/{i}.txt")
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
-    response = client.post("/v1/corpora", content=buffer.getvalue(), headers={"content-type": "application/gzip"})
+    response = client.post("/v1/corpora", content=buffer.getvalue(), headers={"content-type": "application/gzip"},
+                           params={"options": KEEP_ALL_TERMS})
     assert _ingested_by_a_worker(client, ctx, response)["n_documents"] == 6
-    multipart = client.post("/v1/corpora", files={"file": ("docs.tar.gz", buffer.getvalue(), "application/gzip")})
+    multipart = client.post("/v1/corpora", files={"file": ("docs.tar.gz", buffer.getvalue(), "application/gzip")},
+                            data={"options": KEEP_ALL_TERMS})
     assert _ingested_by_a_worker(client, ctx, multipart)["n_documents"] == 6
 
 

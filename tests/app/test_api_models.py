@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import zipfile
 
 import numpy as np
@@ -76,7 +77,10 @@ def test_fitted_model_serves_results(client, ctx):
     model_id, job_id = fit_now(ctx, client, corpus["id"], n_topics=2, seed=1)
     model = client.get(f"/v1/models/{model_id}").json()
     assert model["status"] == "ready" and model["n_topics"] == 2
-    assert len(model["alpha"]) == 2 and abs(sum(model["alpha"]) - model["alpha0"]) < 1e-9
+    assert len(model["alpha"]) == 2 and abs(sum(model["alpha"]) - model["alpha_sum"]) < 1e-9
+    assert model["alpha0"] == 1.0  # as requested; alpha_sum is what the fit made of it
+    assert model["heldout"]["n_documents"] == model["quality"]["n_heldout_docs"] == 4
+    assert model["heldout"]["n_fit_documents"] == 36 and "n_heldout_docs" not in model["diagnostics"]
     assert model["n_dropped_docs"] == 0
     assert len(model["m2_eigenvalues"]) >= 2 and len(model["tensor_eigenvalues"]) == 2
     assert set(model["timings"]) and isinstance(model["diagnostics"], dict)
@@ -121,8 +125,8 @@ def test_fitted_model_serves_results(client, ctx):
         terms = list(csv.DictReader(io.StringIO(archive.read("topic-terms.csv").decode())))
         docs = list(csv.DictReader(io.StringIO(archive.read("doc-topics.csv").decode())))
     assert {r["topic"] for r in terms} == {"0", "1"}
-    assert terms[0]["term"] == topics[0]["words"][0]["word"]
-    assert len(docs) == 40 and docs[1]["doc_id"] == "1"
+    assert json.loads(terms[0]["term"]) == topics[0]["words"][0]["word"]
+    assert len(docs) == 40 and json.loads(docs[1]["doc_id"]) == "1"
     assert abs(float(docs[0]["topic_0"]) + float(docs[0]["topic_1"]) - 1) < 1e-4
 
     assert client.delete(f"/v1/models/{model_id}").status_code == 204

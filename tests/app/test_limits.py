@@ -15,7 +15,7 @@ from app.core.db import transaction
 from app.core.ids import new_id
 from app.core.security import create_api_key
 from app.main import create_app
-from tests.app.helpers import WORDS_DOCS, run_now, upload
+from tests.app.helpers import KEEP_ALL_TERMS, WORDS_DOCS, run_now, upload
 
 
 @pytest.fixture
@@ -130,7 +130,8 @@ def test_ingest_limits_come_from_settings(ctx_factory, setting, value, body, con
 def test_ingest_limits_allow_what_fits(ctx_factory):
     ctx = ctx_factory(max_documents_per_corpus=4, max_document_bytes=64)
     with TestClient(create_app(context=ctx, migrate=False)) as client:
-        response = client.post("/v1/corpora", json=["apple banana", "cherry grape", "dog cat", "mouse horse"])
+        response = client.post("/v1/corpora", json=["apple banana", "cherry grape", "dog cat", "mouse horse"],
+                               params={"options": KEEP_ALL_TERMS})
         assert response.status_code == 201, response.text
 
 

@@ -6,6 +6,7 @@ from fastapi.testclient import TestClient
 
 from app.core.settings import Settings
 from app.main import create_app
+from tests.app.helpers import KEEP_ALL_TERMS
 
 
 @pytest.fixture
@@ -50,7 +51,8 @@ def test_lying_content_length_is_not_trusted(small_client):
 
 def test_small_body_passes(small_client):
     client, _ = small_client
-    response = client.post("/v1/corpora", json=["apple banana cherry", "dog cat mouse"])
+    response = client.post("/v1/corpora", json=["apple banana cherry", "dog cat mouse"],
+                           params={"options": KEEP_ALL_TERMS})
     assert response.status_code == 201
 
 
@@ -76,6 +78,24 @@ def test_openapi_documents_every_route(client):
         assert methods <= set(paths[path]), path
     assert "ErrorPublic" in spec["components"]["schemas"]
     assert "422" in paths["/v1/models"]["post"]["responses"]
+
+
+def test_openapi_suits_client_generators(client):
+    """One request content type per upload operation, binary export declared as binary only,
+    and the bearer scheme on every /v1 operation (not on /health)."""
+    spec = client.get("/openapi.json").json()
+    paths = spec["paths"]
+    assert list(paths["/v1/corpora"]["post"]["requestBody"]["content"]) == ["application/json"]
+    assert list(paths["/v1/corpora/files"]["post"]["requestBody"]["content"]) == ["multipart/form-data"]
+    export = paths["/v1/models/{model_id}/export"]["get"]["responses"]["200"]["content"]
+    assert set(export) == {"application/zip", "application/octet-stream"}
+    assert all(media["schema"] == {"type": "string", "format": "binary"} for media in export.values())
+    assert spec["components"]["securitySchemes"]["bearer"] == {
+        "type": "http", "scheme": "bearer", "description": spec["components"]["securitySchemes"]["bearer"]["description"]}
+    for path, item in paths.items():
+        for method, operation in item.items():
+            assert (operation.get("security") == [{"bearer": []}]) == path.startswith("/v1"), (method, path)
+    assert client.post("/v1/corpora/files", json=["a b c"]).status_code == 415
 
 
 def test_settings_defaults_and_checks(tmp_path, monkeypatch):

@@ -56,7 +56,10 @@ def _requests(w: dict) -> list[tuple[str, str, str, dict]]:
     """(method, route template, concrete path, httpx kwargs) for every /v1 endpoint, aimed at A's objects."""
     corpus, model, job = w["corpus"], w["model"], w["queued_job"]
     return [
-        ("POST", "/v1/corpora", "/v1/corpora", {"json": ["new text here", "more words"]}),
+        ("POST", "/v1/corpora", "/v1/corpora", {"json": {"documents": ["new text here", "more words"],
+                                                         "options": {"min_df": 1, "max_df": 1.0}}}),
+        ("POST", "/v1/corpora/files", "/v1/corpora/files", {"files": {"file": ("a.txt", b"new text here\nmore words\n")},
+                                                            "data": {"options": '{"min_df": 1, "max_df": 1.0}'}}),
         ("GET", "/v1/corpora", "/v1/corpora", {}),
         ("GET", "/v1/corpora/{corpus_id}", f"/v1/corpora/{corpus}", {}),
         ("GET", "/v1/corpora/{corpus_id}/vocabulary", f"/v1/corpora/{corpus}/vocabulary", {}),
@@ -74,6 +77,7 @@ def _requests(w: dict) -> list[tuple[str, str, str, dict]]:
         ("GET", "/v1/models/{model_id}/terms/{term}", f"/v1/models/{model}/terms/apple", {}),
         ("PUT", "/v1/models/{model_id}/topics/{topic}/label", f"/v1/models/{model}/topics/0/label", {"json": {"label": "x"}}),
         ("GET", "/v1/models/{model_id}/compare/{other_id}", f"/v1/models/{model}/compare/{model}", {}),
+        ("GET", "/v1/models/{model_id}/pyldavis", f"/v1/models/{model}/pyldavis", {}),
         ("DELETE", "/v1/models/{model_id}", f"/v1/models/{model}", {}),
         ("GET", "/v1/jobs", "/v1/jobs", {}),
         ("GET", "/v1/jobs/{job_id}", f"/v1/jobs/{job}", {}),
@@ -110,7 +114,7 @@ def test_other_tenant_cannot_see_or_touch_anything(world):
 
     for method, template, path, kwargs in _requests(world):
         response = client.request(method, path, headers=b, **kwargs)
-        if template == "/v1/corpora" and method == "POST":
+        if template in ("/v1/corpora", "/v1/corpora/files") and method == "POST":
             assert response.status_code == 201  # B may upload its own corpus
             continue
         if method == "GET" and template in ("/v1/corpora", "/v1/models", "/v1/jobs"):

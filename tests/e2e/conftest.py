@@ -101,3 +101,23 @@ def pg_redis_worker(pg_schema_url, redis_url, tmp_path_factory):  # noqa: F811
         if keys:
             client.delete(*keys)
         client.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """``spectral-topics serve`` (API + a worker process, SQLite + filesystem broker) on a free
+    port, one per test module: {"url", "process", "data_dir", "env", "log"}."""
+    data_dir = tmp_path_factory.mktemp("embedded-data")
+    port = free_port()
+    log = data_dir / "serve.log"
+    env = service_env(DATA_DIR=data_dir, WORKER_HEARTBEAT_S="1", PROGRESS_INTERVAL_S="0", FIT_BACKEND="numpy")
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], env=env,
+                                   cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: httpx.get(f"{url}/health", timeout=2).json()["workers"], 90, "serve to be ready",
+                 process, log)
+        yield {"url": url, "process": process, "data_dir": data_dir, "env": env, "log": log}
+    finally:
+        stop_process(process)

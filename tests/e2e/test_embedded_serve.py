@@ -11,36 +11,10 @@ import zipfile
 
 import httpx
 import psutil
-import pytest
 
 from gpu.matching import mean_matched_l1
 from tests.corpus_helpers import synthetic_documents, topic_matrix_in_truth_order
-from tests.e2e.conftest import (
-    REPO,
-    free_port,
-    poll_job,
-    service_env,
-    stop_process,
-    wait_for,
-)
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("embedded-data")
-    port = free_port()
-    log = data_dir / "serve.log"
-    env = service_env(DATA_DIR=data_dir, WORKER_HEARTBEAT_S="1", PROGRESS_INTERVAL_S="0", FIT_BACKEND="numpy")
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], env=env,
-                                   cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: httpx.get(f"{url}/health", timeout=2).json()["workers"], 90, "serve to be ready",
-                 process, log)
-        yield {"url": url, "process": process, "data_dir": data_dir, "env": env, "log": log}
-    finally:
-        stop_process(process)
+from tests.e2e.conftest import REPO, poll_job, stop_process
 
 
 def _cli(served, *args, timeout=120):
@@ -60,7 +34,7 @@ def test_cli_submit_wait_topics_infer_export(served, tmp_path):
     corpus_file = tmp_path / "docs.json"
     corpus_file.write_text(json.dumps(docs))
     result = _cli(served, "submit", str(corpus_file), "--topics", "3", "--seed", "2", "--wait", "--top-n", "5",
-                  "--text-options", '{"stop_words": null}')
+                  "--text-options", '{"stop_words": null, "min_df": 1, "max_df": 1.0}')
     assert result.returncode == 0, result.stderr
     assert "100.0% succeeded" in result.stderr  # the progress bar reached the end
     table = result.stdout.strip().splitlines()
@@ -75,9 +49,11 @@ def test_cli_submit_wait_topics_infer_export(served, tmp_path):
     assert printed.returncode == 0 and len(printed.stdout.strip().splitlines()) == 4
     texts = tmp_path / "new.txt"
     texts.write_text(docs[0]["text"] + "\n" + docs[1]["text"] + "\n")
-    inferred = _cli(served, "infer", model_id, str(texts))
+    inferred = _cli(served, "infer", model_id, str(texts), "--json")
     assert inferred.returncode == 0, inferred.stderr
     assert len(json.loads(inferred.stdout)["doc_topic"]) == 2
+    table = _cli(served, "infer", model_id, str(texts))
+    assert table.returncode == 0 and [line.split()[0] for line in table.stdout.splitlines()] == ["text", "0", "1"]
     archive = tmp_path / "model.zip"
     exported = _cli(served, "export", model_id, "-o", str(archive))
     assert exported.returncode == 0, exported.stderr
@@ -92,7 +68,8 @@ def test_cli_reports_api_errors(served):
 
 def test_failing_job_on_embedded_stack(served):
     client = httpx.Client(base_url=served["url"])
-    corpus = client.post("/v1/corpora", json=[f"aa{i} bb{i}" for i in range(20)]).json()
+    corpus = client.post("/v1/corpora", json=[f"aa{i} bb{i}" for i in range(20)],
+                         params={"options": '{"min_df": 1, "max_df": 1.0}'}).json()
     accepted = client.post("/v1/models", json={"corpus_id": corpus["id"], "n_topics": 2}).json()
     job = poll_job(lambda path: client.get(path).json(), accepted["job"]["id"])
     assert job["state"] == "failed" and job["error_code"] == "invalid_input"

@@ -41,7 +41,7 @@ def test_health_sees_postgres_redis_and_the_worker(api):
 
 def test_large_upload_ingested_by_worker_then_fit_recovers_truth(api):
     docs, truth = synthetic_documents(n_docs=400, n_words=50, n_topics=3, doc_length=60, seed=4)
-    response = api.post("/v1/corpora", json=docs, params={"options": '{"stop_words": null}'})
+    response = api.post("/v1/corpora", json=docs, params={"options": '{"stop_words": null, "min_df": 1, "max_df": 1.0}'})
     assert response.status_code == 202, response.text  # over INLINE_INGEST_MAX_BYTES: a worker ingests it
     ingest_job = poll_job(_json(api), response.json()["job"]["id"])
     assert ingest_job["state"] == "succeeded", ingest_job
@@ -71,7 +71,8 @@ def test_large_upload_ingested_by_worker_then_fit_recovers_truth(api):
 
 
 def test_bad_input_fails_the_job_through_the_worker(api):
-    corpus = api.post("/v1/corpora", json=[f"aa{i} bb{i}" for i in range(20)]).json()
+    corpus = api.post("/v1/corpora", json=[f"aa{i} bb{i}" for i in range(20)],
+                      params={"options": '{"min_df": 1, "max_df": 1.0}'}).json()
     accepted = api.post("/v1/models", json={"corpus_id": corpus["id"], "n_topics": 2}).json()
     job = poll_job(_json(api), accepted["job"]["id"])
     assert job["state"] == "failed" and job["error_code"] == "invalid_input" and job["attempts"] == 1

@@ -21,7 +21,7 @@ def _submit(client, corpus_id, **body):
 @pytest.fixture
 def synthetic_corpus(client):
     docs, truth = synthetic_documents()
-    response = client.post("/v1/corpora", json=docs, params={"options": '{"stop_words": null}'})
+    response = client.post("/v1/corpora", json=docs, params={"options": '{"stop_words": null, "min_df": 1, "max_df": 1.0}'})
     assert response.status_code == 201, response.text
     return response.json(), truth
 
