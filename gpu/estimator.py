@@ -98,7 +98,8 @@ class SpectralLDA(TransformerMixin, BaseEstimator):
         The Dirichlet prior, same order. Refined fits: the refined shape, its sum the alpha0
         that the training documents' pair moment gives for the refined topics
         (:func:`gpu.spectral.moments.concentration_from_pairs`; ``diagnostics_["refinement"]
-        ["prior_alpha0"]``, None where the moment gave none and the shape's sum was kept).
+        ["prior_alpha0"]``; where the moment gives none, None there and the sum of the alpha
+        refinement started from).
         Bare fits: the spectral recovery's alpha. :meth:`transform` infers under this prior.
     completion_alpha_ : ndarray of shape (n_topics_,)
         alpha scaled (shape kept) to what scores best for document completion on the
@@ -214,7 +215,8 @@ class SpectralLDA(TransformerMixin, BaseEstimator):
             refinement["start_alpha_clipped"] = clipped
             timings["refinement"] = time.perf_counter() - started
             started = time.perf_counter()
-            alpha, refinement["prior_alpha0"] = self._prior(train, topic_word, completion_alpha, xp)
+            alpha, refinement["prior_alpha0"] = self._prior(train, topic_word, completion_alpha, xp,
+                                                            fallback_alpha0=float(np.sum(start_alpha)))
             timings["concentration"] = time.perf_counter() - started
 
         self.topic_word_ = np.asarray(topic_word, dtype=np.float64)
@@ -302,19 +304,20 @@ class SpectralLDA(TransformerMixin, BaseEstimator):
             "selection": evidence,
         }
 
-    def _prior(self, train: Any, topic_word: np.ndarray, alpha: np.ndarray, xp: Any) -> tuple[np.ndarray, float | None]:
+    def _prior(self, train: Any, topic_word: np.ndarray, alpha: np.ndarray, xp: Any, *,
+               fallback_alpha0: float) -> tuple[np.ndarray, float | None]:
         """The Dirichlet prior of the refined topics: alpha's shape, scaled to the alpha0 the
-        pair moment of the training documents gives (:func:`concentration_from_pairs`); the
-        shape as it is where the moment gives no estimate. Returns (alpha (k,), alpha0 or None)."""
+        pair moment of the training documents gives (:func:`concentration_from_pairs`), or to
+        ``fallback_alpha0`` (the refinement's start) where the moment gives no estimate.
+        Returns (alpha (k,), the pair moment's alpha0 or None)."""
         n_threads = 1 if backend_of(train) == "cupy" else (self.n_threads or default_threads())
         stats = corpus_stats(train, blocks_for=lambda n: row_blocks(n, n_threads, self.block_rows),
                              n_threads=n_threads, progress=self.progress)
         alpha0 = concentration_from_pairs(stats, xp.asarray(topic_word), alpha,
                                           blocks=row_blocks(stats.n_docs, n_threads, self.block_rows),
                                           n_threads=n_threads, progress=self.progress)
-        if alpha0 is None:
-            return np.asarray(alpha, dtype=np.float64), None
-        return np.asarray(alpha, dtype=np.float64) * (alpha0 / float(np.sum(alpha))), float(alpha0)
+        scale = fallback_alpha0 if alpha0 is None else alpha0
+        return np.asarray(alpha, dtype=np.float64) * (scale / float(np.sum(alpha))), alpha0
 
     def _refine(self, train: Any, validation: Any, topic_word: np.ndarray, alpha: np.ndarray, xp: Any):
         refined = refine_topics(train, xp.asarray(topic_word), xp.asarray(alpha), heldout=validation, seed=self.seed,

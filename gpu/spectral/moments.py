@@ -205,12 +205,13 @@ def concentration_from_pairs(
     Under LDA with topics M = topic_word^T (V, k), alpha = alpha0 p (p on the simplex) and
     m = M p, the expected pair co-occurrence is
         E2 = 1/(alpha0 + 1) M diag(p) M^T + alpha0/(alpha0 + 1) m m^T.
-    Projected on the topics, with G = M^T E2 M (from one pass: :func:`apply_m2` at
-    alpha0 = 0), A = M^T M diag(p) M^T M and B = u u^T (u = M^T M1, the data mean),
-        G - B = c (A - B),   c = 1 / (alpha0 + 1),
-    and c is fitted by least squares over the off-diagonal entries (the diagonal ones carry
-    each topic's estimation error in its self-overlap). Returns alpha0 = 1/c - 1, or None
-    when the fit gives no c in (0, 1) (no evidence of a Dirichlet prior).
+    Taken back to topic coordinates with the pseudo-inverse M^+ = (M^T M)^+ M^T (one pass
+    gives E2 M: :func:`apply_m2` at alpha0 = 0), with q = M^+ M1 (M1 the data mean),
+        M^+ E2 M^+T - q q^T = c (diag(p) - q q^T),   c = 1 / (alpha0 + 1),
+    and c is fitted by least squares over the off-diagonal entries. (Projecting on M instead
+    of M^+ mixes in the topics' overlaps, which dominate on Zipf-shaped vocabularies whose
+    frequent words every topic shares.) Returns alpha0 = 1/c - 1, or None when the fit gives
+    no c in (0, 1) (no evidence of a Dirichlet prior).
 
     topic_word: (k, V) rows on the simplex, on the device of ``stats.X``; alpha: (k,) > 0.
     """
@@ -218,14 +219,15 @@ def concentration_from_pairs(
     M = xp.asarray(topic_word, dtype=xp.float64).T
     pair_image = apply_m2(stats, M, 0.0, blocks=blocks, n_threads=n_threads, stage="concentration",
                           progress=progress)
-    gram = np.asarray(to_host(M.T @ M), dtype=np.float64)
+    gram_inverse = np.linalg.pinv(np.asarray(to_host(M.T @ M), dtype=np.float64), hermitian=True)
     projected = np.asarray(to_host(M.T @ pair_image), dtype=np.float64)
-    mean = np.asarray(to_host(M.T @ xp.asarray(stats.m1, dtype=xp.float64)), dtype=np.float64)
+    projected = gram_inverse @ (0.5 * (projected + projected.T)) @ gram_inverse
+    mean = gram_inverse @ np.asarray(to_host(M.T @ xp.asarray(stats.m1, dtype=xp.float64)), dtype=np.float64)
     shape = np.asarray(to_host(alpha), dtype=np.float64)
     shape = shape / shape.sum()
     outer = np.outer(mean, mean)
-    model = gram @ np.diag(shape) @ gram - outer
-    data = 0.5 * (projected + projected.T) - outer
+    model = np.diag(shape) - outer
+    data = projected - outer
     off = ~np.eye(len(shape), dtype=bool)
     denominator = float(np.sum(model[off] ** 2))
     if len(shape) < 2 or denominator <= 0:

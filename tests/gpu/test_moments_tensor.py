@@ -191,9 +191,10 @@ def test_concentration_from_pairs_matches_a_dense_least_squares_fit():
     stats, blocks = _stats(X)
     E2, M1 = dense_moments(X, 1.0)["E2"], dense_moments(X, 1.0)["M1"]
     M, p = topics.T, alpha / alpha.sum()
-    G, A, u = M.T @ E2 @ M, M.T @ M @ np.diag(p) @ M.T @ M, M.T @ M1
+    pinv = np.linalg.pinv(M)  # (k, V), independent of the code's (M^T M)^+ M^T
+    G, q = pinv @ E2 @ pinv.T, pinv @ M1
     off = ~np.eye(3, dtype=bool)
-    data, model = (G - np.outer(u, u))[off], (A - np.outer(u, u))[off]
+    data, model = (G - np.outer(q, q))[off], (np.diag(p) - np.outer(q, q))[off]
     c = data @ model / (model @ model)
     estimate = concentration_from_pairs(stats, topics, alpha, blocks=blocks)
     if 0 < c < 1:
