@@ -238,6 +238,26 @@ def heldout_log_likelihood(
     )
 
 
+def npmi_with_references(topic_word: Any, train: sp.csr_matrix, heldout: sp.csr_matrix,
+                         top_n: int = 10) -> tuple[np.ndarray, float, dict]:
+    """NPMI of each topic's ``top_n`` words (:func:`npmi_coherence`) on the held-out documents
+    and on all documents (train + held-out, host CSR), each reference named and counted.
+
+    Returns (held-out per-topic (k,), held-out mean, {"top_n", "heldout": {"n_documents",
+    "mean", "per_topic"}, "all_documents": {...}}).
+    """
+    per_topic, mean = npmi_coherence(topic_word, heldout, top_n=top_n)
+    all_per_topic, all_mean = npmi_coherence(topic_word, sp.vstack([train, heldout]).tocsr(), top_n=top_n)
+    references = {
+        "top_n": int(top_n),
+        "heldout": {"n_documents": int(heldout.shape[0]), "mean": float(mean),
+                    "per_topic": [float(x) for x in per_topic]},
+        "all_documents": {"n_documents": int(train.shape[0] + heldout.shape[0]), "mean": float(all_mean),
+                          "per_topic": [float(x) for x in all_per_topic]},
+    }
+    return per_topic, float(mean), references
+
+
 def evaluate_model(
     topic_word: Any,
     alpha: Any,
@@ -263,15 +283,7 @@ def evaluate_model(
     alpha = np.asarray(to_host(alpha), dtype=np.float64).reshape(-1)
     train = _as_host_csr(train_counts, "train_counts")
     heldout = _as_host_csr(heldout_counts, "heldout_counts")
-    per_topic, npmi_mean = npmi_coherence(topic_word, heldout, top_n=top_n)
-    all_per_topic, all_mean = npmi_coherence(topic_word, sp.vstack([train, heldout]).tocsr(), top_n=top_n)
-    npmi_references = {
-        "top_n": int(top_n),
-        "heldout": {"n_documents": int(heldout.shape[0]), "mean": float(npmi_mean),
-                    "per_topic": [float(x) for x in per_topic]},
-        "all_documents": {"n_documents": int(train.shape[0] + heldout.shape[0]), "mean": float(all_mean),
-                          "per_topic": [float(x) for x in all_per_topic]},
-    }
+    per_topic, npmi_mean, npmi_references = npmi_with_references(topic_word, train, heldout, top_n=top_n)
     loglik = heldout_log_likelihood(topic_word, alpha, heldout, seed=seed)
     diversity = topic_diversity(topic_word, top_n=diversity_top_n)
     doc_topic = infer_doc_topic(train, topic_word, alpha)

@@ -47,7 +47,7 @@ def quality_in_chunks(topic_word: np.ndarray, alpha: np.ndarray, train_doc_topic
     # forks (tests/app/test_boundaries.py); this module is imported by workers.fit.
     from gpu.inference import infer_doc_topic
     from gpu.quality import (
-        npmi_coherence,
+        npmi_with_references,
         split_document_tokens,
         top_words,
         topic_diversity,
@@ -58,7 +58,8 @@ def quality_in_chunks(topic_word: np.ndarray, alpha: np.ndarray, train_doc_topic
     n_heldout = int(heldout_counts.shape[0])
     total_steps = n_heldout + 1
     progress("quality", 0, total_steps)
-    per_topic, npmi_mean = npmi_coherence(topic_word, heldout_counts, top_n=QUALITY_TOP_N)
+    per_topic, npmi_mean, npmi_references = npmi_with_references(topic_word, train_counts, heldout_counts,
+                                                                  top_n=QUALITY_TOP_N)
     progress("quality", 1, total_steps)
     split = split_document_tokens(heldout_counts, seed=seed)
     log_likelihood, n_tokens = 0.0, 0.0
@@ -75,6 +76,7 @@ def quality_in_chunks(topic_word: np.ndarray, alpha: np.ndarray, train_doc_topic
         "n_topics": int(topic_word.shape[0]),
         "npmi_mean": float(npmi_mean),
         "npmi_per_topic": [float(x) for x in per_topic],
+        "npmi": npmi_references,
         "heldout_loglik": log_likelihood / n_tokens if n_tokens else None,
         "topic_diversity": float(topic_diversity(topic_word, top_n=DIVERSITY_TOP_N)),
         "alpha": [float(x) for x in alpha],

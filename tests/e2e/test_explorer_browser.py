@@ -23,7 +23,14 @@ from sqlalchemy.orm import Session
 from app.core.db import make_engine
 from app.core.security import create_api_key
 from tests.corpus_helpers import synthetic_documents
-from tests.e2e.conftest import REPO, free_port, poll_job, service_env, stop_process, wait_for
+from tests.e2e.conftest import (
+    REPO,
+    free_port,
+    poll_job,
+    service_env,
+    stop_process,
+    wait_for,
+)
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -184,7 +191,7 @@ def test_explorer_flow_upload_fit_model_compare(page, served, tmp_path):
         page.click("#export-button")
     with zipfile.ZipFile(download.value.path()) as archive:
         rows = list(csv.DictReader(io.StringIO(archive.read("topic-terms.csv").decode())))
-    assert {r["label"] for r in rows if r["topic"] == "1"} == {"fruit & co"}
+    assert {json.loads(r["label"]) for r in rows if r["topic"] == "1"} == {"fruit & co"}  # JSON text cells
     _shot(page, "7-labelled")
     page.screenshot(path=str(ARTIFACTS / "model-view.png"), clip={"x": 0, "y": 0, "width": 1280, "height": 720})
 
@@ -279,7 +286,8 @@ def test_keys_are_asked_for_and_tenants_see_only_their_own(browser, tmp_path):
             session.commit()
         engine.dispose()
         for tenant in keys:
-            body = {"documents": ["cat dog", "dog fish"], "name": f"{tenant}-corpus", "options": {"stop_words": None}}
+            body = {"documents": ["cat dog", "dog fish"], "name": f"{tenant}-corpus",
+                    "options": {"stop_words": None, "min_df": 1, "max_df": 1.0}}
             response = httpx.post(f"{url}/v1/corpora", json=body, headers={"Authorization": f"Bearer {keys[tenant]}"})
             assert response.status_code == 201, response.text
         context = browser.new_context()
