@@ -10,6 +10,8 @@ Why these rules and defaults: docs/decisions.md, "Refinement: the alpha rule".
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy.special import digamma as host_digamma
 from scipy.special import polygamma as host_polygamma
