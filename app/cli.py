@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int)
     p.add_argument("--loglevel", default="INFO")
     p.add_argument("--data-dir", help="overrides DATA_DIR")
+    p.add_argument("--nice", type=int, default=0, choices=range(0, 20), metavar="0..19",
+                   help="lower this worker's CPU priority (serve starts its worker with EMBEDDED_WORKER_NICE)")
 
     p = sub.add_parser("migrate", help="bring the database schema up to date")
     p.add_argument("--data-dir", help="overrides DATA_DIR")
@@ -167,7 +169,8 @@ def _run_api(settings, host: str, port: int) -> None:
 
     # On SIGTERM open requests get API_SHUTDOWN_TIMEOUT_S, then uvicorn cancels them.
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
-                timeout_graceful_shutdown=settings.api_shutdown_timeout_s)
+                timeout_graceful_shutdown=settings.api_shutdown_timeout_s,
+                limit_concurrency=settings.api_max_connections)
 
 
 def _serve(args) -> int:
@@ -183,7 +186,8 @@ def _serve(args) -> int:
     _migrate(settings)
     prepare_broker(make_celery(settings))
     env = dict(os.environ, DATA_DIR=str(settings.data_dir.resolve()))
-    worker = WorkerSupervisor([sys.executable, "-m", "app.cli", "worker"], env,
+    worker = WorkerSupervisor([sys.executable, "-m", "app.cli", "worker", "--nice", str(settings.embedded_worker_nice)],
+                              env,
                               stop_timeout_s=settings.worker_shutdown_timeout_s + 10)
     worker.start()
     # uvicorn re-raises the signal that stopped it once it is done; with these handlers that
@@ -208,6 +212,8 @@ def _worker(args) -> int:
     os.environ.setdefault("REMAP_SIGTERM", "SIGQUIT")
     from workers.runner import run_worker
 
+    if args.nice:
+        os.nice(args.nice)  # inherited by the pool's children
     settings = _settings(args)
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
     run_worker(settings, queues=queues, pool=args.pool, concurrency=args.concurrency, loglevel=args.loglevel)

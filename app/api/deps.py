@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from app.api.schemas import ErrorPublic
 from app.core.api_errors import ApiError
@@ -15,7 +16,8 @@ from app.core.context import ServiceContext
 from app.core.security import is_loopback, verify_token
 
 
-def get_context(request: Request) -> ServiceContext:
+async def get_context(request: Request) -> ServiceContext:
+    """The process's context; async (no I/O), so it costs no threadpool hop."""
     return request.app.state.context
 
 
@@ -51,13 +53,13 @@ _BEARER = HTTPBearer(auto_error=False, scheme_name="bearer",
                      description="An API key from `spectral-topics keys create`, sent as `Authorization: Bearer <key>`.")
 
 
-def get_tenant(request: Request, ctx: Context,
-               _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None) -> str:
+async def get_tenant(request: Request, ctx: Context,
+                     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None) -> str:
     """The caller's tenant, from ``Authorization: Bearer <key>``.
 
     A key that is sent must be valid and unrevoked (else 401), whatever the mode. Without a
     key: 401 when REQUIRE_API_KEYS is set or the request came in on a non-loopback address,
-    else the open default tenant.
+    else the open default tenant. Async: only a sent key costs a threadpool hop (its lookup).
     """
     header = request.headers.get("authorization")
     if header is None:
@@ -67,11 +69,15 @@ def get_tenant(request: Request, ctx: Context,
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("the Authorization header must be 'Bearer <key>'", "invalid_request")
-    with ctx.sessions() as session:
-        tenant = verify_token(session, token.strip())
+    tenant = await run_in_threadpool(_tenant_of_key, ctx, token.strip())
     if tenant is None:
         raise _unauthorized("the API key is invalid or revoked", "invalid_token")
     return tenant
+
+
+def _tenant_of_key(ctx: ServiceContext, token: str) -> str | None:
+    with ctx.sessions() as session:
+        return verify_token(session, token)
 
 
 MAX_OFFSET = 2**31 - 1  # paging offsets are bound to SQL integers

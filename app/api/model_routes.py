@@ -53,10 +53,12 @@ def read(model_id: str, session: SessionDep, tenant: Tenant) -> ModelPublic:
 
 @router.get("/{model_id}/topics", response_model=TopicsPublic, responses=error_responses(404, 409),
             summary="Each topic's top words with weights, and its alpha")
-def topics(model_id: str, ctx: Context, tenant: Tenant,
-           top_n: int = Query(10, ge=1, le=1000)) -> TopicsPublic:
-    row = model_service.load_ready_model(ctx, tenant, model_id)
-    return TopicsPublic(model_id=model_id, topics=model_service.topics(ctx, row, top_n))
+async def topics(model_id: str, ctx: Context, tenant: Tenant,
+                 top_n: int = Query(10, ge=1, le=1000)) -> TopicsPublic:
+    # async with one threadpool hop for the row and the files (the most read route: a sync
+    # route also validates its response on the threadpool)
+    return TopicsPublic(model_id=model_id,
+                        topics=await run_in_threadpool(model_service.ready_model_topics, ctx, tenant, model_id, top_n))
 
 
 @router.get("/{model_id}/documents", response_model=DocumentsPublic, responses=error_responses(404, 409),

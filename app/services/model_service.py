@@ -117,6 +117,11 @@ def corpus_of(ctx: ServiceContext, row: ModelRow):
     return ctx.corpus(corpus.id, corpus.checksum)
 
 
+def ready_model_topics(ctx: ServiceContext, tenant_id: str, model_id: str, top_n: int) -> list[dict[str, Any]]:
+    """:func:`topics` of a ready model of the tenant (404 / 409 otherwise)."""
+    return topics(ctx, load_ready_model(ctx, tenant_id, model_id), top_n)
+
+
 def topics(ctx: ServiceContext, row: ModelRow, top_n: int) -> list[dict[str, Any]]:
     folder = model_folder(ctx, row)
     topic_word = load_topic_word(folder)

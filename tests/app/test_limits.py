@@ -196,8 +196,8 @@ def test_open_mode_refuses_keyless_calls_that_arrive_on_a_public_address(ctx_fac
     ctx = ctx_factory()
     request = Request({"type": "http", "method": "GET", "path": "/v1/jobs", "headers": [], "server": server})
     if open_:
-        assert get_tenant(request, ctx) == ctx.settings.default_tenant
+        assert asyncio.run(get_tenant(request, ctx)) == ctx.settings.default_tenant
     else:
         with pytest.raises(ApiError) as refused:
-            get_tenant(request, ctx)
+            asyncio.run(get_tenant(request, ctx))
         assert refused.value.status_code == 401 and "WWW-Authenticate" in refused.value.headers
