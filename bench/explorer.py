@@ -69,7 +69,7 @@ def synthetic_model(n_docs: int, n_words: int, k: int, seed: int = 0):
 
 def build_store(data_dir: Path, args) -> tuple[Settings, str]:
     settings = Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'spectral-topics.db'}",
-                        broker_url="filesystem://", redis_url=None)
+                        broker_url=None, redis_url=None)
     ctx = build_context(settings)
     upgrade_database(ctx.engine)
     started = time.perf_counter()
