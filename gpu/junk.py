@@ -21,10 +21,15 @@ def tiny_alpha(alpha: np.ndarray, share: float = JUNK_ALPHA_SHARE, among: np.nda
     return alpha < share * mean_alpha
 
 
-def junk_components(alpha: np.ndarray, share: float = JUNK_ALPHA_SHARE) -> list[float]:
-    """Alphas (descending) of the components of a spectral fit (alpha (k,)) that
-    :func:`drop_junk_topics` calls "tiny_alpha": alpha below ``share`` x the mean."""
-    return sorted((float(a) for a in alpha[tiny_alpha(alpha, share)]), reverse=True)
+def junk_components(alpha: np.ndarray, share: float = JUNK_ALPHA_SHARE, alpha0: float | None = None) -> list[float]:
+    """Alphas (descending) of the junk components of a spectral fit (alpha (k,)): those
+    :func:`drop_junk_topics` calls "tiny_alpha" (below ``share`` x the mean) and, given the
+    fit's ``alpha0``, those above alpha0 (impossible under LDA: a near-zero tensor eigenvalue),
+    the mean then taken over the plausible ones only (one alpha in the millions would make
+    every other component look tiny)."""
+    implausible = np.zeros(alpha.shape, dtype=bool) if alpha0 is None else alpha > alpha0
+    junk = tiny_alpha(alpha, share, among=~implausible) | implausible
+    return sorted((float(a) for a in alpha[junk]), reverse=True)
 
 
 def topic_similarity(topic_word: np.ndarray) -> np.ndarray:

@@ -84,12 +84,14 @@ def recover(
     *,
     n_threads: int = 1,
 ) -> Recovered:
-    """Topics and alpha from the eigenpairs; keep the ``n_keep`` with the largest alpha.
+    """Topics and alpha from the eigenpairs; keep the ``n_keep`` with the largest alpha, a
+    component whose alpha exceeds alpha0 (impossible under LDA: a near-zero eigenvalue) ranked
+    after every plausible one, so that with extra components it is the one dropped.
 
     On the CPU the rows are projected in ``n_threads`` chunks (NumPy sorts release the GIL).
     """
     alpha = alpha_from_eigenvalues(eigenvalues, alpha0)
-    order = np.argsort(-alpha, kind="stable")[:n_keep]
+    order = np.lexsort((-alpha, alpha > alpha0))[:n_keep]
     xp = get_array_module(eigenvectors)
     raw = unwhitened_topics(pseudo_inverse, eigenvalues[order], eigenvectors[:, xp.asarray(order)], alpha0)
     if is_host(xp) and n_threads > 1 and raw.shape[0] > 1:

@@ -289,7 +289,7 @@ def _fit(plan: _FitPlan, clock: _Stopwatch, progress: Progress) -> SpectralLDARe
     junk_refit = None
     if refit_extra:
         junk_refit = _junk_refit_plan(recovered, whitening, n_components, refit_extra, min(n_words, stats.n_docs),
-                                      settings["rank_tol"])
+                                      settings["rank_tol"], alpha0)
         if junk_refit is not None and junk_refit["refitted"]:
             n_components += junk_refit["n_extra_components"]
             whitening = whitening.with_components(n_components, settings["rank_tol"])
@@ -344,7 +344,7 @@ def _seeded_streams(seed: int) -> tuple[int, np.random.Generator]:
 
 
 def _junk_refit_plan(recovered: Any, whitening: Whitening, n_components: int, refit_extra: int,
-                     max_components: int, rank_tol: float) -> dict | None:
+                     max_components: int, rank_tol: float, alpha0: float) -> dict | None:
     """Whether a fit with J junk components (:func:`gpu.junk.junk_components` of the
     recovered alphas) is redone with J + ``refit_extra`` more components from the same
     Krylov basis (room for the J it found and for junk the larger decomposition turns up):
@@ -352,7 +352,7 @@ def _junk_refit_plan(recovered: Any, whitening: Whitening, n_components: int, re
     M2's Ritz values) and within ``max_components`` (V, usable documents) and the basis's
     rank. None without junk, else the report {junk_alpha, n_extra_components,
     m2_eigenvalue_ratio, refitted}."""
-    junk = junk_components(np.asarray(recovered.alpha))
+    junk = junk_components(np.asarray(recovered.alpha), alpha0=alpha0)
     if not junk:
         return None
     eigenvalues = whitening.eigenvalues

@@ -40,3 +40,12 @@ def test_junk_components_are_the_tiny_alpha_drops():
     assert tiny_alpha(alpha, 0.5, among).tolist() == (alpha < 0.5 * alpha[among].mean()).tolist()
     assert not tiny_alpha(alpha, 0.5, np.zeros(alpha.size, dtype=bool)).any()
     assert junk_components(np.full(4, 0.25)) == []
+
+
+def test_an_alpha_above_alpha0_is_junk_and_does_not_make_the_others_look_tiny():
+    alpha = np.array([1.6e6, 0.3, 0.2, 0.1, 0.001])
+    # against the mean of all five, every plausible component would be "tiny"
+    assert junk_components(alpha) == [0.3, 0.2, 0.1, 0.001]
+    # given alpha0, the impossible one is junk and the mean is that of the plausible ones
+    assert junk_components(alpha, alpha0=1.0) == [1.6e6, 0.001]
+    assert junk_components(np.array([0.5, 0.3, 0.2]), alpha0=1.0) == []

@@ -106,6 +106,18 @@ def test_recover_keeps_the_largest_alpha_when_over_provisioned():
     assert recovered.topic_word.shape == (3, 20)
 
 
+def test_recover_ranks_an_alpha_above_alpha0_after_the_plausible_ones():
+    rng = np.random.default_rng(0)
+    vectors = np.linalg.qr(rng.standard_normal((5, 5)))[0]
+    lam = np.array([1e-4, 4.0, 2.0, 8.0, 3.0])  # component 0: alpha ~ 1e8, above alpha0 = 1
+    alpha = alpha_from_eigenvalues(lam, 1.0)
+    assert alpha[0] > 1.0 and np.all(alpha[1:] <= 1.0)
+    recovered = recover(rng.uniform(0, 1, (20, 5)), lam, vectors, 1.0, 3)
+    np.testing.assert_array_equal(recovered.order, [2, 4, 1])  # the impossible one is dropped
+    everything = recover(rng.uniform(0, 1, (20, 5)), lam, vectors, 1.0, 5)
+    assert everything.order[-1] == 0  # kept last when every component is kept
+
+
 def test_implicit_and_in_place_deflation_agree():
     T, _, _ = orthogonal_tensor(6, seed=5)
     T = T + 0.01 * np.random.default_rng(0).standard_normal(T.shape)
