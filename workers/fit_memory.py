@@ -16,7 +16,13 @@ from app.api.fit_options import FitOptions
 from gpu.errors import InvalidInput
 
 # The engine's defaults for the options the estimate depends on (gpu/estimator.py).
-_DEFAULTS = {"n_oversample": 10, "n_krylov_blocks": 3, "n_restarts": 10, "n_extra_components": 0,
+# The spectral start of a refined fit (the default) and of a bare one (refine=False), as
+# gpu.estimator's REFINED_START_OPTIONS / BARE_START_OPTIONS resolve them (copied: the worker's
+# parent process must not import gpu/ before it forks; tests/workers/test_fit_memory.py keeps
+# them equal).
+REFINED_START = {"n_krylov_blocks": 5, "refit_extra_components": 5}
+BARE_START = {"n_krylov_blocks": 3, "refit_extra_components": 0}
+_DEFAULTS = {"n_oversample": 10, "n_restarts": 10, "n_extra_components": 0, "refine": True,
              "k_range": (2, 100), "dtype": "float64"}
 DENSE_TENSOR_MAX_COMPONENTS = 200  # the engine forms the k^3 tensor up to this many components
 _FLOAT64 = 8
@@ -35,15 +41,19 @@ def estimate_fit_bytes(n_docs: int, n_words: int, nnz: int, n_topics: int | str,
     """A conservative estimate of a fit's peak memory in bytes.
 
     Counts the count matrix twice (the training slice and its cast to ``dtype``), the Krylov
-    basis (V x p per block, p = k + extra + oversample, plus two work blocks), the dense
+    basis (V x p per block, p = k + extra + refit extra + oversample, plus two work blocks;
+    5 blocks and 5 refit extra for a refined fit, as the estimator resolves them), the dense
     whitened tensor when the engine forms it (p^3), the power-method iterates (restarts x
     p^2, a few copies), the projected documents and mixtures (D x p, twice) and the topic
     matrices of recovery and refinement (k x V, six copies). With ``n_topics='auto'`` the
     largest k of ``k_range`` is used.
     """
-    values = {**_DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
+    given = {k: v for k, v in options.items() if v is not None}
+    start = REFINED_START if given.get("refine", _DEFAULTS["refine"]) else BARE_START
+    values = {**_DEFAULTS, **start, **given}
     k = int(values["k_range"][1]) if n_topics == "auto" else int(n_topics)
-    components = k + int(values["n_extra_components"])
+    # the junk refit decomposes again with (at least) refit_extra_components more components
+    components = k + int(values["n_extra_components"]) + int(values["refit_extra_components"])
     p = components + int(values["n_oversample"])
     itemsize = 4 if values["dtype"] == "float32" else 8
     counts = 2 * nnz * (itemsize + _INDEX) + 2 * (n_docs + 1) * _INDEX
