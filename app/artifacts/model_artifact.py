@@ -57,11 +57,21 @@ def load_doc_topic(folder: Path) -> np.ndarray:
 
 
 def top_words(topic_word: np.ndarray, vocabulary: list[str], top_n: int) -> list[list[tuple[str, float]]]:
-    """Per topic, the ``top_n`` (word, weight) pairs by decreasing weight (ties by word index)."""
-    top_n = min(top_n, topic_word.shape[1])
+    """Per topic, the ``top_n`` (word, weight) pairs by decreasing weight (ties by word index).
+
+    Only the words at or above each row's top_n-th largest weight are sorted (a partition
+    finds them), so a request for 10 words of V = 50,000 sorts a handful, not the row.
+    """
+    n_words = topic_word.shape[1]
+    top_n = min(top_n, n_words)
     result = []
     for row in topic_word:
-        order = np.lexsort((np.arange(row.size), -row))[:top_n]
+        if 0 < top_n < n_words:
+            threshold = np.partition(row, n_words - top_n)[n_words - top_n]
+            candidates = np.flatnonzero(row >= threshold)
+        else:
+            candidates = np.arange(n_words)
+        order = candidates[np.lexsort((candidates, -row[candidates]))][:top_n]
         result.append([(vocabulary[i], float(row[i])) for i in order])
     return result
 

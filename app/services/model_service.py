@@ -129,7 +129,7 @@ def topics(ctx: ServiceContext, row: ModelRow, top_n: int) -> list[dict[str, Any
     vocabulary = corpus_of(ctx, row).vocabulary
     return [
         {"topic": i, "alpha": float(alpha[i]), "words": [{"word": w, "weight": p} for w, p in words]}
-        for i, words in enumerate(top_words(topic_word, list(vocabulary), top_n))
+        for i, words in enumerate(top_words(topic_word, vocabulary, top_n))
     ]
 
 
