@@ -23,6 +23,7 @@ import numpy as np
 
 from gpu.backend import csr_row_indices, digamma, get_array_module, host_indptr, is_host, sparse_module_for, threads_for
 from gpu.errors import InvalidInput
+from gpu.host_kernels import host_posteriors
 from gpu.passes import default_threads
 
 # A batch holds about this many gathered elements (nonzeros times topics) per temporary.
@@ -314,9 +315,11 @@ def infer_gamma(
     n_threads: int | None = None,
     pool: Executor | None = None,
 ) -> tuple[Any, int]:
-    """(D, k) variational Dirichlet parameters for all documents, and the most iterations any batch ran.
+    """(D, k) variational Dirichlet parameters for all documents, and the most iterations any document ran.
 
-    Host batches run on ``n_threads`` threads (None: all usable cores); GPU batches in turn.
+    Host batches run the compiled per-document loop (:func:`gpu.host_kernels.host_posteriors`)
+    on ``n_threads`` threads (None: all usable cores); GPU batches run
+    :func:`variational_batch` in turn.
     """
     xp = inputs.xp
     counts = inputs.counts
@@ -326,8 +329,14 @@ def infer_gamma(
     indptr = host_indptr(counts)
     threads = threads_for(xp, n_threads or default_threads())
 
+    host_topics = np.ascontiguousarray(inputs.topic_word.T) if is_host(xp) else None
+
     def work(start: int, stop: int) -> int:
         warm = None if gamma_init is None else gamma_init[start:stop]
+        if host_topics is not None:
+            batch = counts[start:stop]
+            gamma[start:stop] = prior_gamma(inputs.alpha, xp.asarray(batch.sum(axis=1)).reshape(-1)) if warm is None else warm
+            return host_posteriors(batch, host_topics, inputs.alpha, gamma[start:stop], max_iter=max_iter, tol=tol).iterations
         batch_gamma, iterations, _ = variational_batch(
             inputs, counts[start:stop], gamma=warm, max_iter=max_iter, tol=tol, check_every=check_every
         )

@@ -33,6 +33,7 @@ from gpu.inference import (
     validate_inference_inputs,
     variational_batch,
 )
+from gpu.host_kernels import HostEStep, host_posteriors
 from gpu.passes import Progress
 from gpu.quality import split_document_tokens, word_log_likelihood
 from gpu.refine.alpha_rules import HELDOUT_SCALED_RULES, polish_alpha_scale, polya_alpha_shape, update_alpha
@@ -40,6 +41,7 @@ from gpu.refine.starts_and_scoring import HeldoutScorer, RefineResult, mixed_sta
 
 AUTO_START_MIXING = 0.5  # the mixed start start_mixing="auto" tries besides the start as given
 ACTIVE_SPEEDUP_RATIO = 2  # k / n_active_topics from which the restricted E-step is used
+HOST_ACCUMULATOR_BYTES = 1 << 30  # the host E-step's (V, k) float64 accumulators, all threads together
 
 
 @dataclass
@@ -54,12 +56,16 @@ def _e_step(inputs, gamma_all, *, batch_size, inner_iter, inner_tol, n_threads, 
             training_likelihood: bool = True, n_active: int | None = None) -> _SweepStatistics:
     """One pass over all documents; updates ``gamma_all`` (D, k) in place.
 
-    Host batches run on ``n_threads`` threads and their partial sums are added afterwards.
-    ``training_likelihood`` also scores the incoming state on the batch (one more gather of
-    nnz x k; without it loglik and tokens are 0). With ``n_active`` each document updates
-    only its n_active topics of largest gamma (:func:`gpu.inference.active_topic_batch`,
-    ``inner_iter`` updates, no early exit).
+    ``training_likelihood`` also scores the incoming state (one more pass over the nonzeros;
+    without it loglik and tokens are 0). With ``n_active`` each document updates only its
+    n_active topics of largest gamma (``inner_iter`` updates, no early exit). On the host
+    the compiled per-document loop runs on ``n_threads`` contiguous ranges, each with its own
+    (V, k) accumulator (:func:`_host_e_step`); on the GPU, batches of
+    :func:`gpu.inference.variational_batch` / :func:`gpu.inference.active_topic_batch`.
     """
+    if is_host(inputs.xp):
+        return _host_e_step(inputs, gamma_all, inner_iter=inner_iter, inner_tol=inner_tol, n_threads=n_threads,
+                            pool=pool, training_likelihood=training_likelihood, n_active=n_active)
     xp = inputs.xp
     counts, topic_word = inputs.counts, inputs.topic_word
     n_topics, n_words = topic_word.shape
@@ -79,7 +85,7 @@ def _e_step(inputs, gamma_all, *, batch_size, inner_iter, inner_tol, n_threads, 
             expected = expected.T
         else:
             gamma, _, weights = variational_batch(
-                inputs, batch, gamma=warm, max_iter=inner_iter, tol=inner_tol, check_every=1 if is_host(xp) else 5
+                inputs, batch, gamma=warm, max_iter=inner_iter, tol=inner_tol, check_every=5
             )
             scaled = scaled_counts(xp, batch, csr_row_indices(batch), weights, topic_word_t)
             expected = xp.asarray(scaled.T @ weights).astype(xp.float64)
@@ -95,6 +101,37 @@ def _e_step(inputs, gamma_all, *, batch_size, inner_iter, inner_tol, n_threads, 
         loglik, tokens = loglik + part, tokens + n
         expected += partial_expected
         log_theta_sum += log_theta
+    return _SweepStatistics(expected.T, log_theta_sum, loglik, tokens)
+
+
+def _host_e_step(inputs, gamma_all, *, inner_iter, inner_tol, n_threads, pool, training_likelihood, n_active):
+    """:func:`_e_step` on the host: ``n_threads`` contiguous document ranges of about equal
+    nonzeros (fewer where their (V, k) float64 accumulators would pass HOST_ACCUMULATOR_BYTES),
+    each run by :func:`gpu.host_kernels.host_posteriors` on its own thread."""
+    counts, topic_word = inputs.counts, inputs.topic_word
+    n_topics, n_words = topic_word.shape
+    topic_word_t = np.ascontiguousarray(topic_word.T)
+    alpha = np.asarray(inputs.alpha, dtype=np.float64)
+    parts = max(1, min(n_threads, HOST_ACCUMULATOR_BYTES // max(8 * n_words * n_topics, 1)))
+    bounds = incremental_chunks(counts.indptr, parts)
+
+    def work(start: int, stop: int) -> tuple[HostEStep, np.ndarray, np.ndarray]:
+        expected = np.zeros((n_words, n_topics))
+        log_theta = np.zeros(n_topics)
+        gamma = gamma_all[start:stop]
+        step = host_posteriors(counts[start:stop], topic_word_t, alpha, gamma, max_iter=inner_iter, tol=inner_tol,
+                               n_active=n_active or 0, expected=expected, log_theta=log_theta,
+                               want_loglik=training_likelihood)
+        return step, expected, log_theta
+
+    expected = log_theta_sum = None
+    loglik, tokens = 0.0, 0.0
+    for step, partial_expected, log_theta in map_batches(work, bounds, len(bounds), pool):
+        loglik, tokens = loglik + step.loglik, tokens + step.tokens
+        expected = partial_expected if expected is None else expected + partial_expected
+        log_theta_sum = log_theta if log_theta_sum is None else log_theta_sum + log_theta
+    if expected is None:
+        expected, log_theta_sum = np.zeros((n_words, n_topics)), np.zeros(n_topics)
     return _SweepStatistics(expected.T, log_theta_sum, loglik, tokens)
 
 
