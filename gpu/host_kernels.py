@@ -33,6 +33,7 @@ _FAST = {"reassoc", "contract", "arcp", "nsz"}
 _FLOOR = math.sqrt(np.finfo(np.float64).tiny)
 _FLOOR32 = math.sqrt(np.finfo(np.float32).tiny)
 PROBABILITY_FLOOR = 1e-300  # gpu.quality's floor of p(w | d) in log likelihoods
+SUPPORT_WARMUP = 3  # full iterations between a document's tries to go on with its support alone
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
@@ -102,8 +103,52 @@ def _iterate(rows, counts, alpha, gamma, weights, extra, max_iter, tol, check, f
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
+def _iterate_on_support(rows, counts, alpha, gamma, weights, max_iter, tol, floor, support_mass, buffer) -> int:
+    """Go on with the fixed point of one document (all k topics: ``rows`` (nnz_d, k), ``alpha``,
+    ``gamma`` and ``weights`` (k,), updated in place) on its support alone: the fewest topics of
+    largest expected count (gamma - alpha) holding 1 - ``support_mass`` of it, when they are at
+    most half of the k (else on all topics); the others drop to their prior. ``buffer`` holds at
+    least nnz_d x k values. Returns the iterations run."""
+    n_topics = gamma.shape[0]
+    order = np.argsort(alpha - gamma)  # largest expected count first
+    total = 0.0
+    for t in range(n_topics):
+        total += gamma[t] - alpha[t]
+    covered, size = 0.0, 0
+    while size < n_topics and covered < (1.0 - support_mass) * total:
+        covered += gamma[order[size]] - alpha[order[size]]
+        size += 1
+    size = max(size, 1)
+    if 2 * size > n_topics:
+        return -1
+    support = order[:size]
+    local = buffer[: rows.shape[0] * size].reshape((rows.shape[0], size))
+    for j in range(rows.shape[0]):
+        for t in range(size):
+            local[j, t] = rows[j, support[t]]
+    local_alpha = np.empty(size)
+    local_gamma = np.empty(size)
+    local_weights = np.empty(size, dtype=weights.dtype)
+    extra = 0.0
+    for t in range(n_topics):
+        extra += alpha[t]
+    for t in range(size):
+        local_alpha[t] = alpha[support[t]]
+        local_gamma[t] = gamma[support[t]]
+        extra -= local_alpha[t]
+    _weights(local_gamma, extra, local_weights)
+    iterations = _iterate(local, counts, local_alpha, local_gamma, local_weights, extra, max_iter, tol, True, floor)
+    for t in range(n_topics):
+        gamma[t] = alpha[t]
+    for t in range(size):
+        gamma[support[t]] = local_gamma[t]
+    _weights(gamma, 0.0, weights)
+    return iterations
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
 def posterior_range(indptr, indices, data, topic_word_t, alpha, gamma, max_iter, tol, n_active,
-                    expected, log_theta, want_loglik, floor_value):
+                    expected, log_theta, want_loglik, floor_value, support_mass):
     """Run the E-step on every document of a CSR range; returns (most iterations run, training
     log likelihood of the incoming gamma, its tokens).
 
@@ -112,6 +157,9 @@ def posterior_range(indptr, indices, data, topic_word_t, alpha, gamma, max_iter,
     n_active = m > 0: each document updates only its m topics of largest incoming gamma, for
     exactly ``max_iter`` iterations, the others kept at their prior (phi = 0 there), as
     :func:`gpu.inference.active_topic_batch`.
+    support_mass > 0 (full update only): after every SUPPORT_WARMUP full iterations, a document
+    whose topics of largest expected count hold 1 - support_mass of its expected counts, in at
+    most half of the k topics, goes on with those alone (the others at their prior) to convergence.
     expected: (V, k) float64 accumulator of sum_d E_dk c_dw / (E_d @ beta[:, w]) at the final
     state (a (0, 0) array skips it); log_theta: (k,) float64 accumulator of
     sum_d E_q[log theta_d] (a (0,) array skips it). want_loglik: also score the incoming
@@ -134,6 +182,8 @@ def posterior_range(indptr, indices, data, topic_word_t, alpha, gamma, max_iter,
     local_gamma = np.empty(m)
     weights = np.empty(m, dtype=scratch)
     floor = np.full(1, floor_value, dtype=scratch)[0]
+    prune = m == n_topics and support_mass > 0.0
+    support_buffer = np.empty(longest * n_topics if prune else 0, dtype=scratch)
     most, loglik, tokens = 0, 0.0, 0.0
     for d in range(n_docs):
         start, stop = indptr[d], indptr[d + 1]
@@ -163,8 +213,23 @@ def posterior_range(indptr, indices, data, topic_word_t, alpha, gamma, max_iter,
             for t in range(m):
                 rows[j, t] = topic_word_t[word, topics[t]]
         _weights(local_gamma, extra, weights)
-        iterations = _iterate(rows[:size], counts[:size], local_alpha, local_gamma, weights, extra,
-                              max_iter, tol, m == n_topics, floor)
+        if prune:
+            iterations = 0
+            while iterations < max_iter:  # full rounds until converged or the support is small
+                budget = min(SUPPORT_WARMUP, max_iter - iterations)
+                done = _iterate(rows[:size], counts[:size], local_alpha, local_gamma, weights, 0.0, budget, tol, True,
+                                floor)
+                iterations += done
+                if done < budget or iterations >= max_iter:
+                    break
+                narrowed = _iterate_on_support(rows[:size], counts[:size], local_alpha, local_gamma, weights,
+                                               max_iter - iterations, tol, floor, support_mass, support_buffer)
+                if narrowed >= 0:
+                    iterations += narrowed
+                    break
+        else:
+            iterations = _iterate(rows[:size], counts[:size], local_alpha, local_gamma, weights, extra,
+                                  max_iter, tol, m == n_topics, floor)
         most = max(most, iterations)
         if m < n_topics:
             for t in range(n_topics):
@@ -202,7 +267,8 @@ class HostEStep:
 
 def host_posteriors(counts: Any, topic_word_t: np.ndarray, alpha: np.ndarray, gamma: np.ndarray, *,
                     max_iter: int, tol: float, n_active: int = 0, expected: np.ndarray | None = None,
-                    log_theta: np.ndarray | None = None, want_loglik: bool = False) -> HostEStep:
+                    log_theta: np.ndarray | None = None, want_loglik: bool = False,
+                    support_mass: float = 0.0) -> HostEStep:
     """The E-step on the documents of the (n, V) SciPy CSR ``counts`` (see :func:`posterior_range`).
 
     topic_word_t: (V, k) C-contiguous float32 or float64 (the precision of the inner loops);
@@ -214,6 +280,6 @@ def host_posteriors(counts: Any, topic_word_t: np.ndarray, alpha: np.ndarray, ga
         counts.indptr, counts.indices, counts.data.astype(dtype, copy=False), topic_word_t,
         np.asarray(alpha, dtype=np.float64), gamma, int(max_iter), float(tol), int(n_active or 0),
         np.zeros((0, 0)) if expected is None else expected, np.zeros(0) if log_theta is None else log_theta,
-        bool(want_loglik), _FLOOR32 if dtype == np.float32 else _FLOOR,
+        bool(want_loglik), _FLOOR32 if dtype == np.float32 else _FLOOR, float(support_mass),
     ))
 

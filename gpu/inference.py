@@ -317,8 +317,9 @@ def infer_gamma(
 ) -> tuple[Any, int]:
     """(D, k) variational Dirichlet parameters for all documents, and the most iterations any document ran.
 
-    Host batches run the compiled per-document loop (:func:`gpu.host_kernels.host_posteriors`)
-    on ``n_threads`` threads (None: all usable cores); GPU batches run
+    Host batches run the compiled per-document loop (:func:`gpu.host_kernels.host_posteriors`,
+    each document narrowed to the topics holding 1 - ``tol`` of its expected counts once they
+    are at most half of k) on ``n_threads`` threads (None: all usable cores); GPU batches run
     :func:`variational_batch` in turn.
     """
     xp = inputs.xp
@@ -336,7 +337,10 @@ def infer_gamma(
         if host_topics is not None:
             batch = counts[start:stop]
             gamma[start:stop] = prior_gamma(inputs.alpha, xp.asarray(batch.sum(axis=1)).reshape(-1)) if warm is None else warm
-            return host_posteriors(batch, host_topics, inputs.alpha, gamma[start:stop], max_iter=max_iter, tol=tol).iterations
+            # a document's support may drop topics holding a share ``tol`` of its expected counts:
+            # the posterior means move by about that much, as within the tolerance itself
+            return host_posteriors(batch, host_topics, inputs.alpha, gamma[start:stop], max_iter=max_iter, tol=tol,
+                                   support_mass=tol).iterations
         batch_gamma, iterations, _ = variational_batch(
             inputs, counts[start:stop], gamma=warm, max_iter=max_iter, tol=tol, check_every=check_every
         )

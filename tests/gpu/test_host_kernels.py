@@ -92,3 +92,32 @@ def test_float32_topics_run_in_float32_close_to_float64():
     host_posteriors(counts, np.ascontiguousarray(inputs.topic_word.T, dtype=np.float32), inputs.alpha, single,
                     max_iter=50, tol=1e-300)
     np.testing.assert_allclose(single, exact, rtol=2e-4, atol=1e-5)
+
+
+def test_a_focused_document_narrows_to_its_support_within_the_dropped_share():
+    """Ten topics on disjoint word blocks; each document draws from two of them. With
+    support_mass the other topics drop to their prior exactly, and the posterior means stay
+    within the dropped share of the unnarrowed fixed point."""
+    rng = np.random.default_rng(8)
+    k, block = 10, 8
+    topic_word = np.full((k, k * block), 1e-6)
+    for t in range(k):
+        topic_word[t, t * block:(t + 1) * block] = rng.dirichlet(np.ones(block))
+    topic_word /= topic_word.sum(axis=1, keepdims=True)
+    dense = np.zeros((12, k * block))
+    for d in range(12):
+        for t in (d % k, (d + 3) % k):
+            dense[d, t * block:(t + 1) * block] += rng.multinomial(30, topic_word[t, t * block:(t + 1) * block] /
+                                                                   topic_word[t, t * block:(t + 1) * block].sum())
+    alpha = np.full(k, 0.1)
+    inputs = validate_inference_inputs(sp.csr_matrix(dense), topic_word, alpha)
+    start = prior_gamma(inputs.alpha, dense.sum(axis=1))
+    exact, narrowed = start.copy(), start.copy()
+    topics_t = np.ascontiguousarray(topic_word.T)
+    host_posteriors(inputs.counts, topics_t, alpha, exact, max_iter=500, tol=1e-10)
+    host_posteriors(inputs.counts, topics_t, alpha, narrowed, max_iter=500, tol=1e-10, support_mass=1e-3)
+    at_prior = np.isclose(narrowed, alpha[None, :], rtol=0, atol=0)
+    assert at_prior.sum(axis=1).min() >= k // 2  # every document was narrowed
+    assert not np.isclose(exact, alpha[None, :], rtol=0, atol=0).any()
+    means = narrowed / narrowed.sum(1, keepdims=True), exact / exact.sum(1, keepdims=True)
+    assert np.abs(means[0] - means[1]).max() < 1e-3
