@@ -209,9 +209,11 @@ def posterior_range(indptr, indices, data, topic_word_t, alpha, gamma, max_iter,
             extra = 0.0
         for j in range(size):
             counts[j] = data[start + j]
-            word = indices[start + j]
-            for t in range(m):
-                rows[j, t] = topic_word_t[word, topics[t]]
+            if m == n_topics:  # contiguous copies vectorise; an index array does not
+                rows[j] = topic_word_t[indices[start + j]]
+            else:
+                for t in range(m):
+                    rows[j, t] = topic_word_t[indices[start + j], topics[t]]
         _weights(local_gamma, extra, weights)
         if prune:
             iterations = 0
@@ -249,9 +251,13 @@ def posterior_range(indptr, indices, data, topic_word_t, alpha, gamma, max_iter,
                 for t in range(m):
                     norm += weights[t] * rows[j, t]
                 ratio = counts[j] / max(norm, floor)
-                word = indices[start + j]
-                for t in range(m):
-                    expected[word, topics[t]] += ratio * weights[t]
+                target = expected[indices[start + j]]
+                if m == n_topics:
+                    for t in range(m):
+                        target[t] += ratio * weights[t]
+                else:
+                    for t in range(m):
+                        target[topics[t]] += ratio * weights[t]
     return most, loglik, tokens
 
 
@@ -268,16 +274,18 @@ class HostEStep:
 def host_posteriors(counts: Any, topic_word_t: np.ndarray, alpha: np.ndarray, gamma: np.ndarray, *,
                     max_iter: int, tol: float, n_active: int = 0, expected: np.ndarray | None = None,
                     log_theta: np.ndarray | None = None, want_loglik: bool = False,
-                    support_mass: float = 0.0) -> HostEStep:
-    """The E-step on the documents of the (n, V) SciPy CSR ``counts`` (see :func:`posterior_range`).
+                    support_mass: float = 0.0, rows: tuple[int, int] | None = None) -> HostEStep:
+    """The E-step on the documents of the (n, V) SciPy CSR ``counts`` (see :func:`posterior_range`),
+    or on its rows [start, stop) with ``rows`` (read in place, no copy; gamma then has stop - start rows).
 
     topic_word_t: (V, k) C-contiguous float32 or float64 (the precision of the inner loops);
     alpha: (k,); gamma: (n, k) C-contiguous warm start, updated in place; expected: optional
     (V, k) float64 accumulator; log_theta: optional (k,) float64 accumulator.
     """
     dtype = topic_word_t.dtype
+    start, stop = (0, counts.shape[0]) if rows is None else rows
     return HostEStep(*posterior_range(
-        counts.indptr, counts.indices, counts.data.astype(dtype, copy=False), topic_word_t,
+        counts.indptr[start:stop + 1], counts.indices, counts.data.astype(dtype, copy=False), topic_word_t,
         np.asarray(alpha, dtype=np.float64), gamma, int(max_iter), float(tol), int(n_active or 0),
         np.zeros((0, 0)) if expected is None else expected, np.zeros(0) if log_theta is None else log_theta,
         bool(want_loglik), _FLOOR32 if dtype == np.float32 else _FLOOR, float(support_mass),

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from gpu.backend import (
-    csr_on_module, csr_row_indices, digamma, get_array_module, host_indptr, is_host, sparse_module_for, threads_for,
+    csr_on_module, csr_row_indices, digamma, get_array_module, host_indptr, is_host, threads_for,
     to_host,
 )
 from gpu.inference import (
@@ -30,7 +30,6 @@ from gpu.inference import (
     map_batches,
     prior_gamma,
     scaled_counts,
-    validate_inference_inputs,
     variational_batch,
 )
 from gpu.host_kernels import HostEStep, host_posteriors
@@ -53,8 +52,10 @@ class _SweepStatistics:
 
 
 def _e_step(inputs, gamma_all, *, batch_size, inner_iter, inner_tol, n_threads, pool=None,
-            training_likelihood: bool = True, n_active: int | None = None) -> _SweepStatistics:
-    """One pass over all documents; updates ``gamma_all`` (D, k) in place.
+            training_likelihood: bool = True, n_active: int | None = None,
+            rows: tuple[int, int] | None = None) -> _SweepStatistics:
+    """One pass over all documents, or over rows [start, stop) of ``inputs.counts`` with
+    ``rows``; updates ``gamma_all`` (D, k) (or (stop - start, k)) in place.
 
     ``training_likelihood`` also scores the incoming state (one more pass over the nonzeros;
     without it loglik and tokens are 0). With ``n_active`` each document updates only its
@@ -65,9 +66,12 @@ def _e_step(inputs, gamma_all, *, batch_size, inner_iter, inner_tol, n_threads, 
     """
     if is_host(inputs.xp):
         return _host_e_step(inputs, gamma_all, inner_iter=inner_iter, inner_tol=inner_tol, n_threads=n_threads,
-                            pool=pool, training_likelihood=training_likelihood, n_active=n_active)
+                            pool=pool, training_likelihood=training_likelihood, n_active=n_active,
+                            rows=rows or (0, inputs.counts.shape[0]))
     xp = inputs.xp
     counts, topic_word = inputs.counts, inputs.topic_word
+    if rows is not None:
+        counts = counts[rows[0]:rows[1]]
     n_topics, n_words = topic_word.shape
     topic_word_t = topic_word.T.copy()
     indptr = host_indptr(counts)
@@ -104,24 +108,25 @@ def _e_step(inputs, gamma_all, *, batch_size, inner_iter, inner_tol, n_threads, 
     return _SweepStatistics(expected.T, log_theta_sum, loglik, tokens)
 
 
-def _host_e_step(inputs, gamma_all, *, inner_iter, inner_tol, n_threads, pool, training_likelihood, n_active):
-    """:func:`_e_step` on the host: ``n_threads`` contiguous document ranges of about equal
-    nonzeros (fewer where their (V, k) float64 accumulators would pass HOST_ACCUMULATOR_BYTES),
-    each run by :func:`gpu.host_kernels.host_posteriors` on its own thread."""
+def _host_e_step(inputs, gamma_all, *, inner_iter, inner_tol, n_threads, pool, training_likelihood, n_active, rows):
+    """:func:`_e_step` on the host, on rows [first, last) of the counts (read in place):
+    ``n_threads`` contiguous document ranges of about equal nonzeros (fewer where their (V, k)
+    float64 accumulators would pass HOST_ACCUMULATOR_BYTES), each run by
+    :func:`gpu.host_kernels.host_posteriors` on its own thread."""
     counts, topic_word = inputs.counts, inputs.topic_word
+    first, last = rows
     n_topics, n_words = topic_word.shape
     topic_word_t = np.ascontiguousarray(topic_word.T)
     alpha = np.asarray(inputs.alpha, dtype=np.float64)
     parts = max(1, min(n_threads, HOST_ACCUMULATOR_BYTES // max(8 * n_words * n_topics, 1)))
-    bounds = incremental_chunks(counts.indptr, parts)
+    bounds = incremental_chunks(counts.indptr[first:last + 1] - counts.indptr[first], parts)
 
     def work(start: int, stop: int) -> tuple[HostEStep, np.ndarray, np.ndarray]:
         expected = np.zeros((n_words, n_topics))
         log_theta = np.zeros(n_topics)
-        gamma = gamma_all[start:stop]
-        step = host_posteriors(counts[start:stop], topic_word_t, alpha, gamma, max_iter=inner_iter, tol=inner_tol,
-                               n_active=n_active or 0, expected=expected, log_theta=log_theta,
-                               want_loglik=training_likelihood)
+        step = host_posteriors(counts, topic_word_t, alpha, gamma_all[start:stop], max_iter=inner_iter,
+                               tol=inner_tol, n_active=n_active or 0, expected=expected, log_theta=log_theta,
+                               want_loglik=training_likelihood, rows=(first + start, first + stop))
         return step, expected, log_theta
 
     expected = log_theta_sum = None
@@ -178,7 +183,8 @@ def refine_variational(
     # at once: stay within the budget
     n_chunks = max(1, min(n_chunks, memory_budget // max(8 * inputs.topic_word.size * len(weights), 1)))
     chunks = incremental_chunks(indptr, n_chunks)
-    chunk_counts = {d0: counts[d0:d1] for d0, d1 in chunks}
+    # the GPU's batched E-step slices each chunk once; the host's reads the counts in place
+    chunk_counts = {d0: counts[d0:d1] for d0, d1 in chunks} if not is_host(xp) else {}
 
     def m_step(total_counts: Any, total_log_theta: Any, alpha: np.ndarray) -> tuple[Any, np.ndarray]:
         smoothed = xp.maximum(total_counts, 0.0) + topic_smoothing
@@ -188,10 +194,12 @@ def refine_variational(
         return topics, alpha
 
     def chunk_e_step(d0: int, d1: int, state: _EmState, n_active: int | None) -> tuple[Any, Any, float, float]:
-        chunk_inputs = validate_inference_inputs(chunk_counts[d0], state.topics, xp.asarray(state.alpha, dtype=dtype))
+        chunk_inputs = InferenceInputs(counts=chunk_counts.get(d0, counts), topic_word=state.topics,
+                                       alpha=xp.asarray(state.alpha, dtype=dtype), xp=xp)
         stats = _e_step(
             chunk_inputs, state.gamma[d0:d1], batch_size=batch_size, inner_iter=inner_iter, inner_tol=inner_tol,
             n_threads=n_threads, pool=pool, training_likelihood=scorer is None, n_active=n_active,
+            rows=None if d0 in chunk_counts else (d0, d1),
         )
         return stats.expected_counts * state.topics.astype(xp.float64), stats.log_theta_sum, stats.loglik, stats.tokens
 
@@ -290,7 +298,7 @@ def refine_variational(
             final_alpha = final_alpha * alpha_scale
         if final_sweeps:
             topics, final_gamma = _sweeps_with_heldout(
-                X, heldout, topics, final_alpha, final_gamma, final_sweeps, m_step=m_step, batch_size=batch_size,
+                counts, heldout, topics, final_alpha, final_gamma, final_sweeps, m_step=m_step, batch_size=batch_size,
                 inner_iter=inner_iter, inner_tol=inner_tol, n_threads=n_threads, pool=pool,
             )
             swept_all = final_sweeps
@@ -332,27 +340,27 @@ class _EmState:
     train_loglik: float = 0.0
 
 
-def _sweeps_with_heldout(X, heldout, topics, alpha, train_gamma, n_sweeps, *, m_step, batch_size, inner_iter,
+def _sweeps_with_heldout(counts, heldout, topics, alpha, train_gamma, n_sweeps, *, m_step, batch_size, inner_iter,
                          inner_tol, n_threads, pool):
     """``n_sweeps`` batch EM sweeps over the training and held-out documents together,
     alpha fixed: the held-out documents chose when to stop; their words then inform the
-    topics too. Training documents start from their last posteriors, held-out ones afresh
-    (the first sweep gives every document twice the inner iterations); later sweeps start
-    each from its previous one. Returns (topics (k, V), training gamma (D, k))."""
-    xp = get_array_module(X)
-    sparse = sparse_module_for(xp)
+    topics too. ``counts``: the validated (D, V) training counts; ``heldout``: (D_h, V).
+    Training documents start from their last posteriors, held-out ones afresh (the first
+    sweep gives every document twice the inner iterations); later sweeps start each from its
+    previous one. Each sweep is one E-step over each set, their statistics summed (no copy of
+    the counts joins them). Returns (topics (k, V), training gamma (D, k))."""
+    xp = get_array_module(counts)
     dtype = topics.dtype
-    heldout = csr_on_module(heldout, xp)
-    everything = sparse.vstack([X, heldout]).tocsr()
-    inputs = validate_inference_inputs(everything, topics, xp.asarray(alpha, dtype=dtype))
-    held_lengths = xp.asarray(heldout.sum(axis=1)).reshape(-1).astype(dtype)
-    fresh = prior_gamma(xp.asarray(alpha, dtype=dtype), held_lengths)
-    gamma = xp.concatenate([train_gamma.astype(dtype), fresh], axis=0)
+    held = csr_on_module(heldout, xp).astype(dtype)
+    held_lengths = xp.asarray(held.sum(axis=1)).reshape(-1).astype(dtype)
+    parts = [(counts, train_gamma.astype(dtype)),
+             (held, prior_gamma(xp.asarray(alpha, dtype=dtype), held_lengths))]
     for sweep in range(n_sweeps):
-        stats = _e_step(
-            inputs, gamma, batch_size=batch_size, inner_iter=(2 if sweep == 0 else 1) * inner_iter,
-            inner_tol=inner_tol, n_threads=n_threads, pool=pool, training_likelihood=False,
-        )
-        topics, _ = m_step(stats.expected_counts * inputs.topic_word.astype(xp.float64), stats.log_theta_sum, alpha)
-        inputs = InferenceInputs(counts=inputs.counts, topic_word=topics, alpha=inputs.alpha, xp=xp)
-    return topics, gamma[: X.shape[0]]
+        inputs = [InferenceInputs(counts=part, topic_word=topics, alpha=xp.asarray(alpha, dtype=dtype), xp=xp)
+                  for part, _ in parts]
+        stats = [_e_step(part_inputs, gamma, batch_size=batch_size, inner_iter=(2 if sweep == 0 else 1) * inner_iter,
+                         inner_tol=inner_tol, n_threads=n_threads, pool=pool, training_likelihood=False)
+                 for part_inputs, (_, gamma) in zip(inputs, parts)]
+        expected = sum(s.expected_counts for s in stats) * topics.astype(xp.float64)
+        topics, _ = m_step(expected, sum(s.log_theta_sum for s in stats), alpha)
+    return topics, parts[0][1]
