@@ -197,6 +197,7 @@ class SpectralLDA(TransformerMixin, BaseEstimator):
         train_rows, validation_rows = self._split_rows(int(counts.shape[0]), choose or self.refine)
         train = counts[xp.asarray(train_rows)] if len(validation_rows) else counts
         validation = counts[xp.asarray(validation_rows)] if len(validation_rows) else None
+        del counts  # a cast copy of X is not kept beside its two parts for the whole fit
         options = self._engine_options()
 
         started = time.perf_counter()

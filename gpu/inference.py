@@ -94,7 +94,8 @@ def validate_inference_inputs(X: Any, topic_word: Any, alpha: Any, *, name: str 
         raise InvalidInput(f"{name} must be a sparse (n_docs, n_words) count matrix, got {type(X).__name__}")
     if counts.shape[1] != n_words:
         raise InvalidInput(f"{name} has {counts.shape[1]} columns (words) but topic_word has {n_words}")
-    counts = counts.astype(dtype) if counts.dtype != dtype else counts.copy()
+    # read in place when the dtype matches: nothing downstream writes into the counts
+    counts = counts.astype(dtype) if counts.dtype != dtype else counts
     if counts.nnz:
         data = counts.data
         bad = ~xp.isfinite(data) | (data < 0)

@@ -98,7 +98,7 @@ def refine_topics(
         this many chunks of about equal nonzeros and re-estimates the topics after each chunk
         (incremental EM: the chunk's previous share of the expected counts is replaced), so a
         pass over the corpus makes n_chunks M-steps. 1 is plain batch EM. Each chunk keeps a
-        (k, V) float64 share of the statistics, so fewer chunks are used beyond ``memory_budget``.
+        (k, V) float32 share of the statistics, so fewer chunks are used beyond ``memory_budget``.
     start_mixing : "auto", or a weight in [0, 1) of the training documents' word
         distribution (:func:`gpu.refine.starts_and_scoring.corpus_word_distribution`) mixed into every starting topic
         before the first sweep (not with max_sweeps=0, which returns the start as given).

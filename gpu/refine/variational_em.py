@@ -41,6 +41,7 @@ from gpu.refine.starts_and_scoring import HeldoutScorer, RefineResult, mixed_sta
 AUTO_START_MIXING = 0.5  # the mixed start start_mixing="auto" tries besides the start as given
 ACTIVE_SPEEDUP_RATIO = 2  # k / n_active_topics from which the restricted E-step is used
 HOST_ACCUMULATOR_BYTES = 1 << 30  # the host E-step's (V, k) float64 accumulators, all threads together
+CHUNK_STATS_DTYPE = np.float32  # each incremental chunk's kept (k, V) expected counts
 
 
 @dataclass
@@ -140,6 +141,17 @@ def _host_e_step(inputs, gamma_all, *, inner_iter, inner_tol, n_threads, pool, t
     return _SweepStatistics(expected.T, log_theta_sum, loglik, tokens)
 
 
+def sum_as_float64(parts) -> Any:
+    """The float64 sum of the arrays ``parts`` (the chunk statistics kept in CHUNK_STATS_DTYPE)."""
+    total = None
+    for part in parts:
+        if total is None:
+            total = get_array_module(part).asarray(part, dtype=np.float64).copy()
+        else:
+            total += part
+    return total
+
+
 def incremental_chunks(indptr: np.ndarray, n_chunks: int) -> list[tuple[int, int]]:
     """Row ranges [start, stop) splitting the (D+1,) CSR ``indptr`` into at most ``n_chunks``
     non-empty ranges of about equal nonzeros (one range [0, D) for n_chunks=1 or D=0)."""
@@ -179,9 +191,10 @@ def refine_variational(
         weights = (float(start_mixing),)
 
     indptr = host_indptr(counts)
-    # each chunk keeps its (k, V) float64 share of the expected counts, for each start tried
-    # at once: stay within the budget
-    n_chunks = max(1, min(n_chunks, memory_budget // max(8 * inputs.topic_word.size * len(weights), 1)))
+    # each chunk keeps its (k, V) share of the expected counts (float32: CHUNK_STATS_DTYPE),
+    # for each start tried at once: stay within the budget
+    stats_bytes = np.dtype(CHUNK_STATS_DTYPE).itemsize * inputs.topic_word.size * len(weights)
+    n_chunks = max(1, min(n_chunks, memory_budget // max(stats_bytes, 1)))
     chunks = incremental_chunks(indptr, n_chunks)
     # the GPU's batched E-step slices each chunk once; the host's reads the counts in place
     chunk_counts = {d0: counts[d0:d1] for d0, d1 in chunks} if not is_host(xp) else {}
@@ -201,7 +214,9 @@ def refine_variational(
             n_threads=n_threads, pool=pool, training_likelihood=scorer is None, n_active=n_active,
             rows=None if d0 in chunk_counts else (d0, d1),
         )
-        return stats.expected_counts * state.topics.astype(xp.float64), stats.log_theta_sum, stats.loglik, stats.tokens
+        # kept rounded to CHUNK_STATS_DTYPE; the float64 totals add and subtract exactly these values
+        expected = (stats.expected_counts * state.topics).astype(CHUNK_STATS_DTYPE)
+        return expected, stats.log_theta_sum, stats.loglik, stats.tokens
 
     def reshape_alpha(state: _EmState) -> None:
         """fit_alpha="polya": once a sweep, so every chunk's E-step of a sweep sees one alpha;
@@ -221,7 +236,7 @@ def refine_variational(
             expected, log_theta, part, n = chunk_e_step(d0, d1, state, None)
             state.chunk_stats[d0] = (expected, log_theta)
             loglik, tokens = loglik + part, tokens + n
-        state.total_counts = sum(c for c, _ in state.chunk_stats.values())
+        state.total_counts = sum_as_float64(c for c, _ in state.chunk_stats.values())
         state.total_log_theta = sum(t for _, t in state.chunk_stats.values())
         state.topics, state.alpha = m_step(state.total_counts, state.total_log_theta, state.alpha)
         state.train_loglik = loglik / tokens if tokens else 0.0
@@ -247,7 +262,7 @@ def refine_variational(
             del candidate
             if scorer is not None:
                 heldout_history.append(state.start_score)
-                best = (state.start_score, state.start_topics, start_alpha, start_gamma())
+                best = (state.start_score, state.start_topics, start_alpha, None)  # None: start_gamma()
             else:
                 train_history.append(state.train_loglik)
         else:
@@ -258,7 +273,9 @@ def refine_variational(
                 expected, log_theta, part, n = chunk_e_step(d0, d1, state, n_active_topics if use_active else None)
                 old_counts, old_log_theta = state.chunk_stats[d0]
                 state.chunk_stats[d0] = (expected, log_theta)
-                state.total_counts = state.total_counts - old_counts + expected
+                state.total_counts -= old_counts
+                state.total_counts += expected
+                del old_counts
                 state.total_log_theta = state.total_log_theta - old_log_theta + log_theta
                 state.topics, state.alpha = m_step(state.total_counts, state.total_log_theta, state.alpha)
                 loglik, tokens = loglik + part, tokens + n
@@ -290,6 +307,10 @@ def refine_variational(
         if scorer is not None:
             heldout_history.append(scorer(inputs.topic_word, start_alpha)[0])
     best_score, topics, final_alpha, final_gamma = best
+    if final_gamma is None:
+        final_gamma = start_gamma()
+    start_mixing_used = state.start_mixing if state is not None else 0.0
+    del state, best  # the chunk statistics are not needed past the sweeps
     alpha_scale, final_heldout, swept_all = 1.0, None, 0
     if scorer is not None and sweeps:
         final_heldout = best_score
@@ -315,7 +336,7 @@ def refine_variational(
         alpha_scale=float(alpha_scale),
         final_heldout=final_heldout,
         final_sweeps=swept_all,
-        start_mixing=state.start_mixing if state is not None else 0.0,
+        start_mixing=start_mixing_used,
         alpha_rule=alpha_rule,
     )
 
@@ -353,7 +374,7 @@ def _sweeps_with_heldout(counts, heldout, topics, alpha, train_gamma, n_sweeps, 
     dtype = topics.dtype
     held = csr_on_module(heldout, xp).astype(dtype)
     held_lengths = xp.asarray(held.sum(axis=1)).reshape(-1).astype(dtype)
-    parts = [(counts, train_gamma.astype(dtype)),
+    parts = [(counts, train_gamma.astype(dtype, copy=False)),  # updated in place
              (held, prior_gamma(xp.asarray(alpha, dtype=dtype), held_lengths))]
     for sweep in range(n_sweeps):
         inputs = [InferenceInputs(counts=part, topic_word=topics, alpha=xp.asarray(alpha, dtype=dtype), xp=xp)

@@ -167,50 +167,66 @@ def krylov_whitening(
 
     Y = scaled(Y)
     newest = orthonormalize(Y.astype(work_dtype))
-    basis_blocks: list[Any] = []
-    images: list[Any] = []
+    # K fills one (V, b m) buffer block by block (no concatenated copies), and each image
+    # M2 Q_j is dropped once K^T M2 Q_j, its column block of the Rayleigh matrix, is taken
+    buffer = xp.empty((int(newest.shape[0]), n_krylov_blocks * int(newest.shape[1])), dtype=work_dtype)
+    filled = 0
+    column_blocks: list[tuple[int, int, np.ndarray]] = []  # (first column, width, K^T M2 Q_j (filled, width))
     kept: list[dict[int, Any]] = []
-    last_image_projected = False
     for round_index in range(n_krylov_blocks):
-        basis_blocks.append(newest)
+        width = int(newest.shape[1])
+        buffer[:, filled:filled + width] = newest
+        first, filled = filled, filled + width
+        basis = buffer[:, :filled]
         kept.append({})
         round_progress = sub_progress(progress, (1 + round_index) * len(blocks), grand_total)
         if cache_projections and round_index + 1 == n_krylov_blocks:
             # last block: its image is only needed inside K^T M2 K, which the kept X K give
             # with one sparse product instead of two
-            images.append(
-                projected_m2_block(
-                    stats, kept, scaled(newest), scaled(xp.concatenate(basis_blocks, axis=1)), alpha0,
-                    blocks=blocks, n_threads=n_threads, progress=round_progress,
-                )
+            column = projected_m2_block(
+                stats, kept, scaled(newest), scaled(basis), alpha0,
+                blocks=blocks, n_threads=n_threads, progress=round_progress,
             )
-            last_image_projected = True
+            column_blocks.append((first, width, _to_host64(column)))
             break
-        images.append(scaled(
+        image = scaled(
             apply_m2(
                 stats, scaled(newest), alpha0, blocks=blocks, n_threads=n_threads, progress=round_progress,
                 keep_projection=kept[-1] if cache_projections else None,
             ).astype(work_dtype)
-        ))
+        )
+        column_blocks.append((first, width, _to_host64(basis.T @ image)))
         if round_index + 1 < n_krylov_blocks:
-            newest = orthonormalize(images[-1], xp.concatenate(basis_blocks, axis=1))
+            newest = orthonormalize(image, basis)
+            del image
             if newest.shape[1] == 0:  # the Krylov space is exhausted (tiny vocabularies)
                 if progress is not None:
                     progress("whitening", grand_total, grand_total)
                 break
-    basis = xp.concatenate(basis_blocks, axis=1)
-    if last_image_projected:
-        # images[:-1] are M2 Q_i (V, m); images[-1] is already K^T M2 Q_last (n, m)
-        head = [basis.T @ image for image in images[:-1]]
-        rayleigh = xp.concatenate([*(block.astype(xp.float64) for block in head), images[-1]], axis=1)
-    else:
-        rayleigh = basis.T @ xp.concatenate(images, axis=1)
-    rayleigh = rayleigh.get() if hasattr(rayleigh, "get") else np.asarray(rayleigh)
+    basis = buffer[:, :filled]
+    rayleigh = _symmetric_from_column_blocks(column_blocks, filled)
     projections = {start: [part[start] for part in kept] for start, _ in blocks} if cache_projections else None
     whitening = whitening_from_rayleigh(basis, rayleigh, n_components, rank_tol, projections)
     if scale is None:
         return whitening
     return dataclasses.replace(whitening, word_scale=xp.asarray(scale, dtype=xp.float64))
+
+
+def _to_host64(block: Any) -> np.ndarray:
+    """A small dense block as a float64 host array."""
+    return np.asarray(block.get() if hasattr(block, "get") else block, dtype=np.float64)
+
+
+def _symmetric_from_column_blocks(column_blocks: list[tuple[int, int, np.ndarray]], n: int) -> np.ndarray:
+    """(n, n) K^T M2 K from its column blocks K[:, :c+w]^T M2 Q_j (rows up to the block's own
+    columns, the only part of K that existed when Q_j's image was taken); the rest of each
+    block row is its mirror image (M2 is symmetric)."""
+    rayleigh = np.zeros((n, n))
+    for first, width, column in column_blocks:
+        rows = column.shape[0]
+        rayleigh[:rows, first:first + width] = column
+        rayleigh[first:first + width, :first] = column[:first].T
+    return rayleigh
 
 
 def projected_m2_block(

@@ -4,7 +4,8 @@ The stored values (tests/gpu/pinned/fits.json, JSON floats at repr precision) we
 this file's ``__main__`` from the code before the gpu/ layout refactor, and re-pinned when the
 host E-step became a compiled per-document loop (float32 sums in another order: topics moved by
 at most 6e-8, alpha by 2e-8), and again when host inference narrowed each document to the
-topics holding 1 - tol of it (held-out scores at tol 1e-3 moved by at most 7e-5); a refactor must reproduce them to 1e-10. Regenerate only for an intended change of results:
+topics holding 1 - tol of it (held-out scores at tol 1e-3 moved by at most 7e-5), and when the
+incremental chunk statistics were kept in float32 (topics moved by at most 7e-9, alpha by 1.5e-8); a refactor must reproduce them to 1e-10. Regenerate only for an intended change of results:
 
     python -m tests.gpu.test_pinned_fits
 """

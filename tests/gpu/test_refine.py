@@ -9,6 +9,7 @@ from gpu.matching import mean_matched_l1
 from gpu.quality import split_heldout, word_log_likelihood
 from gpu.refine import refine_topics
 from gpu.refine.alpha_rules import inverse_digamma, minka_polya_alpha, polya_alpha_shape, update_alpha
+from gpu.refine.variational_em import CHUNK_STATS_DTYPE
 from gpu.synthetic import make_lda_corpus
 
 
@@ -475,7 +476,7 @@ def test_incremental_chunks_are_capped_by_the_memory_budget(corpus):
     start = perturbed_start(corpus, seed=6)
     kwargs = dict(max_sweeps=3, tol=0.0, fit_alpha=False, dtype="float64", method="variational")
     batch = refine_topics(corpus.counts, start, np.full(5, 0.2), n_chunks=1, **kwargs)
-    capped = refine_topics(corpus.counts, start, np.full(5, 0.2), n_chunks=4, memory_budget=8 * start.size, **kwargs)
+    capped = refine_topics(corpus.counts, start, np.full(5, 0.2), n_chunks=4, memory_budget=np.dtype(CHUNK_STATS_DTYPE).itemsize * start.size, **kwargs)
     chunked = refine_topics(corpus.counts, start, np.full(5, 0.2), n_chunks=4, **kwargs)
     np.testing.assert_allclose(capped.topic_word, batch.topic_word, atol=1e-12)
     assert np.abs(chunked.topic_word - batch.topic_word).max() > 1e-6
