@@ -33,6 +33,10 @@ from gpu.validation import PARAMETER_CONSTRAINTS, as_count_matrix, choose_backen
 # parameter is None (reasons and figures: docs/decisions.md, "The refined start").
 REFINED_START_OPTIONS = {"n_krylov_blocks": 5, "refit_extra_components": 5}
 BARE_START_OPTIONS = {"n_krylov_blocks": 3, "refit_extra_components": 0}
+# from this many training documents refinement starts from 3 Krylov blocks (docs/decisions.md,
+# "Refinement at scale"): the sweeps make up for the coarser start, for a third of its time
+SCALED_START_DOCS = 200_000
+SCALED_START_OPTIONS = {"n_krylov_blocks": 3, "refit_extra_components": 5}
 # power-method iterations where n_iter is None: the engine's fit, and each candidate of a selection
 ENGINE_N_ITER = 30
 CANDIDATE_N_ITER = 100
@@ -198,7 +202,7 @@ class SpectralLDA(TransformerMixin, BaseEstimator):
         train = counts[xp.asarray(train_rows)] if len(validation_rows) else counts
         validation = counts[xp.asarray(validation_rows)] if len(validation_rows) else None
         del counts  # a cast copy of X is not kept beside its two parts for the whole fit
-        options = self._engine_options()
+        options = self._engine_options(int(train.shape[0]))
 
         started = time.perf_counter()
         if select:
@@ -260,9 +264,12 @@ class SpectralLDA(TransformerMixin, BaseEstimator):
             return np.arange(n_docs), np.zeros(0, dtype=np.int64)
         return split_heldout(np.empty((n_docs, 0)), self.validation_fraction, seed=self.seed)
 
-    def _engine_options(self) -> dict[str, Any]:
-        """Options of fit_spectral_lda, with the None defaults resolved for this path."""
-        start = REFINED_START_OPTIONS if self.refine else BARE_START_OPTIONS
+    def _engine_options(self, n_train_docs: int) -> dict[str, Any]:
+        """Options of fit_spectral_lda, with the None defaults resolved for this path and size."""
+        if not self.refine:
+            start = BARE_START_OPTIONS
+        else:
+            start = SCALED_START_OPTIONS if n_train_docs >= SCALED_START_DOCS else REFINED_START_OPTIONS
         params = self.get_params(deep=False)
         options = {name: params[name] for name in DEFAULT_OPTIONS}
         for name, value in start.items():

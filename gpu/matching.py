@@ -9,7 +9,9 @@ def l1_distances(true_topics: np.ndarray, learned_topics: np.ndarray) -> np.ndar
     """(k_true, k_learned) matrix of L1 distances between rows of two (k, V) matrices."""
     true_topics = np.asarray(true_topics, dtype=np.float64)
     learned_topics = np.asarray(learned_topics, dtype=np.float64)
-    return np.abs(true_topics[:, None, :] - learned_topics[None, :, :]).sum(axis=2)
+    # one true topic at a time: O(k V) memory, not the (k, k, V) broadcast
+    return np.stack([np.abs(row[None, :] - learned_topics).sum(axis=1) for row in true_topics]).reshape(
+        true_topics.shape[0], learned_topics.shape[0])
 
 
 def match_topics(true_topics: np.ndarray, learned_topics: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -71,7 +71,7 @@ REFINE_OPTION_CONSTRAINTS: dict[str, Constraint] = {
     "patience": Constraint(_positive_int, "an integer >= 1"),
     "n_chunks": Constraint(_positive_int, "an integer >= 1"),
     "check_every": Constraint(_positive_int, "an integer >= 1"),
-    "final_sweeps": Constraint(_non_negative_int, "an integer >= 0"),
+    "final_sweeps": Constraint(_optional(_non_negative_int), "None or an integer >= 0"),
     "n_active_topics": Constraint(_optional(_non_negative_int), "None or an integer >= 0"),
     "start_mixing": Constraint(lambda v: v == "auto" or _in_unit_interval(v), "'auto' or a number in [0, 1)"),
     "fit_alpha": Constraint(lambda v: v in ("auto", "minka", "heldout", "polya", True, False, None),

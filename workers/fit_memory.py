@@ -1,9 +1,10 @@
-"""Before a fit starts: read its options again and estimate its memory against FIT_MEMORY_BUDGET.
+"""Before a fit starts: read its options again and estimate its working memory (beyond the
+count matrix) against FIT_MEMORY_BUDGET.
 
 The API validates ``options`` at submit (app.api.fit_options); the worker reads them back
 through the same model, so a stored job can never hand the estimator an unbounded or
-unknown option. :func:`check_fit_memory` refuses a fit whose estimated peak exceeds the
-budget with :class:`gpu.errors.InvalidInput` (failed at once, never retried), naming the
+unknown option. :func:`check_fit_memory` refuses a fit whose estimated peak, less its count matrices,
+exceeds the budget with :class:`gpu.errors.InvalidInput` (failed at once, never retried), naming the
 budget and what the fit would need.
 """
 from __future__ import annotations
@@ -56,7 +57,7 @@ def estimate_fit_bytes(n_docs: int, n_words: int, nnz: int, n_topics: int | str,
     components = k + int(values["n_extra_components"]) + int(values["refit_extra_components"])
     p = components + int(values["n_oversample"])
     itemsize = 4 if values["dtype"] == "float32" else 8
-    counts = 2 * nnz * (itemsize + _INDEX) + 2 * (n_docs + 1) * _INDEX
+    counts = 2 * count_matrix_bytes(n_docs, nnz, itemsize)
     krylov = n_words * p * (int(values["n_krylov_blocks"]) + 2) * _FLOAT64
     tensor = components ** 3 * _FLOAT64 if components <= DENSE_TENSOR_MAX_COMPONENTS else 0
     power = 4 * int(values["n_restarts"]) * components * components * _FLOAT64
@@ -65,17 +66,25 @@ def estimate_fit_bytes(n_docs: int, n_words: int, nnz: int, n_topics: int | str,
     return counts + krylov + tensor + power + documents + topics
 
 
+def count_matrix_bytes(n_docs: int, nnz: int, itemsize: int) -> int:
+    """Bytes of a (n_docs, V) CSR count matrix with ``nnz`` entries of ``itemsize`` bytes."""
+    return nnz * (itemsize + _INDEX) + (n_docs + 1) * _INDEX
+
+
 def check_fit_memory(budget_bytes: int, counts, n_topics: int | str, options: dict[str, Any]) -> int:
-    """Raise InvalidInput when the fit of ``counts`` would need more than ``budget_bytes``;
-    returns the estimate otherwise."""
+    """Raise InvalidInput when the fit of ``counts`` would need more than ``budget_bytes`` of
+    working memory beyond its count matrix (the estimate less the two copies of the counts
+    it counts: the worker holds the corpus whatever the fit); returns that working estimate."""
     n_docs, n_words = (int(s) for s in counts.shape)
-    needed = estimate_fit_bytes(n_docs, n_words, int(counts.nnz), n_topics, options)
+    itemsize = 4 if (options.get("dtype") or _DEFAULTS["dtype"]) == "float32" else 8
+    matrices = 2 * count_matrix_bytes(n_docs, int(counts.nnz), itemsize)
+    needed = estimate_fit_bytes(n_docs, n_words, int(counts.nnz), n_topics, options) - matrices
     if needed > budget_bytes:
         raise InvalidInput(
-            f"this fit would need about {_mib(needed)} MiB (D={n_docs}, V={n_words}, nnz={int(counts.nnz)}, "
-            f"n_topics={n_topics}, options={sorted(options)}), more than the worker's memory budget of "
-            f"{_mib(budget_bytes)} MiB (FIT_MEMORY_BUDGET): ask for fewer topics or extra components, "
-            "or a smaller corpus")
+            f"this fit would need about {_mib(needed)} MiB of working memory beyond its count matrices "
+            f"({_mib(matrices)} MiB; D={n_docs}, V={n_words}, nnz={int(counts.nnz)}, n_topics={n_topics}, "
+            f"options={sorted(options)}), more than the worker's memory budget of {_mib(budget_bytes)} MiB "
+            "(FIT_MEMORY_BUDGET): ask for fewer topics or extra components, or a smaller corpus")
     return needed
 
 

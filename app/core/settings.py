@@ -74,7 +74,8 @@ class Settings(BaseSettings):
     gpu_available: bool = Field(default=False, description=(
         "GPU_AVAILABLE: the deployment runs GPU workers, so fits may ask for options.backend='cupy'."))
     fit_memory_budget: int = Field(default=2048 * _MIB, ge=1, description=(
-        "FIT_MEMORY_BUDGET: bytes a fit may need by the worker's estimate; larger fits fail as bad input."))
+        "FIT_MEMORY_BUDGET: working bytes a fit may need beyond its count matrix, by the worker's "
+        "estimate; larger fits fail as bad input."))
     inline_ingest_concurrency: int = Field(default=2, ge=1, le=64, description=(
         "INLINE_INGEST_CONCURRENCY: small uploads ingested in the API process at once; more go to a worker."))
     upload_sweep_age_s: float = Field(default=3600.0, gt=0, description=(

@@ -9,9 +9,9 @@ import numpy as np
 from gpu.backend import csr_row_indices, host_indptr, sparse_module_for, threads_for, to_host
 from gpu.inference import batch_bounds, infer_gamma, map_batches
 from gpu.passes import Progress
-from gpu.quality import split_document_tokens, word_log_likelihood
+from gpu.quality import word_log_likelihood
 from gpu.refine.alpha_rules import HELDOUT_SCALED_RULES, minka_polya_alpha, polish_alpha_scale, polya_alpha_shape
-from gpu.refine.starts_and_scoring import HeldoutScorer, RefineResult, mixed_start, validated_start
+from gpu.refine.starts_and_scoring import HeldoutScorer, RefineResult, mixed_start, scoring_split, validated_start
 
 CVB0_TEMPORARIES = 5  # (nnz, k) arrays alive at once in a CVB0 sweep
 
@@ -133,7 +133,7 @@ def refine_cvb0(
     scorer = None
     heldout_history: list[float] = []
     if heldout is not None:
-        scorer = HeldoutScorer(split_document_tokens(heldout, seed=seed), xp, dtype)
+        scorer = HeldoutScorer(scoring_split(heldout, seed), xp, dtype)
         first, _ = scorer(inputs.topic_word, current_alpha)
         heldout_history.append(first)
     best = (heldout_history[0] if heldout_history else -np.inf, inputs.topic_word, current_alpha, gamma)

@@ -47,7 +47,7 @@ def refine_topics(
     check_every: int | None = None,
     memory_budget: int = 2 << 30,
     n_chunks: int | None = None,
-    final_sweeps: int = 5,
+    final_sweeps: int | None = None,
     n_active_topics: int | None = 8,
     start_mixing: float | str | None = None,
 ) -> RefineResult:
@@ -83,7 +83,8 @@ def refine_topics(
     final_sweeps : variational only, with held-out documents: after stopping (and the alpha
         scaling), run this many batch sweeps over the training and held-out documents
         together, alpha fixed, and return their topics (held-out documents only choose when
-        to stop). ``heldout_history`` describes the states before them.
+        to stop). ``heldout_history`` describes the states before them. None: 5, or 2 from
+        :data:`gpu.refine.variational_em.LARGE_CORPUS_DOCS` training documents up.
     inner_iter, inner_tol : E-step fixed-point iterations per sweep (warm-started) and tolerance.
     batch_size : documents per E-step batch (None: sized by memory).
     dtype : "float32" (default: E-steps about 5x faster, memory-bound gathers) or "float64";

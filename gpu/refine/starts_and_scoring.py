@@ -8,7 +8,7 @@ import numpy as np
 
 from gpu.backend import csr_on_module, get_array_module
 from gpu.inference import InferenceInputs, infer_gamma, validate_inference_inputs
-from gpu.quality import word_log_likelihood
+from gpu.quality import CompletionSplit, split_document_tokens, word_log_likelihood
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,21 @@ class RefineResult:
     final_sweeps: int = 0
     start_mixing: float = 0.0
     alpha_rule: str | None = None
+
+
+HELDOUT_SCORING_MAX_DOCS = 5_000  # held-out documents the scorer completes (a seeded sample beyond)
+
+
+def scoring_split(heldout: Any, seed: int) -> CompletionSplit:
+    """Document-completion halves (:func:`gpu.quality.split_document_tokens`) of the (D_h, V)
+    held-out counts, or of a seeded sample of HELDOUT_SCORING_MAX_DOCS of them when there are
+    more: the scorer runs after every sweep, and more documents only sharpen a comparison
+    that is already clear (docs/decisions.md, "Refinement at scale")."""
+    n_docs = int(heldout.shape[0])
+    if n_docs > HELDOUT_SCORING_MAX_DOCS:
+        rows = np.sort(np.random.default_rng([seed, n_docs]).choice(n_docs, HELDOUT_SCORING_MAX_DOCS, replace=False))
+        heldout = heldout[get_array_module(heldout.data).asarray(rows)]
+    return split_document_tokens(heldout, seed=seed)
 
 
 class HeldoutScorer:

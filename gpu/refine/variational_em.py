@@ -1,13 +1,13 @@
 """Refinement by batched (incremental) variational EM, the default ``method="variational"`` of
 :func:`gpu.refine.refine_topics`.
 
-Each sweep runs the batched variational E-step of :mod:`gpu.inference` over every document
-(warm-started from the previous sweep's Dirichlet parameters), accumulates the expected
+Each sweep runs the variational E-step of :mod:`gpu.refine.e_step` over every document
+(warm-started from the previous sweep's Dirichlet parameters), which accumulates the expected
 word-topic counts
 
-    n_kw = beta_kw * sum_d E_dk c_dw / (E_d @ beta[:, w])      (E_d = exp(E[log theta_d]))
+    n_kw = beta_kw * sum_d E_dk c_dw / (E_d @ beta[:, w])      (E_d = exp(E[log theta_d])),
 
-with one sparse product per batch, then sets beta_k proportional to n_k + topic_smoothing and
+then sets beta_k proportional to n_k + topic_smoothing and
 alpha by one of :mod:`gpu.refine.alpha_rules`. It stops when the held-out likelihood
 (document completion) stops improving, or, without held-out documents, when the training
 per-word likelihood does; the best state seen is returned.
@@ -19,156 +19,29 @@ from typing import Any
 
 import numpy as np
 
-from gpu.backend import (
-    csr_on_module, csr_row_indices, digamma, get_array_module, host_indptr, is_host, threads_for,
-    to_host,
-)
-from gpu.inference import (
-    InferenceInputs,
-    active_topic_batch,
-    batch_bounds,
-    map_batches,
-    prior_gamma,
-    scaled_counts,
-    variational_batch,
-)
-from gpu.host_kernels import HostEStep, host_posteriors
+from gpu.backend import csr_on_module, get_array_module, host_indptr, is_host, to_host
+from gpu.inference import InferenceInputs, prior_gamma
 from gpu.passes import Progress
-from gpu.quality import split_document_tokens, word_log_likelihood
+from gpu.refine.e_step import e_step, incremental_chunks, sum_as_float64
 from gpu.refine.alpha_rules import HELDOUT_SCALED_RULES, polish_alpha_scale, polya_alpha_shape, update_alpha
-from gpu.refine.starts_and_scoring import HeldoutScorer, RefineResult, mixed_start, validated_start
+from gpu.refine.starts_and_scoring import HeldoutScorer, RefineResult, mixed_start, scoring_split, validated_start
 
 AUTO_START_MIXING = 0.5  # the mixed start start_mixing="auto" tries besides the start as given
 ACTIVE_SPEEDUP_RATIO = 2  # k / n_active_topics from which the restricted E-step is used
-HOST_ACCUMULATOR_BYTES = 1 << 30  # the host E-step's (V, k) float64 accumulators, all threads together
 CHUNK_STATS_DTYPE = np.float32  # each incremental chunk's kept (k, V) expected counts
-
-
-@dataclass
-class _SweepStatistics:
-    expected_counts: Any  # (k, V) without the beta_kw factor
-    log_theta_sum: Any  # (k,)
-    loglik: float
-    tokens: float
-
-
-def _e_step(inputs, gamma_all, *, batch_size, inner_iter, inner_tol, n_threads, pool=None,
-            training_likelihood: bool = True, n_active: int | None = None,
-            rows: tuple[int, int] | None = None) -> _SweepStatistics:
-    """One pass over all documents, or over rows [start, stop) of ``inputs.counts`` with
-    ``rows``; updates ``gamma_all`` (D, k) (or (stop - start, k)) in place.
-
-    ``training_likelihood`` also scores the incoming state (one more pass over the nonzeros;
-    without it loglik and tokens are 0). With ``n_active`` each document updates only its
-    n_active topics of largest gamma (``inner_iter`` updates, no early exit). On the host
-    the compiled per-document loop runs on ``n_threads`` contiguous ranges, each with its own
-    (V, k) accumulator (:func:`_host_e_step`); on the GPU, batches of
-    :func:`gpu.inference.variational_batch` / :func:`gpu.inference.active_topic_batch`.
-    """
-    if is_host(inputs.xp):
-        return _host_e_step(inputs, gamma_all, inner_iter=inner_iter, inner_tol=inner_tol, n_threads=n_threads,
-                            pool=pool, training_likelihood=training_likelihood, n_active=n_active,
-                            rows=rows or (0, inputs.counts.shape[0]))
-    xp = inputs.xp
-    counts, topic_word = inputs.counts, inputs.topic_word
-    if rows is not None:
-        counts = counts[rows[0]:rows[1]]
-    n_topics, n_words = topic_word.shape
-    topic_word_t = topic_word.T.copy()
-    indptr = host_indptr(counts)
-    threads = threads_for(xp, n_threads)
-
-    def work(start: int, stop: int) -> tuple[float, float, Any, Any]:
-        batch = counts[start:stop]
-        # training likelihood of the incoming state (theta from the warm start, current topics)
-        warm = gamma_all[start:stop]
-        part, n = 0.0, 0.0
-        if training_likelihood:
-            part, n = word_log_likelihood(batch, warm / warm.sum(axis=1, keepdims=True), topic_word)
-        if n_active:
-            gamma, expected = active_topic_batch(inputs, batch, warm, n_active, inner_iter)
-            expected = expected.T
-        else:
-            gamma, _, weights = variational_batch(
-                inputs, batch, gamma=warm, max_iter=inner_iter, tol=inner_tol, check_every=5
-            )
-            scaled = scaled_counts(xp, batch, csr_row_indices(batch), weights, topic_word_t)
-            expected = xp.asarray(scaled.T @ weights).astype(xp.float64)
-        gamma_all[start:stop] = gamma
-        log_theta = (digamma(xp, gamma) - digamma(xp, gamma.sum(axis=1, keepdims=True))).sum(axis=0).astype(xp.float64)
-        return part, n, expected, log_theta
-
-    bounds = batch_bounds(indptr, n_topics, batch_size, min_batches=2 * threads if threads > 1 else 1)
-    expected = xp.zeros((n_words, n_topics), dtype=xp.float64)
-    log_theta_sum = xp.zeros(n_topics, dtype=xp.float64)
-    loglik, tokens = 0.0, 0.0
-    for part, n, partial_expected, log_theta in map_batches(work, bounds, threads, pool):
-        loglik, tokens = loglik + part, tokens + n
-        expected += partial_expected
-        log_theta_sum += log_theta
-    return _SweepStatistics(expected.T, log_theta_sum, loglik, tokens)
-
-
-def _host_e_step(inputs, gamma_all, *, inner_iter, inner_tol, n_threads, pool, training_likelihood, n_active, rows):
-    """:func:`_e_step` on the host, on rows [first, last) of the counts (read in place):
-    ``n_threads`` contiguous document ranges of about equal nonzeros (fewer where their (V, k)
-    float64 accumulators would pass HOST_ACCUMULATOR_BYTES), each run by
-    :func:`gpu.host_kernels.host_posteriors` on its own thread."""
-    counts, topic_word = inputs.counts, inputs.topic_word
-    first, last = rows
-    n_topics, n_words = topic_word.shape
-    topic_word_t = np.ascontiguousarray(topic_word.T)
-    alpha = np.asarray(inputs.alpha, dtype=np.float64)
-    parts = max(1, min(n_threads, HOST_ACCUMULATOR_BYTES // max(8 * n_words * n_topics, 1)))
-    bounds = incremental_chunks(counts.indptr[first:last + 1] - counts.indptr[first], parts)
-
-    def work(start: int, stop: int) -> tuple[HostEStep, np.ndarray, np.ndarray]:
-        expected = np.zeros((n_words, n_topics))
-        log_theta = np.zeros(n_topics)
-        step = host_posteriors(counts, topic_word_t, alpha, gamma_all[start:stop], max_iter=inner_iter,
-                               tol=inner_tol, n_active=n_active or 0, expected=expected, log_theta=log_theta,
-                               want_loglik=training_likelihood, rows=(first + start, first + stop))
-        return step, expected, log_theta
-
-    expected = log_theta_sum = None
-    loglik, tokens = 0.0, 0.0
-    for step, partial_expected, log_theta in map_batches(work, bounds, len(bounds), pool):
-        loglik, tokens = loglik + step.loglik, tokens + step.tokens
-        expected = partial_expected if expected is None else expected + partial_expected
-        log_theta_sum = log_theta if log_theta_sum is None else log_theta_sum + log_theta
-    if expected is None:
-        expected, log_theta_sum = np.zeros((n_words, n_topics)), np.zeros(n_topics)
-    return _SweepStatistics(expected.T, log_theta_sum, loglik, tokens)
-
-
-def sum_as_float64(parts) -> Any:
-    """The float64 sum of the arrays ``parts`` (the chunk statistics kept in CHUNK_STATS_DTYPE)."""
-    total = None
-    for part in parts:
-        if total is None:
-            total = get_array_module(part).asarray(part, dtype=np.float64).copy()
-        else:
-            total += part
-    return total
-
-
-def incremental_chunks(indptr: np.ndarray, n_chunks: int) -> list[tuple[int, int]]:
-    """Row ranges [start, stop) splitting the (D+1,) CSR ``indptr`` into at most ``n_chunks``
-    non-empty ranges of about equal nonzeros (one range [0, D) for n_chunks=1 or D=0)."""
-    n_docs = len(indptr) - 1
-    if n_docs <= 0 or n_chunks <= 1:
-        return [(0, max(n_docs, 0))]
-    targets = np.asarray(indptr[-1], dtype=np.float64) * np.arange(1, n_chunks) / n_chunks
-    cuts = np.searchsorted(np.asarray(indptr), targets, side="left")
-    edges = np.unique(np.concatenate([[0], np.clip(cuts, 1, n_docs - 1) if n_docs > 1 else [], [n_docs]]).astype(int))
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+# Refinement at scale (docs/decisions.md, "Refinement at scale"): from this many training
+# documents, 2 final sweeps instead of 5, and start_mixing="auto" compares the two starts
+# after one batch step over a sample of MIXING_SAMPLE_DOCS of them instead of a full sweep each
+LARGE_CORPUS_DOCS = 50_000
+FINAL_SWEEPS, FINAL_SWEEPS_AT_SCALE = 5, 2
+MIXING_SAMPLE_DOCS = 20_000
 
 
 def refine_variational(
     X: Any, topic_word: Any, alpha: Any, *, heldout: Any, max_sweeps: int, tol: float, seed: int,
     progress: Progress, topic_smoothing: float, alpha_rule: str | None, inner_iter: int, inner_tol: float,
     batch_size: int | None, patience: int, dtype: str, n_threads: int, pool: Any, n_chunks: int = 1,
-    memory_budget: int = 2 << 30, final_sweeps: int = 5, n_active_topics: int | None = None,
+    memory_budget: int = 2 << 30, final_sweeps: int | None = None, n_active_topics: int | None = None,
     start_mixing: float | str = 0.0,
 ) -> RefineResult:
     """Batched variational EM refinement (see :func:`refine_topics`)."""
@@ -184,11 +57,25 @@ def refine_variational(
 
     scorer = None
     if heldout is not None:
-        scorer = HeldoutScorer(split_document_tokens(heldout, seed=seed), xp, dtype, pool=pool)
+        scorer = HeldoutScorer(scoring_split(heldout, seed), xp, dtype, pool=pool)
     if start_mixing == "auto":  # both starts when held-out documents can tell them apart
         weights = (0.0, AUTO_START_MIXING) if scorer is not None else (0.0,)
     else:
         weights = (float(start_mixing),)
+
+    def m_step(total_counts: Any, total_log_theta: Any, alpha: np.ndarray) -> tuple[Any, np.ndarray]:
+        smoothed = xp.maximum(total_counts, 0.0) + topic_smoothing
+        topics = (smoothed / smoothed.sum(axis=1, keepdims=True)).astype(dtype, copy=False)
+        if alpha_rule == "minka" and n_docs:
+            alpha = update_alpha(alpha, to_host(total_log_theta) / n_docs)
+        return topics, alpha
+
+    if final_sweeps is None:
+        final_sweeps = FINAL_SWEEPS_AT_SCALE if n_docs >= LARGE_CORPUS_DOCS else FINAL_SWEEPS
+    if len(weights) > 1 and n_docs >= LARGE_CORPUS_DOCS:
+        weights = (_start_mixing_on_sample(inputs, start_alpha, weights, scorer, m_step, seed=seed, dtype=dtype,
+                                           batch_size=batch_size, inner_iter=inner_iter, inner_tol=inner_tol,
+                                           n_threads=n_threads, pool=pool),)
 
     indptr = host_indptr(counts)
     # each chunk keeps its (k, V) share of the expected counts (float32: CHUNK_STATS_DTYPE),
@@ -199,17 +86,10 @@ def refine_variational(
     # the GPU's batched E-step slices each chunk once; the host's reads the counts in place
     chunk_counts = {d0: counts[d0:d1] for d0, d1 in chunks} if not is_host(xp) else {}
 
-    def m_step(total_counts: Any, total_log_theta: Any, alpha: np.ndarray) -> tuple[Any, np.ndarray]:
-        smoothed = xp.maximum(total_counts, 0.0) + topic_smoothing
-        topics = (smoothed / smoothed.sum(axis=1, keepdims=True)).astype(dtype, copy=False)
-        if alpha_rule == "minka" and n_docs:
-            alpha = update_alpha(alpha, to_host(total_log_theta) / n_docs)
-        return topics, alpha
-
     def chunk_e_step(d0: int, d1: int, state: _EmState, n_active: int | None) -> tuple[Any, Any, float, float]:
         chunk_inputs = InferenceInputs(counts=chunk_counts.get(d0, counts), topic_word=state.topics,
                                        alpha=xp.asarray(state.alpha, dtype=dtype), xp=xp)
-        stats = _e_step(
+        stats = e_step(
             chunk_inputs, state.gamma[d0:d1], batch_size=batch_size, inner_iter=inner_iter, inner_tol=inner_tol,
             n_threads=n_threads, pool=pool, training_likelihood=scorer is None, n_active=n_active,
             rows=None if d0 in chunk_counts else (d0, d1),
@@ -341,6 +221,28 @@ def refine_variational(
     )
 
 
+def _start_mixing_on_sample(inputs, start_alpha, weights, scorer, m_step, *, seed, dtype, batch_size, inner_iter,
+                            inner_tol, n_threads, pool) -> float:
+    """The weight of ``weights`` whose start scores best on the held-out documents after one
+    batch EM step over a seeded sample of MIXING_SAMPLE_DOCS training documents (ties: the
+    first); what start_mixing="auto" compares at scale instead of a full sweep from each."""
+    xp, counts = inputs.xp, inputs.counts
+    n_docs = int(counts.shape[0])
+    rows = np.sort(np.random.default_rng([seed, n_docs]).choice(n_docs, min(MIXING_SAMPLE_DOCS, n_docs), replace=False))
+    sample = counts[xp.asarray(rows)]
+    lengths = xp.asarray(sample.sum(axis=1)).reshape(-1)
+    alpha = xp.asarray(start_alpha, dtype=dtype)
+    scores = []
+    for weight in weights:
+        start = mixed_start(inputs, weight, xp) if weight else inputs
+        stats = e_step(InferenceInputs(counts=sample, topic_word=start.topic_word, alpha=alpha, xp=xp),
+                       prior_gamma(alpha, lengths), batch_size=batch_size, inner_iter=inner_iter, inner_tol=inner_tol,
+                       n_threads=n_threads, pool=pool, training_likelihood=False)
+        topics, step_alpha = m_step(stats.expected_counts * start.topic_word, stats.log_theta_sum, start_alpha)
+        scores.append(scorer(topics, step_alpha)[0])
+    return weights[int(np.argmax(scores))]
+
+
 @dataclass
 class _EmState:
     """One variational EM run: current topics (k, V) and alpha (k,), document posteriors
@@ -379,7 +281,7 @@ def _sweeps_with_heldout(counts, heldout, topics, alpha, train_gamma, n_sweeps, 
     for sweep in range(n_sweeps):
         inputs = [InferenceInputs(counts=part, topic_word=topics, alpha=xp.asarray(alpha, dtype=dtype), xp=xp)
                   for part, _ in parts]
-        stats = [_e_step(part_inputs, gamma, batch_size=batch_size, inner_iter=(2 if sweep == 0 else 1) * inner_iter,
+        stats = [e_step(part_inputs, gamma, batch_size=batch_size, inner_iter=(2 if sweep == 0 else 1) * inner_iter,
                          inner_tol=inner_tol, n_threads=n_threads, pool=pool, training_likelihood=False)
                  for part_inputs, (_, gamma) in zip(inputs, parts)]
         expected = sum(s.expected_counts for s in stats) * topics.astype(xp.float64)

@@ -6,6 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from gpu import SpectralLDA, fit_spectral_lda
+from gpu import estimator as estimator_module
 from gpu.estimator import plausible_start_alpha
 from gpu.matching import match_topics, mean_matched_l1
 from gpu.synthetic import make_lda_corpus
@@ -226,3 +227,18 @@ def test_an_impossible_spectral_alpha_is_clipped_before_refinement():
     wild, clipped = plausible_start_alpha(np.array([1.6e6, 0.5, 0.3]), 1.0)
     assert clipped and wild.sum() == pytest.approx(1.0) and wild.max() <= 1.0 and np.all(wild > 0)
     assert wild[1] > wild[2]  # the plausible ones keep their order
+
+
+def test_refinement_starts_from_three_krylov_blocks_at_scale(monkeypatch):
+    """A refined fit whitens with 5 Krylov blocks; from SCALED_START_DOCS training documents
+    with 3 (the junk refit's extra components kept); a bare fit always with 3."""
+    counts = make_lda_corpus(400, 60, 3, alpha0=1.0, doc_length=50, seed=2).counts
+
+    def blocks(**params):
+        model = SpectralLDA(n_topics=3, seed=0, backend="numpy", **params).fit(counts)
+        options = model.diagnostics_["spectral"]["options"]
+        return options["n_krylov_blocks"], options["refit_extra_components"]
+
+    assert blocks() == (5, 5) and blocks(refine=False) == (3, 0)
+    monkeypatch.setattr(estimator_module, "SCALED_START_DOCS", 300)  # 360 training documents
+    assert blocks() == (3, 5) and blocks(n_krylov_blocks=4) == (4, 5)

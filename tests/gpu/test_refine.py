@@ -9,6 +9,8 @@ from gpu.matching import mean_matched_l1
 from gpu.quality import split_heldout, word_log_likelihood
 from gpu.refine import refine_topics
 from gpu.refine.alpha_rules import inverse_digamma, minka_polya_alpha, polya_alpha_shape, update_alpha
+from gpu.refine import starts_and_scoring, variational_em
+from gpu.refine.starts_and_scoring import scoring_split
 from gpu.refine.variational_em import CHUNK_STATS_DTYPE
 from gpu.synthetic import make_lda_corpus
 
@@ -127,6 +129,43 @@ def test_auto_start_mixing_keeps_the_start_whose_first_sweep_scores_better(corpu
     assert refine_topics(train, truncated + 1e-3, corpus.alpha, max_sweeps=1).start_mixing == 0.0
     with pytest.raises(ValueError, match="start_mixing"):
         refine_topics(train, corpus.topic_word, corpus.alpha, start_mixing="sometimes")
+
+
+def test_at_scale_auto_start_mixing_is_chosen_on_a_sample_and_two_final_sweeps_run(corpus, monkeypatch):
+    """From LARGE_CORPUS_DOCS training documents: the two starts are compared after one batch
+    step over a sample of MIXING_SAMPLE_DOCS documents (then only the chosen one sweeps over
+    all), and final_sweeps=None resolves to FINAL_SWEEPS_AT_SCALE; below, 5 final sweeps."""
+    train, heldout = split_heldout(corpus.counts, 0.2, seed=0)
+    train, heldout = corpus.counts[train], corpus.counts[heldout]
+    truncated = np.where(corpus.topic_word >= np.sort(corpus.topic_word, axis=1)[:, -3:-2], corpus.topic_word, 0.0)
+    truncated /= truncated.sum(axis=1, keepdims=True)
+    options = dict(max_sweeps=2, tol=0.0, dtype="float64")
+    assert refine_topics(train, corpus.topic_word, corpus.alpha, heldout=heldout, **options).final_sweeps == 5
+    monkeypatch.setattr(variational_em, "LARGE_CORPUS_DOCS", 100)
+    monkeypatch.setattr(variational_em, "MIXING_SAMPLE_DOCS", 200)
+    for start, expected in ((corpus.topic_word, 0.0), (truncated, 0.5)):
+        auto = refine_topics(train, start, corpus.alpha, heldout=heldout, **options)
+        assert auto.start_mixing == expected and auto.final_sweeps == variational_em.FINAL_SWEEPS_AT_SCALE
+        # after the choice the run is the one from that start alone
+        fixed = refine_topics(train, start, corpus.alpha, heldout=heldout, start_mixing=expected, **options)
+        np.testing.assert_allclose(auto.topic_word, fixed.topic_word, atol=1e-12)
+    assert refine_topics(train, corpus.topic_word, corpus.alpha, heldout=heldout, final_sweeps=1,
+                         **options).final_sweeps == 1
+
+
+def test_the_heldout_scorer_completes_a_seeded_sample_of_at_most_its_cap(corpus, monkeypatch):
+    heldout = corpus.counts[:300]
+    monkeypatch.setattr(starts_and_scoring, "HELDOUT_SCORING_MAX_DOCS", 120)
+    split = scoring_split(heldout, seed=4)
+    again = scoring_split(heldout, seed=4)
+    assert split.observed.shape == (120, heldout.shape[1])
+    np.testing.assert_array_equal(split.observed.toarray(), again.observed.toarray())
+    # every sampled row is one held-out document, split into halves that add up to it
+    whole = (split.observed + split.scored).toarray()
+    rows = [int(np.flatnonzero((heldout.toarray() == row).all(axis=1))[0]) for row in whole]
+    assert len(set(rows)) == 120 and rows == sorted(rows)
+    monkeypatch.setattr(starts_and_scoring, "HELDOUT_SCORING_MAX_DOCS", 5000)
+    assert scoring_split(heldout, seed=4).observed.shape[0] == 300
 
 
 def test_refinement_never_lowers_training_likelihood(corpus):
@@ -403,7 +442,7 @@ def test_cvb0_chunks_on_threads_match_one_chunk(corpus):
 
 
 def test_incremental_chunks_partition_the_documents_by_nonzeros():
-    from gpu.refine.variational_em import incremental_chunks
+    from gpu.refine.e_step import incremental_chunks
 
     indptr = np.cumsum(np.r_[0, np.arange(1, 41)])  # 40 documents with 1..40 nonzeros
     chunks = incremental_chunks(indptr, 4)
@@ -429,7 +468,7 @@ def test_incremental_sweeps_match_brute_force_incremental_em():
         smoothed = total + smoothing
         return smoothed / smoothed.sum(axis=1, keepdims=True)
 
-    from gpu.refine.variational_em import incremental_chunks
+    from gpu.refine.e_step import incremental_chunks
 
     chunks = incremental_chunks(np.r_[0, np.cumsum((dense > 0).sum(axis=1))], 2)
     assert len(chunks) == 2
