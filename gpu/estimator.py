@@ -33,8 +33,9 @@ from gpu.validation import PARAMETER_CONSTRAINTS, as_count_matrix, choose_backen
 # parameter is None (reasons and figures: docs/decisions.md, "The refined start").
 REFINED_START_OPTIONS = {"n_krylov_blocks": 5, "refit_extra_components": 5}
 BARE_START_OPTIONS = {"n_krylov_blocks": 3, "refit_extra_components": 0}
-# from this many training documents refinement starts from 3 Krylov blocks (docs/decisions.md,
-# "Refinement at scale"): the sweeps make up for the coarser start, for a third of its time
+# from this many training documents refinement starts from 3 Krylov blocks, in float32 where
+# dtype is None (docs/decisions.md, "Refinement at scale"): the sweeps make up for the coarser
+# start, for a third of its time
 SCALED_START_DOCS = 200_000
 SCALED_START_OPTIONS = {"n_krylov_blocks": 3, "refit_extra_components": 5}
 # power-method iterations where n_iter is None: the engine's fit, and each candidate of a selection
@@ -70,8 +71,10 @@ class SpectralLDA(TransformerMixin, BaseEstimator):
         Seeds every random draw (the validation split, sketches, power method, refinement).
     backend : {"auto", "numpy", "cupy"}, default "auto"
         "auto": the GPU when CuPy sees one or X is already there.
-    dtype : {"float32", "float64"}, default "float64"
-        Precision of the passes over documents.
+    dtype : {"float32", "float64"} or None, default None
+        Precision of the spectral passes over documents. None: "float64", or "float32" for the
+        start of a refined fit from SCALED_START_DOCS training documents (refinement's own
+        passes run in float32 by default: ``refine_options["dtype"]``).
     progress : callable(stage, done, total) or None
         Called through every long loop; its exceptions propagate (cancellation).
     refine : bool, default True
@@ -135,7 +138,7 @@ class SpectralLDA(TransformerMixin, BaseEstimator):
         alpha0: float | str = 1.0,
         seed: int = 0,
         backend: str = "auto",
-        dtype: str = "float64",
+        dtype: str | None = None,
         progress: Progress = None,
         refine: bool = True,
         validation_fraction: float = 0.1,
@@ -194,11 +197,14 @@ class SpectralLDA(TransformerMixin, BaseEstimator):
         params = self.get_params(deep=False)
         validate_parameters({name: params[name] for name in PARAMETER_CONSTRAINTS})
         backend = choose_backend(X, self.backend)
-        counts = as_count_matrix(self._checked_input(X, reset=True), backend, str(np.dtype(self.dtype)))
+        checked = self._checked_input(X, reset=True)
         xp = array_module(backend)
         choose = self.n_topics == "auto" or self.alpha0 == "auto"
         select = choose or self.n_extra_components > 0  # over-provisioned fits drop junk in the selection
-        train_rows, validation_rows = self._split_rows(int(counts.shape[0]), choose or self.refine)
+        train_rows, validation_rows = self._split_rows(int(checked.shape[0]), choose or self.refine)
+        dtype = self._spectral_dtype(len(train_rows))
+        counts = as_count_matrix(checked, backend, dtype)
+        del checked
         train = counts[xp.asarray(train_rows)] if len(validation_rows) else counts
         validation = counts[xp.asarray(validation_rows)] if len(validation_rows) else None
         del counts  # a cast copy of X is not kept beside its two parts for the whole fit
@@ -206,9 +212,9 @@ class SpectralLDA(TransformerMixin, BaseEstimator):
 
         started = time.perf_counter()
         if select:
-            spectral = self._select(train, validation, backend, options)
+            spectral = self._select(train, validation, backend, dtype, options)
         else:
-            spectral = self._engine_fit(train, int(self.n_topics), float(self.alpha0), backend, options)
+            spectral = self._engine_fit(train, int(self.n_topics), float(self.alpha0), backend, dtype, options)
         timings = {**spectral["timings"], "spectral": time.perf_counter() - started}
 
         topic_word, alpha, refinement = spectral["topic_word"], spectral["alpha"], None
@@ -277,8 +283,15 @@ class SpectralLDA(TransformerMixin, BaseEstimator):
                 options[name] = value
         return options
 
-    def _engine_fit(self, train: Any, n_topics: int, alpha0: float, backend: str, options: dict) -> dict:
-        result = fit_spectral_lda(train, n_topics, alpha0, seed=self.seed, backend=backend, dtype=self.dtype,
+    def _spectral_dtype(self, n_train_docs: int) -> str:
+        """The spectral passes' precision: ``dtype``, or where it is None float64, float32 for
+        a refined fit from SCALED_START_DOCS training documents (docs/decisions.md)."""
+        if self.dtype is not None:
+            return str(np.dtype(self.dtype))
+        return "float32" if self.refine and n_train_docs >= SCALED_START_DOCS else "float64"
+
+    def _engine_fit(self, train: Any, n_topics: int, alpha0: float, backend: str, dtype: str, options: dict) -> dict:
+        result = fit_spectral_lda(train, n_topics, alpha0, seed=self.seed, backend=backend, dtype=dtype,
                                   progress=self.progress, **{**options, "n_iter": self.n_iter or ENGINE_N_ITER})
         return {
             "topic_word": result.topic_word, "alpha": result.alpha, "n_topics": n_topics, "alpha0": alpha0,
@@ -287,7 +300,7 @@ class SpectralLDA(TransformerMixin, BaseEstimator):
             "diagnostics": result.diagnostics, "selection": None,
         }
 
-    def _select(self, train: Any, validation: Any, backend: str, options: dict) -> dict:
+    def _select(self, train: Any, validation: Any, backend: str, dtype: str, options: dict) -> dict:
         """k / alpha0 chosen (and junk dropped) over shared passes; the chosen pair is then
         fitted by the engine (its word-scaled whitening finds more specific topics on real
         text) unless over-provisioned or unscaled, whose topics come from the passes."""
@@ -295,13 +308,13 @@ class SpectralLDA(TransformerMixin, BaseEstimator):
         candidate["n_iter"] = self.n_iter or CANDIDATE_N_ITER
         selection = select_model(
             train, self.n_topics, self.alpha0, heldout=validation, k_range=tuple(self.k_range), seed=self.seed,
-            backend=backend, dtype=self.dtype, progress=self.progress, fit_options=candidate,
+            backend=backend, dtype=dtype, progress=self.progress, fit_options=candidate,
             n_oversample=self.n_oversample, n_extra_components=self.n_extra_components,
             n_threads=self.n_threads, block_rows=self.block_rows,
         )
         evidence = selection.evidence
         if not self.n_extra_components and self.word_scale_power:
-            chosen = self._engine_fit(train, selection.n_topics, selection.alpha0, backend, options)
+            chosen = self._engine_fit(train, selection.n_topics, selection.alpha0, backend, dtype, options)
             evidence["final_fit"] = "engine (word-scaled whitening) at the chosen n_topics and alpha0"
             return {**chosen, "selection": evidence}
         return {

@@ -229,16 +229,20 @@ def test_an_impossible_spectral_alpha_is_clipped_before_refinement():
     assert wild[1] > wild[2]  # the plausible ones keep their order
 
 
-def test_refinement_starts_from_three_krylov_blocks_at_scale(monkeypatch):
-    """A refined fit whitens with 5 Krylov blocks; from SCALED_START_DOCS training documents
-    with 3 (the junk refit's extra components kept); a bare fit always with 3."""
+def test_refinement_starts_from_three_float32_krylov_blocks_at_scale(monkeypatch):
+    """A refined fit whitens with 5 Krylov blocks in float64; from SCALED_START_DOCS training
+    documents with 3 in float32 (the junk refit's extra components kept); a bare fit always
+    with 3 in float64 (dtype None)."""
     counts = make_lda_corpus(400, 60, 3, alpha0=1.0, doc_length=50, seed=2).counts
 
     def blocks(**params):
         model = SpectralLDA(n_topics=3, seed=0, backend="numpy", **params).fit(counts)
-        options = model.diagnostics_["spectral"]["options"]
-        return options["n_krylov_blocks"], options["refit_extra_components"]
+        diagnostics = model.diagnostics_["spectral"]
+        return diagnostics["options"]["n_krylov_blocks"], diagnostics["options"]["refit_extra_components"], \
+            diagnostics["dtype"]
 
-    assert blocks() == (5, 5) and blocks(refine=False) == (3, 0)
+    assert blocks() == (5, 5, "float64") and blocks(refine=False) == (3, 0, "float64")
     monkeypatch.setattr(estimator_module, "SCALED_START_DOCS", 300)  # 360 training documents
-    assert blocks() == (3, 5) and blocks(n_krylov_blocks=4) == (4, 5)
+    assert blocks() == (3, 5, "float32") and blocks(refine=False) == (3, 0, "float64")
+    # what the caller sets wins
+    assert blocks(n_krylov_blocks=4, dtype="float64") == (4, 5, "float64")
