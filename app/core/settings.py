@@ -95,6 +95,9 @@ class Settings(BaseSettings):
         "parsing the request (a backstop for floods the event loop could not keep up with)."))
     embedded_worker_nice: int = Field(default=10, ge=0, le=19, description=(
         "CPU niceness of the worker that `serve` starts: the API stays responsive while it fits or ingests."))
+    api_response_cache_bytes: int = Field(default=32 * _MIB, ge=0, le=16 * 1024 * _MIB, description=(
+        "API_RESPONSE_CACHE_BYTES: per API process, finished GET topics bodies kept (LRU, total bytes), keyed by "
+        "model, top_n and the identity of the artifact's files; 0 turns the cache off."))
     db_pool_size: int = Field(default=16, ge=1, le=1000)
     db_max_overflow: int = Field(default=16, ge=0, le=1000)
     db_pool_timeout_s: float = Field(default=5.0, gt=0, le=300, description="Wait for a pooled connection.")
