@@ -165,12 +165,10 @@ def _keys(args) -> int:
 def _run_api(settings, host: str, port: int) -> None:
     import uvicorn
 
+    from app.api.server_options import uvicorn_options
     from app.main import create_app
 
-    # On SIGTERM open requests get API_SHUTDOWN_TIMEOUT_S, then uvicorn cancels them.
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
-                timeout_graceful_shutdown=settings.api_shutdown_timeout_s,
-                limit_concurrency=settings.api_max_connections)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", **uvicorn_options(settings))
 
 
 def _serve(args) -> int:

@@ -29,6 +29,12 @@ def test_serve_runs_on_embedded_defaults(served):
     assert (served["data_dir"] / "spectral-topics.db").is_file()
 
 
+def test_serve_runs_its_api_on_uvloop_and_httptools(served):
+    loaded = {m.path for m in psutil.Process(served["process"].pid).memory_maps()}
+    assert any("/uvloop/" in path for path in loaded), "serve's API does not run on uvloop"
+    assert any("/httptools/" in path for path in loaded), "serve's API does not parse HTTP with httptools"
+
+
 def test_cli_submit_wait_topics_infer_export(served, tmp_path):
     docs, truth = synthetic_documents(n_docs=300, n_words=60, n_topics=3, doc_length=40, seed=0)
     corpus_file = tmp_path / "docs.json"
