@@ -39,7 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--loglevel", default="INFO")
     p.add_argument("--data-dir", help="overrides DATA_DIR")
     p.add_argument("--nice", type=int, default=0, choices=range(0, 20), metavar="0..19",
-                   help="lower this worker's CPU priority (serve starts its worker with EMBEDDED_WORKER_NICE)")
+                   help="lower this worker's CPU priority (serve does with EMBEDDED_WORKER_NICE when "
+                        "EMBEDDED_WORKER_SCHED_IDLE is off)")
+    p.add_argument("--idle-priority", action="store_true",
+                   help="run at idle CPU priority: SCHED_IDLE on Linux, else nice 19 (serve's worker, by default)")
 
     p = sub.add_parser("migrate", help="bring the database schema up to date")
     p.add_argument("--data-dir", help="overrides DATA_DIR")
@@ -171,6 +174,15 @@ def _run_api(settings, host: str, port: int) -> None:
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", **uvicorn_options(settings))
 
 
+def embedded_worker_command(settings) -> list[str]:
+    """The worker command that ``serve`` supervises: at idle CPU priority
+    (EMBEDDED_WORKER_SCHED_IDLE, the default) or at niceness EMBEDDED_WORKER_NICE, so that
+    fits and ingestions never starve the API in the same machine."""
+    priority = ["--idle-priority"] if settings.embedded_worker_sched_idle else ["--nice",
+                                                                               str(settings.embedded_worker_nice)]
+    return [sys.executable, "-m", "app.cli", "worker", *priority]
+
+
 def _serve(args) -> int:
     """API in this process, a supervised worker in a child process (restarted with backoff
     when it dies); both stop together."""
@@ -184,8 +196,7 @@ def _serve(args) -> int:
     _migrate(settings)
     prepare_broker(make_celery(settings))
     env = dict(os.environ, DATA_DIR=str(settings.data_dir.resolve()))
-    worker = WorkerSupervisor([sys.executable, "-m", "app.cli", "worker", "--nice", str(settings.embedded_worker_nice)],
-                              env,
+    worker = WorkerSupervisor(embedded_worker_command(settings), env,
                               stop_timeout_s=settings.worker_shutdown_timeout_s + 10)
     worker.start()
     # uvicorn re-raises the signal that stopped it once it is done; with these handlers that
@@ -210,8 +221,12 @@ def _worker(args) -> int:
     os.environ.setdefault("REMAP_SIGTERM", "SIGQUIT")
     from workers.runner import run_worker
 
-    if args.nice:
-        os.nice(args.nice)  # inherited by the pool's children
+    if args.idle_priority:  # inherited by the pool's children, like the niceness
+        from app.cpu_priority import lower_to_idle_priority
+
+        print(f"worker CPU priority: {lower_to_idle_priority()}", file=sys.stderr, flush=True)
+    elif args.nice:
+        os.nice(args.nice)
     settings = _settings(args)
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
     run_worker(settings, queues=queues, pool=args.pool, concurrency=args.concurrency, loglevel=args.loglevel)

@@ -93,8 +93,11 @@ class Settings(BaseSettings):
     api_max_connections: int = Field(default=64, ge=1, le=65536, description=(
         "Open connections and requests uvicorn takes at once; past it uvicorn answers 503 itself, before "
         "parsing the request (a backstop for floods the event loop could not keep up with)."))
+    embedded_worker_sched_idle: bool = Field(default=True, description=(
+        "EMBEDDED_WORKER_SCHED_IDLE: `serve` runs its worker at idle CPU priority (SCHED_IDLE on Linux, else "
+        "nice 19; `worker --idle-priority`): fits use only CPU time the API and other programs leave."))
     embedded_worker_nice: int = Field(default=10, ge=0, le=19, description=(
-        "CPU niceness of the worker that `serve` starts: the API stays responsive while it fits or ingests."))
+        "CPU niceness of the worker that `serve` starts when EMBEDDED_WORKER_SCHED_IDLE is off."))
     api_response_cache_bytes: int = Field(default=32 * _MIB, ge=0, le=16 * 1024 * _MIB, description=(
         "API_RESPONSE_CACHE_BYTES: per API process, finished GET topics bodies kept (LRU, total bytes), keyed by "
         "model, top_n and the identity of the artifact's files; 0 turns the cache off."))
