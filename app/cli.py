@@ -165,13 +165,30 @@ def _keys(args) -> int:
     return 0
 
 
-def _run_api(settings, host: str, port: int) -> None:
+def _run_api(settings, host: str, port: int, on_exit_signal=None) -> None:
+    """Serve the API until SIGTERM / SIGINT; ``on_exit_signal()`` runs as soon as one
+    arrives (before uvicorn drains its open requests), e.g. to stop serve's worker meanwhile."""
     import uvicorn
 
     from app.api.server_options import uvicorn_options
     from app.main import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", **uvicorn_options(settings))
+    app = create_app(settings)
+    options = dict(host=host, port=port, log_level="info", **uvicorn_options(settings))
+    if on_exit_signal is None:
+        uvicorn.run(app, **options)
+        return
+    server = uvicorn.Server(uvicorn.Config(app, **options))
+    handle_exit = server.handle_exit
+
+    def exit_signal(sig, frame) -> None:
+        on_exit_signal()
+        handle_exit(sig, frame)
+
+    server.handle_exit = exit_signal  # uvicorn installs self.handle_exit for SIGTERM and SIGINT
+    server.run()
+    if not server.started:
+        raise SystemExit(3)  # as uvicorn.run: the server could not start (e.g. the port is taken)
 
 
 def embedded_worker_command(settings) -> list[str]:
@@ -203,8 +220,8 @@ def _serve(args) -> int:
     # re-raise is harmless, so the worker below is always stopped too.
     stop_signals = (signal.SIGTERM, signal.SIGINT)
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in stop_signals}
-    try:
-        _run_api(settings, args.host, args.port)
+    try:  # the worker stops while the API drains its open requests, not after
+        _run_api(settings, args.host, args.port, on_exit_signal=worker.request_stop)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
