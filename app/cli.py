@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -174,6 +175,11 @@ def _run_api(settings, host: str, port: int, on_exit_signal=None) -> None:
     from app.main import create_app
 
     app = create_app(settings)
+    # Everything imported and built so far lives as long as the process: move it out of the
+    # cyclic collector's reach, so a full collection walks only what requests allocate
+    # (on the 2-core dev box a full collection over the ~200k startup objects paused the
+    # event loop for 75-100 ms, a p99 spike at a few hundred requests per second).
+    gc.freeze()
     options = dict(host=host, port=port, log_level="info", **uvicorn_options(settings))
     if on_exit_signal is None:
         uvicorn.run(app, **options)

@@ -1,9 +1,11 @@
 """The API is served by uvicorn with uvloop and httptools, named explicitly, with the
 shutdown and connection limits from the settings: checked on the options, on what the
-``api`` command passes to uvicorn, and on a uvicorn Config built from them. (The running
+``api`` command passes to uvicorn (after freezing the startup objects out of the cyclic
+garbage collector), and on a uvicorn Config built from them. (The running
 ``serve`` process is checked in tests/e2e/test_embedded_serve.py.)"""
 from __future__ import annotations
 
+import gc
 import sys
 
 import pytest
@@ -31,7 +33,10 @@ def test_the_api_command_runs_uvicorn_with_them(tmp_path, monkeypatch):
     monkeypatch.setenv("API_MAX_CONNECTIONS", "77")
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("gc.freeze"))  # not in the test process itself
     assert main(["api", "--port", "8123", "--data-dir", str(tmp_path)]) == 0
+    assert calls[0] == "gc.freeze"  # the startup objects are frozen before serving
+    calls.pop(0)
     assert len(calls) == 1
     assert calls[0]["loop"] == uvicorn_options(Settings())["loop"] and calls[0]["http"] == "httptools"
     assert calls[0]["limit_concurrency"] == 77 and calls[0]["port"] == 8123
