@@ -53,6 +53,7 @@ from typing import NamedTuple
 import httpx
 import numpy as np
 import psutil
+
 from lean_http import LeanHttpClient, ProtocolError  # bench/, beside this script
 
 REPO = Path(__file__).resolve().parents[1]

@@ -73,7 +73,7 @@ def test_past_the_waiting_bound_requests_are_shed_at_once(ctx_factory):
     served = [t for r, t in results if r.status_code == 200]
     shed = [(r, t) for r, t in results if r.status_code == 503]
     assert len(served) == 4 and len(shed) == 4, [r.status_code for r, _ in results]
-    assert sorted(served)[-1] >= 0.9  # two of them waited for a slot behind a 0.5 s request
+    assert max(served) >= 0.9  # two of them waited for a slot behind a 0.5 s request
     for response, elapsed in shed:
         assert response.headers["retry-after"] == "2" and response.json()["error"]["code"] == "overloaded"
         assert elapsed < 0.45, elapsed  # before any slot was free again: not queued
