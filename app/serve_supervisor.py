@@ -5,7 +5,8 @@ from a daemon thread and starts it again whenever it exits while serve is runnin
 exponential backoff (``backoff_s`` doubling up to ``backoff_max_s``; back to ``backoff_s``
 once a worker has run ``stable_after_s``). Every exit and restart is logged. :meth:`stop`
 sends SIGTERM to the worker's group and SIGKILL after ``stop_timeout_s``; once stopped it
-never restarts.
+never restarts. :meth:`request_stop` only sends the SIGTERM, so that the worker can stop
+while the API drains its requests.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class WorkerSupervisor:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._process: subprocess.Popen | None = None
+        self._terminated: subprocess.Popen | None = None
         self.restarts = 0
         self._thread = threading.Thread(target=self._watch, name="worker-supervisor", daemon=True)
 
@@ -70,15 +72,29 @@ class WorkerSupervisor:
             self.restarts += 1
             self._spawn()
 
+    def request_stop(self) -> None:
+        """Begin stopping without waiting: no more restarts, SIGTERM to the worker's group.
+        Called from serve's signal handler, so it takes no lock; :meth:`stop` then waits."""
+        self._stopping.set()
+        self._terminate(self._process)
+
+    def _terminate(self, process: subprocess.Popen | None) -> None:
+        """SIGTERM to ``process``'s group, once per process (a second one would cut Celery's
+        soft shutdown short)."""
+        if process is not None and process is not self._terminated and process.poll() is None:
+            self._terminated = process
+            _signal_group(process, signal.SIGTERM)
+
     def stop(self) -> int | None:
-        """Stop the worker (SIGTERM to its group, SIGKILL after the timeout); its exit code."""
+        """Stop the worker (SIGTERM to its group unless :meth:`request_stop` sent it, SIGKILL
+        after the timeout); its exit code."""
         self._stopping.set()
         with self._lock:
             process = self._process
         if process is None:
             return None
+        self._terminate(process)  # also a worker started just before the stop began
         if process.poll() is None:
-            _signal_group(process, signal.SIGTERM)
             try:
                 process.wait(timeout=self._stop_timeout_s)
             except subprocess.TimeoutExpired:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.artifacts.artifact_files import DataLayout, VerifiedArtifacts
 from app.core.broker import make_celery
 from app.core.db import make_engine, make_session_factory
+from app.core.response_cache import ResponseCache
 from app.core.settings import Settings
 from app.ingest import Corpus, load_corpus
 
@@ -72,6 +73,12 @@ class ServiceContext:
     def inline_ingest_slots(self) -> threading.BoundedSemaphore:
         """Uploads the API may ingest in its own process at once (INLINE_INGEST_CONCURRENCY)."""
         return threading.BoundedSemaphore(self.settings.inline_ingest_concurrency)
+
+    @cached_property
+    def response_cache(self) -> ResponseCache:
+        """Finished response bodies of this process (API_RESPONSE_CACHE_BYTES); see
+        app.core.response_cache for what a key must name."""
+        return ResponseCache(self.settings.api_response_cache_bytes)
 
     @cached_property
     def celery(self) -> Celery:

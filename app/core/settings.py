@@ -91,11 +91,19 @@ class Settings(BaseSettings):
     api_queue_wait_s: float = Field(default=0.1, ge=0, le=30, description="Wait for a slot before 503.")
     api_overload_retry_after_s: int = Field(default=1, ge=1, le=3600, description="Retry-After of an overload 503.")
     api_threads: int = Field(default=40, ge=1, le=4096, description="Thread pool of sync routes (anyio's limiter).")
-    api_max_connections: int = Field(default=64, ge=1, le=65536, description=(
-        "Open connections and requests uvicorn takes at once; past it uvicorn answers 503 itself, before "
-        "parsing the request (a backstop for floods the event loop could not keep up with)."))
+    api_max_connections: int = Field(default=1024, ge=1, le=65536, description=(
+        "Open connections and requests uvicorn takes at once; past it uvicorn answers 503 itself (without "
+        "Retry-After, closing the connection), before parsing the request: a backstop for floods the event "
+        "loop could not keep up with. It counts idle keep-alive connections too, so it sits well above "
+        "API_MAX_CONCURRENCY: a client with a large connection pool is shed by the API (with Retry-After)."))
+    embedded_worker_sched_idle: bool = Field(default=True, description=(
+        "EMBEDDED_WORKER_SCHED_IDLE: `serve` runs its worker at idle CPU priority (SCHED_IDLE on Linux, else "
+        "nice 19; `worker --idle-priority`): fits use only CPU time the API and other programs leave."))
     embedded_worker_nice: int = Field(default=10, ge=0, le=19, description=(
-        "CPU niceness of the worker that `serve` starts: the API stays responsive while it fits or ingests."))
+        "CPU niceness of the worker that `serve` starts when EMBEDDED_WORKER_SCHED_IDLE is off."))
+    api_response_cache_bytes: int = Field(default=32 * _MIB, ge=0, le=16 * 1024 * _MIB, description=(
+        "API_RESPONSE_CACHE_BYTES: per API process, finished GET topics bodies kept (LRU, total bytes), keyed by "
+        "model, top_n and the identity of the artifact's files; 0 turns the cache off."))
     db_pool_size: int = Field(default=16, ge=1, le=1000)
     db_max_overflow: int = Field(default=16, ge=0, le=1000)
     db_pool_timeout_s: float = Field(default=5.0, gt=0, le=300, description="Wait for a pooled connection.")

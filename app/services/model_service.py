@@ -5,12 +5,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.api.fit_options import check_fit_options
-from app.api.schemas import ModelCreate
-from app.artifacts.artifact_files import ArtifactCorrupt, remove_path
+from app.api.schemas import ModelCreate, TopicsPublic
+from app.artifacts.artifact_files import ArtifactCorrupt, folder_identity, remove_path
 from app.artifacts.model_artifact import (
     load_alpha,
     load_doc_topic,
@@ -18,7 +19,7 @@ from app.artifacts.model_artifact import (
     top_words,
 )
 from app.artifacts.model_export import ModelExport, export_npz, export_zip, pyldavis_data, topic_labels
-from app.core.api_errors import ApiError
+from app.core.api_errors import ApiError, not_found
 from app.core.broker import FIT_TASK
 from app.core.context import ServiceContext
 from app.core.db import transaction
@@ -117,16 +118,52 @@ def corpus_of(ctx: ServiceContext, row: ModelRow):
     return ctx.corpus(corpus.id, corpus.checksum)
 
 
-def ready_model_topics(ctx: ServiceContext, tenant_id: str, model_id: str, top_n: int) -> list[dict[str, Any]]:
-    """:func:`topics` of a ready model of the tenant (404 / 409 otherwise)."""
-    return topics(ctx, load_ready_model(ctx, tenant_id, model_id), top_n)
+# Built once (an immutable statement; SQLAlchemy caches its compiled form): what GET topics
+# needs of the model and its corpus, for one tenant's model.
+_TOPICS_QUERY = (
+    select(ModelRow.status, ModelRow.job_id, ModelRow.checksum, ModelRow.corpus_id, CorpusRow.id, CorpusRow.checksum)
+    .outerjoin(CorpusRow, CorpusRow.id == ModelRow.corpus_id)
+    .where(ModelRow.id == bindparam("model_id"), ModelRow.tenant_id == bindparam("tenant_id"))
+)
 
 
-def topics(ctx: ServiceContext, row: ModelRow, top_n: int) -> list[dict[str, Any]]:
-    folder = model_folder(ctx, row)
-    topic_word = load_topic_word(folder)
-    alpha = load_alpha(folder)
-    vocabulary = corpus_of(ctx, row).vocabulary
+def topics_body(ctx: ServiceContext, tenant_id: str, model_id: str, top_n: int) -> bytes:
+    """The JSON body of ``GET /v1/models/{model_id}/topics`` (a ``TopicsPublic``).
+
+    One database query, for the few columns needed: the model must belong to ``tenant_id``
+    (404 otherwise, as if missing) and be ready (409), its corpus must exist (409). The
+    artifact folder is verified against its recorded checksum (``ArtifactCorrupt`` -> 500)
+    at its current file identity (inode, size, mtime of every file), and the body is then
+    served from ``ctx.response_cache`` under (model id, checksums, top_n, that identity):
+    a replaced or touched file changes the key, so it is verified and read again, never
+    served stale. Another tenant never reaches the cache (the ownership check comes first).
+    """
+    with ctx.engine.connect() as connection:  # a plain read: no ORM session, no row objects
+        found = connection.execute(_TOPICS_QUERY, {"model_id": model_id, "tenant_id": tenant_id}).first()
+    if found is None:
+        raise not_found("model", model_id)
+    status, job_id, checksum, corpus_id, corpus_found, corpus_checksum = found
+    if status != "ready":
+        raise ApiError(409, "model_not_ready", f"model {model_id!r} is {status}, not ready (job {job_id})")
+    folder = ctx.layout.model_dir(model_id)
+    if not checksum:
+        raise ArtifactCorrupt(f"model {model_id} has no recorded checksum")
+    identity = ctx.verified_artifacts.verify(folder, checksum)
+    if corpus_found is None:
+        raise ApiError(409, "corpus_missing", f"the corpus {corpus_id!r} of model {model_id!r} is gone")
+    key = ("topics", model_id, checksum, corpus_checksum, top_n, identity)
+    body = ctx.response_cache.get(key)
+    if body is not None:
+        return body
+    vocabulary = ctx.corpus(corpus_id, corpus_checksum).vocabulary
+    listed = _topic_list(load_topic_word(folder), load_alpha(folder), vocabulary, top_n)
+    body = TopicsPublic(model_id=model_id, topics=listed).model_dump_json().encode()
+    if folder_identity(folder) == identity:  # unchanged while it was read: safe to keep
+        ctx.response_cache.put(key, body)
+    return body
+
+
+def _topic_list(topic_word: np.ndarray, alpha: np.ndarray, vocabulary, top_n: int) -> list[dict[str, Any]]:
     return [
         {"topic": i, "alpha": float(alpha[i]), "words": [{"word": w, "weight": p} for w, p in words]}
         for i, words in enumerate(top_words(topic_word, vocabulary, top_n))

@@ -1,5 +1,5 @@
-"""The API served by a real uvicorn server in a thread (for tests that need real HTTP
-connections: keep-alive, concurrent requests)."""
+"""The API served by a real uvicorn server in a thread, with the options the CLI uses (for
+tests that need real HTTP connections: keep-alive, concurrent requests)."""
 from __future__ import annotations
 
 import socket
@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 import uvicorn
 
+from app.api.server_options import uvicorn_options
 from app.core.context import ServiceContext
 from app.main import create_app
 
@@ -21,7 +22,7 @@ def serve_api(ctx: ServiceContext) -> Iterator[str]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(create_app(context=ctx, migrate=False), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
+                                           log_level="warning", lifespan="off", **uvicorn_options(ctx.settings)))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

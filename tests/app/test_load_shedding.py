@@ -1,25 +1,30 @@
 """Overload is shed, not queued: through real HTTP (uvicorn on a loopback port), requests past
-API_MAX_CONCURRENCY wait API_QUEUE_WAIT_S, then answer 503 with Retry-After at once; once
-the load is gone the next request is served normally; /health is never shed. Also: the
-capacity settings are checked against each other."""
+API_MAX_CONCURRENCY wait API_QUEUE_WAIT_S, then answer 503 with Retry-After at once; past
+the bound on waiting requests they answer 503 without waiting; once the load is gone the
+next request is served normally; /health is never shed. Also: the capacity settings are
+checked against each other."""
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
+from contextlib import contextmanager
 
 import httpx
 import pytest
 import uvicorn
 
+from app.api.server_options import uvicorn_options
 from app.core.settings import Settings
 from app.main import create_app
 from tests.e2e.conftest import free_port, wait_for
 
 
-@pytest.fixture
-def slow_api(ctx_factory):
-    ctx = ctx_factory(api_max_concurrency=2, api_queue_wait_s=0.05, api_overload_retry_after_s=3)
+@contextmanager
+def _slow_api(ctx_factory, **settings):
+    """The API with a /test/slow route holding its slot for 0.5 s, served by uvicorn with
+    the CLI's options on a loopback port; yields its URL."""
+    ctx = ctx_factory(**settings)
     app = create_app(context=ctx, migrate=False)
 
     @app.get("/test/slow")
@@ -28,26 +33,54 @@ def slow_api(ctx_factory):
         return {"ok": True}
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           **uvicorn_options(ctx.settings)))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: httpx.get(f"{url}/health", timeout=2).status_code, 20, "the API")
-    yield url
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
-def test_requests_past_capacity_get_a_fast_503_and_the_api_recovers(slow_api):
+@pytest.fixture
+def slow_api(ctx_factory):
+    with _slow_api(ctx_factory, api_max_concurrency=2, api_queue_wait_s=0.05, api_overload_retry_after_s=3) as url:
+        yield url
+
+
+def _burst(url: str, n: int) -> list[tuple[httpx.Response, float]]:
+    """``n`` concurrent GET /test/slow on separate connections: (response, seconds) each."""
     async def burst():
-        async with httpx.AsyncClient(base_url=slow_api, timeout=10) as client:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
             async def one():
                 started = time.perf_counter()
                 response = await client.get("/test/slow")
                 return response, time.perf_counter() - started
-            return await asyncio.gather(*(one() for _ in range(8)))
+            return await asyncio.gather(*(one() for _ in range(n)))
 
-    results = asyncio.run(burst())
+    return asyncio.run(burst())
+
+
+def test_past_the_waiting_bound_requests_are_shed_at_once(ctx_factory):
+    # 2 slots, and 2 requests may wait (a full second, longer than a slow request takes):
+    # 2 are served at once, 2 after waiting, the other 4 answered 503 at once, not after the wait.
+    with _slow_api(ctx_factory, api_max_concurrency=2, api_queue_wait_s=1.0, api_overload_retry_after_s=2) as url:
+        results = _burst(url, 8)
+    served = [t for r, t in results if r.status_code == 200]
+    shed = [(r, t) for r, t in results if r.status_code == 503]
+    assert len(served) == 4 and len(shed) == 4, [r.status_code for r, _ in results]
+    assert max(served) >= 0.9  # two of them waited for a slot behind a 0.5 s request
+    for response, elapsed in shed:
+        assert response.headers["retry-after"] == "2" and response.json()["error"]["code"] == "overloaded"
+        assert elapsed < 0.45, elapsed  # before any slot was free again: not queued
+
+
+def test_requests_past_capacity_get_a_fast_503_and_the_api_recovers(slow_api):
+    results = _burst(slow_api, 8)
     served = [(r, t) for r, t in results if r.status_code == 200]
     shed = [(r, t) for r, t in results if r.status_code == 503]
     assert len(served) == 2 and len(shed) == 6, [r.status_code for r, _ in results]

@@ -5,12 +5,14 @@ process on SQLite and the embedded SQLite broker, no servers), then the CLI clie
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
 
 import httpx
 import psutil
+import pytest
 
 from gpu.matching import mean_matched_l1
 from tests.corpus_helpers import synthetic_documents, topic_matrix_in_truth_order
@@ -27,6 +29,23 @@ def test_serve_runs_on_embedded_defaults(served):
     assert body["status"] == "ok"
     assert body["database"]["detail"].startswith("sqlite") and body["broker"]["detail"].startswith("sqla")
     assert (served["data_dir"] / "spectral-topics.db").is_file()
+
+
+def test_serve_runs_its_api_on_uvloop_and_httptools(served):
+    loaded = {m.path for m in psutil.Process(served["process"].pid).memory_maps()}
+    assert any("/uvloop/" in path for path in loaded), "serve's API does not run on uvloop"
+    assert any("/httptools/" in path for path in loaded), "serve's API does not parse HTTP with httptools"
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux only")
+def test_serve_runs_its_worker_at_idle_cpu_priority(served):
+    api = psutil.Process(served["process"].pid)
+    workers = api.children(recursive=True)
+    assert workers, "serve should have started a worker process"
+    for process in workers:  # the worker and its prefork pool children
+        assert os.sched_getscheduler(process.pid) == os.SCHED_IDLE, process.cmdline()
+    assert os.sched_getscheduler(api.pid) == os.SCHED_OTHER  # the API itself keeps normal priority
+    assert "worker CPU priority: SCHED_IDLE" in served["log"].read_text()
 
 
 def test_cli_submit_wait_topics_infer_export(served, tmp_path):
