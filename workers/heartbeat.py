@@ -18,6 +18,7 @@ from app.core.broker import prune_delivered
 from app.core.context import ServiceContext
 from app.core.db import transaction, utcnow
 from app.core.tables import JobRow, WorkerRow
+from workers.fork_guard import ForkGuard
 from workers.jobs import reap_expired_leases
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class Heartbeat:
         self._ctx, self._ident, self._queues, self._gpu, self._requeue = ctx, ident, queues, gpu, requeue
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+        self._fork_guard = ForkGuard()  # the pool never forks in the middle of a beat's transactions
 
     def start(self) -> None:
         self._thread.start()
@@ -81,9 +83,10 @@ class Heartbeat:
     def _run(self) -> None:
         while True:
             try:
-                beat(self._ctx, self._ident, self._queues, self._gpu)
-                reap_expired_leases(self._ctx, self._requeue)
-                prune_delivered(self._ctx.settings)
+                with self._fork_guard:
+                    beat(self._ctx, self._ident, self._queues, self._gpu)
+                    reap_expired_leases(self._ctx, self._requeue)
+                    prune_delivered(self._ctx.settings)
             except Exception:
                 log.warning("heartbeat failed", exc_info=True)
             if self._stop.wait(self._ctx.settings.worker_heartbeat_s):
