@@ -6,15 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import threading
-import time
 
 import pytest
-import uvicorn
 
-from app.api.server_options import uvicorn_options
 from app.core.settings import Settings
 from bench.lean_http import LeanHttpClient
+from tests.app.live_server import serve_asgi
 from tests.bench_scripts import BENCH, load_bench_script
 from tests.e2e.conftest import free_port
 
@@ -43,18 +40,8 @@ async def _app(scope, receive, send):
 
 @pytest.fixture(scope="module")
 def server():
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(_app, host="127.0.0.1", port=port, log_level="warning",
-                                           **uvicorn_options(Settings())))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield port
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_asgi(_app, Settings()) as port:
+        yield port
 
 
 def test_lean_client_parses_answers_and_reuses_connections(server):
