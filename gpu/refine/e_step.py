@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from gpu.backend import csr_row_indices, digamma, get_array_module, host_indptr, is_host, threads_for
+from gpu.backend import csr_row_indices, digamma, host_indptr, is_host, threads_for
 from gpu.host_kernels import HostEStep, host_posteriors
 from gpu.inference import active_topic_batch, batch_bounds, map_batches, scaled_counts, variational_batch
 from gpu.quality import word_log_likelihood
@@ -117,17 +117,6 @@ def host_e_step(inputs, gamma_all, *, inner_iter, inner_tol, n_threads, pool, tr
     if expected is None:
         expected, log_theta_sum = np.zeros((n_words, n_topics)), np.zeros(n_topics)
     return SweepStatistics(expected.T, log_theta_sum, loglik, tokens)
-
-
-def sum_as_float64(parts) -> Any:
-    """The float64 sum of the arrays ``parts`` (the chunk statistics kept in CHUNK_STATS_DTYPE)."""
-    total = None
-    for part in parts:
-        if total is None:
-            total = get_array_module(part).asarray(part, dtype=np.float64).copy()
-        else:
-            total += part
-    return total
 
 
 def incremental_chunks(indptr: np.ndarray, n_chunks: int) -> list[tuple[int, int]]:

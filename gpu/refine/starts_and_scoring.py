@@ -53,6 +53,16 @@ class RefineResult:
     alpha_rule: str | None = None
 
 
+def seeded_row_sample(counts: Any, n_rows: int, seed: int) -> Any:
+    """``counts`` (D, V) CSR itself when D <= n_rows, else n_rows of its rows drawn without
+    replacement (seeded by ``seed`` and D), kept in their order, on the same device."""
+    n_docs = int(counts.shape[0])
+    if n_docs <= n_rows:
+        return counts
+    rows = np.sort(np.random.default_rng([seed, n_docs]).choice(n_docs, n_rows, replace=False))
+    return counts[get_array_module(counts.data).asarray(rows)]
+
+
 HELDOUT_SCORING_MAX_DOCS = 5_000  # held-out documents the scorer completes (a seeded sample beyond)
 
 
@@ -61,11 +71,7 @@ def scoring_split(heldout: Any, seed: int) -> CompletionSplit:
     held-out counts, or of a seeded sample of HELDOUT_SCORING_MAX_DOCS of them when there are
     more: the scorer runs after every sweep, and more documents only sharpen a comparison
     that is already clear (docs/decisions.md, "Refinement at scale")."""
-    n_docs = int(heldout.shape[0])
-    if n_docs > HELDOUT_SCORING_MAX_DOCS:
-        rows = np.sort(np.random.default_rng([seed, n_docs]).choice(n_docs, HELDOUT_SCORING_MAX_DOCS, replace=False))
-        heldout = heldout[get_array_module(heldout.data).asarray(rows)]
-    return split_document_tokens(heldout, seed=seed)
+    return split_document_tokens(seeded_row_sample(heldout, HELDOUT_SCORING_MAX_DOCS, seed), seed=seed)
 
 
 class HeldoutScorer:

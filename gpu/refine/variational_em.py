@@ -22,9 +22,12 @@ import numpy as np
 from gpu.backend import csr_on_module, get_array_module, host_indptr, is_host, to_host
 from gpu.inference import InferenceInputs, prior_gamma
 from gpu.passes import Progress
-from gpu.refine.e_step import e_step, incremental_chunks, sum_as_float64
+from gpu.refine.e_step import e_step, incremental_chunks
 from gpu.refine.alpha_rules import HELDOUT_SCALED_RULES, polish_alpha_scale, polya_alpha_shape, update_alpha
-from gpu.refine.starts_and_scoring import HeldoutScorer, RefineResult, mixed_start, scoring_split, validated_start
+from gpu.refine.starts_and_scoring import (
+    HeldoutScorer, RefineResult, mixed_start, scoring_split, seeded_row_sample,
+    validated_start,
+)
 
 AUTO_START_MIXING = 0.5  # the mixed start start_mixing="auto" tries besides the start as given
 ACTIVE_SPEEDUP_RATIO = 2  # k / n_active_topics from which the restricted E-step is used
@@ -226,10 +229,8 @@ def _start_mixing_on_sample(inputs, start_alpha, weights, scorer, m_step, *, see
     """The weight of ``weights`` whose start scores best on the held-out documents after one
     batch EM step over a seeded sample of MIXING_SAMPLE_DOCS training documents (ties: the
     first); what start_mixing="auto" compares at scale instead of a full sweep from each."""
-    xp, counts = inputs.xp, inputs.counts
-    n_docs = int(counts.shape[0])
-    rows = np.sort(np.random.default_rng([seed, n_docs]).choice(n_docs, min(MIXING_SAMPLE_DOCS, n_docs), replace=False))
-    sample = counts[xp.asarray(rows)]
+    xp = inputs.xp
+    sample = seeded_row_sample(inputs.counts, MIXING_SAMPLE_DOCS, seed)
     lengths = xp.asarray(sample.sum(axis=1)).reshape(-1)
     alpha = xp.asarray(start_alpha, dtype=dtype)
     scores = []
@@ -241,6 +242,17 @@ def _start_mixing_on_sample(inputs, start_alpha, weights, scorer, m_step, *, see
         topics, step_alpha = m_step(stats.expected_counts * start.topic_word, stats.log_theta_sum, start_alpha)
         scores.append(scorer(topics, step_alpha)[0])
     return weights[int(np.argmax(scores))]
+
+
+def sum_as_float64(parts) -> Any:
+    """The float64 sum of the arrays ``parts`` (the chunk statistics kept in CHUNK_STATS_DTYPE)."""
+    total = None
+    for part in parts:
+        if total is None:
+            total = get_array_module(part).asarray(part, dtype=np.float64).copy()
+        else:
+            total += part
+    return total
 
 
 @dataclass

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from gpu.backend import get_array_module
+from gpu.backend import get_array_module, to_host
 from gpu.errors import InvalidInput
 from gpu.spectral.moments import CorpusStats, apply_m2, sketch_m2_range
 from gpu.passes import Progress, row_slice, run_pass, sub_progress
@@ -187,7 +187,7 @@ def krylov_whitening(
                 stats, kept, scaled(newest), scaled(basis), alpha0,
                 blocks=blocks, n_threads=n_threads, progress=round_progress,
             )
-            column_blocks.append((first, width, _to_host64(column)))
+            column_blocks.append((first, width, np.asarray(to_host(column), dtype=np.float64)))
             break
         image = scaled(
             apply_m2(
@@ -195,7 +195,7 @@ def krylov_whitening(
                 keep_projection=kept[-1] if cache_projections else None,
             ).astype(work_dtype)
         )
-        column_blocks.append((first, width, _to_host64(basis.T @ image)))
+        column_blocks.append((first, width, np.asarray(to_host(basis.T @ image), dtype=np.float64)))
         if round_index + 1 < n_krylov_blocks:
             newest = orthonormalize(image, basis)
             del image
@@ -210,11 +210,6 @@ def krylov_whitening(
     if scale is None:
         return whitening
     return dataclasses.replace(whitening, word_scale=xp.asarray(scale, dtype=xp.float64))
-
-
-def _to_host64(block: Any) -> np.ndarray:
-    """A small dense block as a float64 host array."""
-    return np.asarray(block.get() if hasattr(block, "get") else block, dtype=np.float64)
 
 
 def _symmetric_from_column_blocks(column_blocks: list[tuple[int, int, np.ndarray]], n: int) -> np.ndarray:
