@@ -76,8 +76,16 @@ def get_model(session: Session, tenant_id: str, model_id: str) -> ModelRow:
 def ready_model(session: Session, tenant_id: str, model_id: str) -> ModelRow:
     row = get_model(session, tenant_id, model_id)
     if row.status != "ready":
-        raise ApiError(409, "model_not_ready", f"model {model_id!r} is {row.status}, not ready (job {row.job_id})")
+        raise _not_ready(model_id, row.status, row.job_id)
     return row
+
+
+def _not_ready(model_id: str, status: str, job_id: str | None) -> ApiError:
+    return ApiError(409, "model_not_ready", f"model {model_id!r} is {status}, not ready (job {job_id})")
+
+
+def _corpus_missing(corpus_id: str, model_id: str) -> ApiError:
+    return ApiError(409, "corpus_missing", f"the corpus {corpus_id!r} of model {model_id!r} is gone")
 
 
 def load_ready_model(ctx: ServiceContext, tenant_id: str, model_id: str) -> ModelRow:
@@ -102,11 +110,15 @@ def delete_model(ctx: ServiceContext, tenant_id: str, model_id: str) -> None:
 def model_folder(ctx: ServiceContext, row: ModelRow) -> Path:
     """The folder of a ready model, verified against its recorded checksum (re-hashed only
     when one of its files changed); ArtifactCorrupt (500 artifact_corrupt) otherwise."""
-    folder = ctx.layout.model_dir(row.id)
-    if not row.checksum:
-        raise ArtifactCorrupt(f"model {row.id} has no recorded checksum")
-    ctx.verified_artifacts.verify(folder, row.checksum)
-    return folder
+    return _verified_folder(ctx, row.id, row.checksum)[0]
+
+
+def _verified_folder(ctx: ServiceContext, model_id: str, checksum: str | None) -> tuple[Path, tuple]:
+    """(folder, the file identity it was verified at) of a model's artifacts."""
+    folder = ctx.layout.model_dir(model_id)
+    if not checksum:
+        raise ArtifactCorrupt(f"model {model_id} has no recorded checksum")
+    return folder, ctx.verified_artifacts.verify(folder, checksum)
 
 
 def corpus_of(ctx: ServiceContext, row: ModelRow):
@@ -114,7 +126,7 @@ def corpus_of(ctx: ServiceContext, row: ModelRow):
     with ctx.sessions() as session:
         corpus = session.get(CorpusRow, row.corpus_id)
     if corpus is None:
-        raise ApiError(409, "corpus_missing", f"the corpus {row.corpus_id!r} of model {row.id!r} is gone")
+        raise _corpus_missing(row.corpus_id, row.id)
     return ctx.corpus(corpus.id, corpus.checksum)
 
 
@@ -144,13 +156,10 @@ def topics_body(ctx: ServiceContext, tenant_id: str, model_id: str, top_n: int) 
         raise not_found("model", model_id)
     status, job_id, checksum, corpus_id, corpus_found, corpus_checksum = found
     if status != "ready":
-        raise ApiError(409, "model_not_ready", f"model {model_id!r} is {status}, not ready (job {job_id})")
-    folder = ctx.layout.model_dir(model_id)
-    if not checksum:
-        raise ArtifactCorrupt(f"model {model_id} has no recorded checksum")
-    identity = ctx.verified_artifacts.verify(folder, checksum)
+        raise _not_ready(model_id, status, job_id)
+    folder, identity = _verified_folder(ctx, model_id, checksum)
     if corpus_found is None:
-        raise ApiError(409, "corpus_missing", f"the corpus {corpus_id!r} of model {model_id!r} is gone")
+        raise _corpus_missing(corpus_id, model_id)
     key = ("topics", model_id, checksum, corpus_checksum, top_n, identity)
     body = ctx.response_cache.get(key)
     if body is not None:
