@@ -6,14 +6,16 @@ is that of load + fit alone:
 - default: what the service runs for a model request (workers/fit.py): hold out the
   request's 10% quality split, ``SpectralLDA(n_topics=100, alpha0=1.0, seed=0)`` with every
   other parameter at its default (refined), then ``transform`` of every document;
-- bare: ``fit_spectral_lda(..., dtype)``, the spectral fit alone, beside it.
+- bare: ``fit_spectral_lda(..., dtype)``, the spectral fit alone, beside it;
+- auto (``--auto``): the default path with ``n_topics="auto"`` (k_range (2, 100), the
+  service's default), its chosen k and its time against the fixed-k default's (target <= 2x).
 
 Generates the corpus once into bench/_data/ (gitignored). Prints time, each stage's time,
 peak RSS and L1 against the true topics for both, with the targets (default fit <= 60 s,
 peak RSS <= 4 GB on the 2-core development machine, L1 no worse than the bare fit's).
 ``--docs N`` takes the first N documents (e.g. 30000) for a shorter run.
 
-    python bench/nytimes_scale.py [--docs 30000] [--dtype float32] [--skip-default] [--regenerate]
+    python bench/nytimes_scale.py [--docs 30000] [--dtype float32] [--skip-default] [--auto] [--regenerate]
 """
 from __future__ import annotations
 
@@ -70,15 +72,20 @@ def fit_child(path: Path, path_kind: str, dtype: str, n_docs: int) -> None:
     counts = sp.load_npz(path).tocsr()[:n_docs]
     loaded = time.perf_counter()
     extra: dict = {}
-    if path_kind == "default":
+    if path_kind in ("default", "auto"):
         train_rows, _ = split_heldout(counts, SERVICE_QUALITY_SPLIT, seed=0)
-        model = SpectralLDA(n_topics=N_TOPICS, alpha0=1.0, seed=0, backend="numpy").fit(counts[train_rows])
+        n_topics = N_TOPICS if path_kind == "default" else "auto"
+        model = SpectralLDA(n_topics=n_topics, alpha0=1.0, seed=0, backend="numpy").fit(counts[train_rows])
         fitted = time.perf_counter()
         model.transform(counts)
         stages = {**model.timings_, "transform": time.perf_counter() - fitted}
         topic_word, alpha = model.topic_word_, model.alpha_
         refinement = model.diagnostics_["refinement"] or {}
-        extra = {"sweeps": refinement.get("sweeps"), "completion_alpha_sum": float(model.completion_alpha_.sum())}
+        extra = {"sweeps": refinement.get("sweeps"), "completion_alpha_sum": float(model.completion_alpha_.sum()),
+                 "n_topics": int(model.n_topics_)}
+        if path_kind == "auto":
+            selection = model.diagnostics_["selection"]
+            extra.update({"gap_k": selection["gap_k"], "gap_ratio": selection["gap_ratio"], "k_rule": selection["k_rule"]})
     else:
         result = fit_spectral_lda(counts, N_TOPICS, 1.0, seed=0, backend="numpy", dtype=dtype)
         stages, topic_word, alpha = result.timings, result.topic_word, result.alpha
@@ -114,7 +121,7 @@ def report(name: str, figures: dict, target_s: float | None) -> None:
     for stage, seconds in figures["stages"].items():
         print(f"    stage {stage:<14} {seconds:7.2f} s")
     extra = "".join(f"; {k} {v:.3f}" if isinstance(v, float) else f"; {k} {v}" for k, v in figures.items()
-                    if k in ("sweeps", "completion_alpha_sum"))
+                    if k in ("sweeps", "completion_alpha_sum", "n_topics", "gap_k", "gap_ratio", "k_rule"))
     print(f"    mean matched L1 vs truth {figures['l1']:.3f}; alpha sum {figures['alpha_sum']:.3f}{extra}")
 
 
@@ -123,9 +130,10 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="the bare fit's dtype")
     parser.add_argument("--docs", type=int, default=N_DOCS, help="use the first N documents")
     parser.add_argument("--skip-default", action="store_true")
+    parser.add_argument("--auto", action="store_true", help='also fit n_topics="auto" on the default path')
     parser.add_argument("--regenerate", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--path", help=argparse.SUPPRESS)
+    parser.add_argument("--path", help=argparse.SUPPRESS, choices=["default", "bare", "auto"])
     args = parser.parse_args()
     if args.child:
         fit_child(Path(args.child), args.path, args.dtype, args.docs)
@@ -137,6 +145,7 @@ def main() -> None:
     n_docs = min(args.docs, N_DOCS)
     print(f"nytimes-scale D={n_docs} V={N_WORDS} k={N_TOPICS} cores={os.cpu_count()} "
           f"load average before the run {load_before:.2f} (other processes share these cores)")
+    default = None
     bare = run_path(path, "bare", args.dtype, n_docs)
     if bare:
         report(f"bare fit_spectral_lda({args.dtype})", bare, None)
@@ -147,6 +156,14 @@ def main() -> None:
             if bare:
                 print(f"default L1 {default['l1']:.3f} vs bare {bare['l1']:.3f}: "
                       f"{'met' if default['l1'] <= bare['l1'] else 'MISSED'} (target: no worse)")
+    if args.auto:
+        auto = run_path(path, "auto", args.dtype, n_docs)
+        if auto:
+            report('n_topics="auto" on the default path', auto, None)
+            if default:
+                ratio = (auto["load_s"] + auto["fit_s"]) / (default["load_s"] + default["fit_s"])
+                print(f"auto / fixed-k default time {ratio:.2f}x (target <= 2x: {'met' if ratio <= 2 else 'MISSED'}); "
+                      f"chose k={auto['n_topics']} (truth {N_TOPICS})")
 
 
 if __name__ == "__main__":

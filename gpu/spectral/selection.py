@@ -48,6 +48,7 @@ from gpu.validation import as_count_matrix, choose_backend
 from gpu.spectral.whitening import orthonormalize, scaled_ritz_vectors
 
 SCORE_SMOOTHING = 0.01  # share of the corpus unigram mixed into topics before scoring them
+DEFAULT_RANK_TOL = 1e-6  # SharedPasses.fit's rank_tol unless fit_options name one
 ALPHA0_GRID = tuple(float(a) for a in np.geomspace(0.05, 50.0, 13))
 
 
@@ -174,7 +175,7 @@ class SharedPasses:
         n_restarts: int = 10,
         n_iter: int = 100,
         tol: float = 1e-10,
-        rank_tol: float = 1e-6,
+        rank_tol: float = DEFAULT_RANK_TOL,
         seed: int = 0,
         min_alpha_share: float = 0.02,
         max_similarity: float = 0.9,
@@ -231,15 +232,22 @@ class SharedPasses:
 def gap_choice(eigenvalues: np.ndarray, k_min: int, k_max: int, floor_share: float = 1e-3) -> tuple[int, list[float]]:
     """k in [k_min, k_max] with the largest ratio lambda_k / lambda_(k+1), and the ratios.
 
-    eigenvalues: descending. Values below ``floor_share`` x the largest are raised to that
-    floor, so that noise near zero cannot produce huge ratios. ratios[i] is for k_min + i.
+    eigenvalues: descending. Values below ``floor_share`` x lambda_(k_min) are raised to
+    that floor, so that noise near zero and the estimate's negative eigenvalues cannot
+    produce huge (or negative) ratios. The floor is relative to lambda_(k_min), not the
+    largest: on a Zipf-shaped vocabulary the first eigenvalue (the direction every topic
+    shares) can be 1000x the second, and a floor relative to it flattens the whole range.
+    ratios[i] is for k_min + i.
     """
     values = np.asarray(eigenvalues, dtype=np.float64)
     if values.size < k_max + 1:
         raise ValueError(f"need {k_max + 1} eigenvalues to judge k up to {k_max}, got {values.size}")
-    if values[0] <= 0:
-        raise InvalidInput("M2 has no positive eigenvalue: the corpus carries no topic signal")
-    floored = np.maximum(values, values[0] * floor_share)
+    reference = values[k_min - 1]
+    if reference <= 0:
+        raise InvalidInput(
+            f"M2 has fewer than {k_min} positive eigenvalues: the corpus carries no signal for k_min={k_min} topics"
+        )
+    floored = np.maximum(values, reference * floor_share)
     ratios = floored[k_min - 1 : k_max] / floored[k_min : k_max + 1]
     return int(k_min + int(np.argmax(ratios))), [float(r) for r in ratios]
 
@@ -338,6 +346,14 @@ def select_model(
     }
 
     if auto_k:
+        # candidates past M2's numerical rank (the whitening's rank_tol) cannot be whitened:
+        # at 30k documents of a 100-topic corpus over 100k words about 76 eigenvalues rise
+        # above the estimate's noise, and k_max = 100 would fail instead of choosing
+        rank = int(np.sum(spectrum > fit_options.get("rank_tol", DEFAULT_RANK_TOL) * spectrum[0]))
+        if k_max > rank:
+            evidence["k_max_rank_limited"] = {"requested": k_max, "numerical_rank": rank}
+            k_max = max(rank, 1)
+            k_min = min(k_min, k_max)
         gap_k, ratios = gap_choice(spectrum, k_min, k_max)
         candidates = candidates_around(gap_k, k_min, k_max)
         evidence.update({"k_range": [k_min, k_max], "gap_k": gap_k, "gap_ratios": ratios, "gap_ratio": max(ratios)})

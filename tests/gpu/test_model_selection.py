@@ -7,6 +7,7 @@ from gpu.estimator import REFINED_START_OPTIONS, SpectralLDA
 from gpu.junk import junk_components
 from gpu.matching import mean_matched_l1
 from gpu.quality import split_heldout
+from gpu.errors import InvalidInput
 from gpu.spectral.selection import SharedPasses, candidates_around, consistent_alpha0, gap_choice, select_model
 from gpu.spectral.spectral_fit import REFIT_MIN_EIGENVALUE_RATIO, fit_spectral_lda
 from gpu.synthetic import make_lda_corpus, with_junk_documents
@@ -225,3 +226,13 @@ def test_no_refit_past_a_spectral_gap(corpus5):
     assert report["m2_eigenvalue_ratio"] == pytest.approx(fit.m2_eigenvalues[wanted - 1] / fit.m2_eigenvalues[4])
     plain = fit_spectral_lda(counts, 5, 0.5, backend="numpy", n_krylov_blocks=5, n_oversample=15)
     np.testing.assert_allclose(fit.topic_word, plain.topic_word, atol=1e-12)
+
+
+def test_gap_choice_is_not_flattened_by_a_dominant_first_eigenvalue():
+    """Zipf-shaped vocabularies: lambda_1 (the shared direction) ~1000x lambda_2; a floor
+    relative to lambda_1 had made every ratio 1 and chosen k_min."""
+    values = np.array([5.6e-3, 3.9e-6, 3.0e-6, 2.5e-6, 2.0e-6, 1e-8, -1e-7, -2e-7])
+    k, ratios = gap_choice(values, 2, 6)
+    assert k == 5 and max(ratios) > 100
+    with pytest.raises(InvalidInput, match="positive eigenvalues"):
+        gap_choice(values, 7, 7)
