@@ -45,7 +45,7 @@ from gpu.quality import CompletionSplit, completion_log_likelihood, split_docume
 from gpu.spectral.recovery import recover, unwhitened_topics
 from gpu.spectral.tensor import DenseTensor, WhitenedSums, tensor_terms, whitened_document_sums, whitened_tensor
 from gpu.validation import as_count_matrix, choose_backend
-from gpu.spectral.whitening import orthonormalize, scaled_ritz_vectors
+from gpu.spectral.whitening import numerical_rank, orthonormalize, scaled_ritz_vectors
 
 SCORE_SMOOTHING = 0.01  # share of the corpus unigram mixed into topics before scoring them
 DEFAULT_RANK_TOL = 1e-6  # SharedPasses.fit's rank_tol unless fit_options name one
@@ -346,10 +346,9 @@ def select_model(
     }
 
     if auto_k:
-        # candidates past M2's numerical rank (the whitening's rank_tol) cannot be whitened:
-        # at 30k documents of a 100-topic corpus over 100k words about 76 eigenvalues rise
-        # above the estimate's noise, and k_max = 100 would fail instead of choosing
-        rank = int(np.sum(spectrum > fit_options.get("rank_tol", DEFAULT_RANK_TOL) * spectrum[0]))
+        # candidates past M2's numerical rank cannot be whitened (scaled_ritz_vectors would
+        # raise): k_max is clipped to it (docs/decisions.md, "n_topics='auto' at scale")
+        rank = numerical_rank(spectrum, fit_options.get("rank_tol", DEFAULT_RANK_TOL))
         if k_max > rank:
             evidence["k_max_rank_limited"] = {"requested": k_max, "numerical_rank": rank}
             k_max = max(rank, 1)
