@@ -21,7 +21,10 @@ from gpu import SpectralLDA
 from gpu.synthetic import make_lda_corpus, with_junk_documents, zipf_weights
 
 PINNED = Path(__file__).parent / "pinned" / "fits.json"
-TOLERANCE = 1e-10
+# Fits reproduce bit for bit on one installation, but a NumPy/SciPy/Numba release moves the
+# refined fits by up to ~1e-8 (7e-9 seen with numpy 2.4.6 / numba 0.68.1, the same code);
+# a change of behaviour moves them by orders of magnitude more
+TOLERANCE = 1e-7
 # two threads everywhere, so the block sums do not depend on the machine's cores
 THREADS = {"n_threads": 2, "refine_options": {"n_threads": 2}}
 
