@@ -15,10 +15,11 @@ only through closed-form M1 terms, so :class:`SharedPasses` runs them once:
 
 Selection:
 - k: the largest ratio lambda_k / lambda_(k+1) of M2's eigenvalues in [k_min, k_max]
-  proposes k; candidates around it are fitted and scored by held-out per-word likelihood
-  (document completion) of their topics lightly smoothed with the corpus unigram. A
-  clear gap (ratio >= ``gap_threshold``) decides; otherwise the smallest candidate
-  within ``k_tolerance`` nats/word of the best score wins.
+  proposes k. A clear gap (ratio >= ``gap_threshold``, or no held-out documents) decides:
+  only that k is fitted (and scored, as evidence). Otherwise candidates around it are fitted
+  and scored by held-out per-word likelihood (document completion) of their topics lightly
+  smoothed with the corpus unigram, and the smallest candidate within ``k_tolerance``
+  nats/word of the best score wins.
 - alpha0: the moment identities tie alpha0 to the recovered weights: at the right alpha0
   the recovered alpha_i = 4 a0 (a0+1) / ((a0+2)^2 lambda_i^2) sum to a0. The ratio
   sum(alpha(a0)) / a0 is evaluated on a geometric grid and its crossing of 1 located by
@@ -354,8 +355,12 @@ def select_model(
             k_max = max(rank, 1)
             k_min = min(k_min, k_max)
         gap_k, ratios = gap_choice(spectrum, k_min, k_max)
-        candidates = candidates_around(gap_k, k_min, k_max)
-        evidence.update({"k_range": [k_min, k_max], "gap_k": gap_k, "gap_ratios": ratios, "gap_ratio": max(ratios)})
+        clear_gap = max(ratios) >= gap_threshold or split is None
+        # a clear gap decides on its own: fitting its neighbours only for the record cost
+        # more than the fixed-k fit itself at NYTimes scale (docs/decisions.md)
+        candidates = [gap_k] if clear_gap else candidates_around(gap_k, k_min, k_max)
+        evidence.update({"k_range": [k_min, k_max], "gap_k": gap_k, "gap_ratios": ratios, "gap_ratio": max(ratios),
+                         "k_rule": "spectral_gap" if clear_gap else "heldout"})
     else:
         gap_k, candidates = k_min, [k_min]
     passes.prepare(max(candidates) + n_extra_components + n_oversample, start_alpha0)
@@ -397,12 +402,9 @@ def select_model(
     chosen_k = gap_k
     if auto_k:
         evidence["k_candidates"] = scores
-        if max(evidence["gap_ratios"]) >= gap_threshold or split is None:
-            evidence["k_rule"] = "spectral_gap"
-        else:
+        if evidence["k_rule"] == "heldout":
             best = max(s["heldout_loglik"] for s in scores)
             chosen_k = min(s["n_topics"] for s in scores if s["heldout_loglik"] >= best - k_tolerance)
-            evidence["k_rule"] = "heldout"
     fit = fits_by_k[chosen_k]
     evidence.update({"n_topics": fit.n_topics, "alpha0": chosen_alpha0, "dropped_topics": fit.dropped})
     return Selection(fit=fit, n_topics=fit.n_topics, alpha0=chosen_alpha0, evidence=evidence)

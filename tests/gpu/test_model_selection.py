@@ -71,9 +71,25 @@ def test_auto_recovers_k_and_alpha0(name, request):
     json.dumps(evidence)
     assert evidence["gap_k"] == k_true and evidence["k_rule"] == "spectral_gap"
     assert evidence["alpha0_rule"] == "consistency"
-    assert {c["n_topics"] for c in evidence["k_candidates"]} >= {k_true}
+    # a clear gap decides on its own: only its k is fitted, and scored for the record
+    assert [c["n_topics"] for c in evidence["k_candidates"]] == [k_true]
     assert all(c["heldout_loglik"] < 0 for c in evidence["k_candidates"])
     assert mean_matched_l1(corpus.topic_word, selection.fit.topic_word) < 0.25
+
+
+def test_auto_k_without_a_clear_gap_scores_the_candidates_around_it(corpus5):
+    """Below gap_threshold the held-out score chooses among the candidates around the gap's k:
+    all of them are fitted and scored, and the smallest within k_tolerance of the best wins."""
+    train, heldout = split_heldout(corpus5.counts, 0.1, seed=0)
+    selection = select_model(corpus5.counts[train], "auto", 1.0, heldout=corpus5.counts[heldout], k_range=(2, 10),
+                             backend="numpy", gap_threshold=1e9)
+    evidence = selection.evidence
+    assert evidence["k_rule"] == "heldout"
+    scored = [c["n_topics"] for c in evidence["k_candidates"]]
+    assert scored == candidates_around(evidence["gap_k"], *evidence["k_range"]) and len(scored) > 1
+    best = max(c["heldout_loglik"] for c in evidence["k_candidates"])
+    assert selection.n_topics == min(c["n_topics"] for c in evidence["k_candidates"]
+                                     if c["heldout_loglik"] >= best - 0.002)
 
 
 def test_auto_alpha0_without_a_spectral_gap_at_k_uses_the_heldout_score(corpus5):
