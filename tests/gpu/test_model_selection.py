@@ -82,7 +82,7 @@ def test_auto_k_without_a_clear_gap_scores_the_candidates_around_it(corpus5):
     all of them are fitted and scored, and the smallest within k_tolerance of the best wins."""
     train, heldout = split_heldout(corpus5.counts, 0.1, seed=0)
     selection = select_model(corpus5.counts[train], "auto", 1.0, heldout=corpus5.counts[heldout], k_range=(2, 10),
-                             backend="numpy", gap_threshold=1e9)
+                             backend="numpy", gap_threshold=1e9, k_tolerance=0.002)
     evidence = selection.evidence
     assert evidence["k_rule"] == "heldout"
     scored = [c["n_topics"] for c in evidence["k_candidates"]]
