@@ -33,4 +33,4 @@ def test_summary_compares_means_over_seeds_with_tomotopy(bench, capsys):
     bench.print_summary(50, rows)
     out = capsys.readouterr().out
     assert "spectral+refine  over 2 seed(s): npmi +0.1500 (+0.1000..+0.2000), heldout_loglik -6.3500 (-6.4000..-6.3000)" in out
-    assert "spectral+refine  vs tomotopy (means over seeds): npmi +0.0200, heldout_loglik -0.0100 nats/word, time ratio 0.100" in out
+    assert "spectral+refine  vs tomotopy (means over seeds): npmi +0.0200, heldout_loglik -0.0100 nats/word, time ratio 0.100 (targets: gaps >= 0, ratio <= 0.1: MISSED)" in out
