@@ -79,7 +79,8 @@ def refine_topics(
         their prior (:func:`gpu.inference.active_topic_batch`), when k >= ACTIVE_SPEEDUP_RATIO
         times that (below, the full update is as cheap). Documents use a few topics each,
         so this changes the sweeps little and makes them several times cheaper at large k.
-        None or 0: always the full update.
+        The final sweeps restrict the training documents the same way (held-out documents,
+        starting from the prior, update all topics). None or 0: always the full update.
     final_sweeps : variational only, with held-out documents: after stopping (and the alpha
         scaling), run this many batch sweeps over the training and held-out documents
         together, alpha fixed, and return their topics (held-out documents only choose when

@@ -190,6 +190,7 @@ def refine_variational(
         if scorer is not None:
             heldout_history.append(scorer(inputs.topic_word, start_alpha)[0])
     best_score, topics, final_alpha, final_gamma = best
+    swept_gamma = final_gamma is not None  # else every document is at the prior: no ranking of its topics
     if final_gamma is None:
         final_gamma = start_gamma()
     start_mixing_used = state.start_mixing if state is not None else 0.0
@@ -204,6 +205,7 @@ def refine_variational(
             topics, final_gamma = _sweeps_with_heldout(
                 counts, heldout, topics, final_alpha, final_gamma, final_sweeps, m_step=m_step, batch_size=batch_size,
                 inner_iter=inner_iter, inner_tol=inner_tol, n_threads=n_threads, pool=pool,
+                n_active=n_active_topics if use_active and swept_gamma else None,
             )
             swept_all = final_sweeps
     doc_topic = final_gamma / final_gamma.sum(axis=1, keepdims=True)
@@ -276,26 +278,30 @@ class _EmState:
 
 
 def _sweeps_with_heldout(counts, heldout, topics, alpha, train_gamma, n_sweeps, *, m_step, batch_size, inner_iter,
-                         inner_tol, n_threads, pool):
+                         inner_tol, n_threads, pool, n_active=None):
     """``n_sweeps`` batch EM sweeps over the training and held-out documents together,
     alpha fixed: the held-out documents chose when to stop; their words then inform the
     topics too. ``counts``: the validated (D, V) training counts; ``heldout``: (D_h, V).
     Training documents start from their last posteriors, held-out ones afresh (the first
     sweep gives every document twice the inner iterations); later sweeps start each from its
-    previous one. Each sweep is one E-step over each set, their statistics summed (no copy of
-    the counts joins them). Returns (topics (k, V), training gamma (D, k))."""
+    previous one. With ``n_active``, the training documents update only their n_active topics
+    of largest gamma, as in the incremental sweeps (their warm start ranks the topics); the
+    held-out ones, starting afresh, update all. Each sweep is one E-step over each set, their
+    statistics summed (no copy of the counts joins them). Returns (topics (k, V), training
+    gamma (D, k))."""
     xp = get_array_module(counts)
     dtype = topics.dtype
     held = csr_on_module(heldout, xp).astype(dtype)
     held_lengths = xp.asarray(held.sum(axis=1)).reshape(-1).astype(dtype)
-    parts = [(counts, train_gamma.astype(dtype, copy=False)),  # updated in place
-             (held, prior_gamma(xp.asarray(alpha, dtype=dtype), held_lengths))]
+    parts = [(counts, train_gamma.astype(dtype, copy=False), n_active),  # gamma updated in place
+             (held, prior_gamma(xp.asarray(alpha, dtype=dtype), held_lengths), None)]
     for sweep in range(n_sweeps):
         inputs = [InferenceInputs(counts=part, topic_word=topics, alpha=xp.asarray(alpha, dtype=dtype), xp=xp)
-                  for part, _ in parts]
+                  for part, _, _ in parts]
         stats = [e_step(part_inputs, gamma, batch_size=batch_size, inner_iter=(2 if sweep == 0 else 1) * inner_iter,
-                         inner_tol=inner_tol, n_threads=n_threads, pool=pool, training_likelihood=False)
-                 for part_inputs, (_, gamma) in zip(inputs, parts)]
+                         inner_tol=inner_tol, n_threads=n_threads, pool=pool, training_likelihood=False,
+                         n_active=active)
+                 for part_inputs, (_, gamma, active) in zip(inputs, parts)]
         expected = sum(s.expected_counts for s in stats) * topics.astype(xp.float64)
         topics, _ = m_step(expected, sum(s.log_theta_sum for s in stats), alpha)
     return topics, parts[0][1]

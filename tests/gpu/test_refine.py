@@ -214,6 +214,41 @@ def test_active_topic_sweeps_track_full_sweeps():
         refine_topics(corpus.counts, start, alpha, n_active_topics=-1)
 
 
+def test_final_sweeps_update_only_the_training_documents_active_topics(monkeypatch):
+    """With the restricted E-step in use (k=12, 4 active topics), the final sweeps update each
+    training document's 4 topics of largest warm gamma (held-out documents, starting afresh,
+    all 12): other topics than the full final sweeps', as close to the truth; a best state
+    at the start (no sweep's posteriors to rank by) keeps the full update."""
+    corpus = make_lda_corpus(1200, 200, 12, alpha0=1.0, doc_length=60, seed=11)
+    train_rows, held_rows = split_heldout(corpus.counts, 0.2, seed=0)
+    train, held = corpus.counts[train_rows], corpus.counts[held_rows]
+    start, alpha = perturbed_start(corpus, seed=2), np.full(12, 1.0 / 12)
+    options = dict(heldout=held, max_sweeps=3, tol=0.0, fit_alpha=False, n_chunks=1, final_sweeps=2,
+                   n_active_topics=4, start_mixing=0.0)
+    seen = []
+    restricted = variational_em._sweeps_with_heldout
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs["n_active"])
+        return restricted(*args, **kwargs)
+
+    monkeypatch.setattr(variational_em, "_sweeps_with_heldout", recording)
+    active = refine_topics(train, start, alpha, **options)
+    monkeypatch.setattr(variational_em, "_sweeps_with_heldout",
+                        lambda *args, **kwargs: restricted(*args, **{**kwargs, "n_active": None}))
+    full = refine_topics(train, start, alpha, **options)
+    assert seen == [4] and active.final_sweeps == full.final_sweeps == 2
+    assert not np.allclose(active.topic_word, full.topic_word)  # the restricted final sweeps ran
+    full_l1, active_l1 = (mean_matched_l1(corpus.topic_word, r.topic_word) for r in (full, active))
+    assert active_l1 < full_l1 + 0.01, (active_l1, full_l1)
+
+    monkeypatch.setattr(variational_em, "_sweeps_with_heldout", recording)
+    monkeypatch.setattr(variational_em.HeldoutScorer, "__call__",  # every sweep scores worse than the start
+                        lambda self, topics, alpha, _calls=iter(range(100, 0, -1)), **_: (float(next(_calls)), None))
+    refine_topics(train, start, alpha, **options)
+    assert seen[-1] is None
+
+
 def test_progress_callback_and_its_exceptions(corpus):
     calls = []
     refine_topics(corpus.counts[:50], corpus.topic_word, corpus.alpha, max_sweeps=3, tol=0.0,
