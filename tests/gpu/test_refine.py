@@ -223,8 +223,8 @@ def test_final_sweeps_update_only_the_training_documents_active_topics(monkeypat
     train_rows, held_rows = split_heldout(corpus.counts, 0.2, seed=0)
     train, held = corpus.counts[train_rows], corpus.counts[held_rows]
     start, alpha = perturbed_start(corpus, seed=2), np.full(12, 1.0 / 12)
-    options = dict(heldout=held, max_sweeps=3, tol=0.0, fit_alpha=False, n_chunks=1, final_sweeps=2,
-                   n_active_topics=4, start_mixing=0.0)
+    options = {"heldout": held, "max_sweeps": 3, "tol": 0.0, "fit_alpha": False, "n_chunks": 1, "final_sweeps": 2,
+               "n_active_topics": 4, "start_mixing": 0.0}
     seen = []
     restricted = variational_em._sweeps_with_heldout
 
@@ -243,8 +243,8 @@ def test_final_sweeps_update_only_the_training_documents_active_topics(monkeypat
     assert active_l1 < full_l1 + 0.01, (active_l1, full_l1)
 
     monkeypatch.setattr(variational_em, "_sweeps_with_heldout", recording)
-    monkeypatch.setattr(variational_em.HeldoutScorer, "__call__",  # every sweep scores worse than the start
-                        lambda self, topics, alpha, _calls=iter(range(100, 0, -1)), **_: (float(next(_calls)), None))
+    scores = iter(range(100, 0, -1))  # every sweep scores worse than the start
+    monkeypatch.setattr(variational_em.HeldoutScorer, "__call__", lambda *args, **kwargs: (float(next(scores)), None))
     refine_topics(train, start, alpha, **options)
     assert seen[-1] is None
 
