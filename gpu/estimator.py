@@ -31,13 +31,13 @@ from gpu.validation import PARAMETER_CONSTRAINTS, as_count_matrix, choose_backen
 
 # Engine options of a spectral fit that refinement starts from, and of a bare one, where the
 # parameter is None (reasons and figures: docs/decisions.md, "The refined start").
-REFINED_START_OPTIONS = {"n_krylov_blocks": 5, "refit_extra_components": 5}
-BARE_START_OPTIONS = {"n_krylov_blocks": 3, "refit_extra_components": 0}
+REFINED_START_OPTIONS = {"n_krylov_blocks": 5, "refit_extra_components": 5, "power_starts": "simultaneous"}
+BARE_START_OPTIONS = {"n_krylov_blocks": 3, "refit_extra_components": 0, "power_starts": "random"}
 # from this many training documents refinement starts from 3 Krylov blocks, in float32 where
 # dtype is None (docs/decisions.md, "Refinement at scale"): the sweeps make up for the coarser
 # start, for a third of its time
 SCALED_START_DOCS = 200_000
-SCALED_START_OPTIONS = {"n_krylov_blocks": 3, "refit_extra_components": 5}
+SCALED_START_OPTIONS = {"n_krylov_blocks": 3, "refit_extra_components": 5, "power_starts": "simultaneous"}
 # power-method iterations where n_iter is None: the engine's fit, and each candidate of a selection
 ENGINE_N_ITER = 30
 CANDIDATE_N_ITER = 100
@@ -93,6 +93,9 @@ class SpectralLDA(TransformerMixin, BaseEstimator):
         M2 applications of the range finder; None: 5 when refining, 3 for a bare fit.
     refit_extra_components : int or None
         Extra components of the junk refit (see fit_spectral_lda); None: 5 when refining, 0 bare.
+    power_starts : {"random", "simultaneous"} or None
+        Starts of the tensor power method (see fit_spectral_lda); None: "simultaneous" when
+        refining (refinement needs a start, not the robust method's restarts), "random" bare.
     n_iter : int or None
         Power-method iterations; None: 30 for the engine's fit, 100 for each candidate of a
         selection ("auto" or ``n_extra_components`` > 0).
@@ -157,6 +160,7 @@ class SpectralLDA(TransformerMixin, BaseEstimator):
         rank_tol: float = 1e-6,
         projection_cache_bytes: int = 2**30,
         word_scale_power: float = 0.2,
+        power_starts: str | None = None,
     ) -> None:
         self.n_topics = n_topics
         self.alpha0 = alpha0
@@ -181,6 +185,7 @@ class SpectralLDA(TransformerMixin, BaseEstimator):
         self.rank_tol = rank_tol
         self.projection_cache_bytes = projection_cache_bytes
         self.word_scale_power = word_scale_power
+        self.power_starts = power_starts
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -4,6 +4,14 @@ Works on any operator with ``dim``, ``xp`` and ``apply(U) -> T(I, U, U)`` for a 
 block U (gpu.spectral.tensor.DenseTensor or ImplicitTensor). An operator with ``deflate(lambda, v)``
 (a formed tensor) is deflated in place; otherwise deflation is applied implicitly:
 T_r(I, U, U) = T(I, U, U) - sum_j lambda_j v_j (v_j^T U)^2.
+
+Starts: ``"random"`` draws ``n_restarts`` random vectors per component and iterates them all
+(the robust method). ``"simultaneous"`` first finds an orthonormal basis close to every
+eigenvector at once (:func:`simultaneous_basis`: the eigenvectors of T(I, I, theta) for one
+random theta, then orthogonal iteration V <- polar(T(I, V, V))); each component then starts
+from the basis vector of largest deflated T(u, u, u) not yet used and is refined as usual.
+That skips the restart phase, whose iterations (each one read of T) are most of the
+decomposition on real text, where they rarely meet the tolerance (docs/decisions.md).
 """
 from __future__ import annotations
 
@@ -12,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from gpu.backend import get_array_module
+from gpu.backend import get_array_module, to_host
 
 CHECK_EVERY = 5  # iterations between convergence checks (each check synchronises a GPU)
 
@@ -56,6 +64,37 @@ def _iterate(apply: Callable[[Any], Any], U: Any, n_iter: int, tol: float) -> tu
     return U, n_iter, False
 
 
+def simultaneous_basis(operator: Any, rng: np.random.Generator, n_iter: int, tol: float) -> Any:
+    """(k, k) orthonormal columns near the eigenvectors of the symmetric tensor of ``operator``.
+
+    The eigenvectors of M = T(I, I, theta) for a random unit theta (from the host ``rng``;
+    for T = sum_i lambda_i v_i (x) v_i (x) v_i with orthonormal v_i, M = sum_i lambda_i
+    (v_i . theta) v_i v_i^T), then up to ``n_iter`` steps of V <- polar(T(I, V, V)) (the
+    orthogonal factor of its SVD) until no column moves by ``tol`` (1 - |cos|). M's columns
+    come from ``apply`` by polarisation: T(I, e_j, theta) = [T(I, e_j + theta, e_j + theta)
+    - T(I, e_j - theta, e_j - theta)] / 4. The small eigen- and singular-value problems run
+    on the host in float64; the result is on the operator's device in its dtype.
+    """
+    xp, dim = operator.xp, operator.dim
+    dtype = getattr(operator, "dtype", np.dtype(np.float64))
+    theta = rng.standard_normal(dim)
+    theta /= np.linalg.norm(theta)
+    identity = np.eye(dim)
+    plus = operator.apply(xp.asarray((identity + theta[:, None]).astype(dtype)))
+    minus = operator.apply(xp.asarray((identity - theta[:, None]).astype(dtype)))
+    pencil = to_host(plus - minus).astype(np.float64) / 4.0
+    _, basis = np.linalg.eigh((pencil + pencil.T) / 2.0)
+    for _ in range(n_iter):
+        image = to_host(operator.apply(xp.asarray(basis.astype(dtype)))).astype(np.float64)
+        left, _, right = np.linalg.svd(image, full_matrices=False)
+        updated = left @ right
+        moved = float(np.max(1.0 - np.abs((updated * basis).sum(axis=0))))
+        basis = updated
+        if moved < tol:
+            break
+    return xp.asarray(basis.astype(dtype))
+
+
 def robust_tensor_power_method(
     operator: Any,
     n_components: int,
@@ -65,13 +104,18 @@ def robust_tensor_power_method(
     n_iter: int = 100,
     tol: float = 1e-10,
     progress: Callable[[str, int, int], None] | None = None,
+    starts: str = "random",
 ) -> PowerMethodResult:
     """Find ``n_components`` robust eigenpairs (lambda_i, v_i) of a symmetric tensor.
 
-    For each component: ``n_restarts`` random unit starts (drawn from the host ``rng``)
-    iterate together for up to ``n_iter`` steps; the start with the largest T(u,u,u) is
-    refined for up to ``n_iter`` more; lambda = T(u,u,u); then the tensor is deflated.
-    ``tol`` bounds 1 - |cos| between iterates (raised to 100 ulps of the operator dtype).
+    For each component, with ``starts="random"``: ``n_restarts`` random unit starts (drawn
+    from the host ``rng``) iterate together for up to ``n_iter`` steps; with
+    ``starts="simultaneous"``: the unused column of :func:`simultaneous_basis` (computed once,
+    ``n_iter`` steps at most) of largest deflated T(u,u,u), with no restart phase. The chosen
+    start is refined for up to ``n_iter`` steps; lambda = T(u,u,u); then the tensor is
+    deflated. ``tol`` bounds 1 - |cos| between iterates (raised to 100 ulps of the operator
+    dtype). ``iterations`` counts the restart phase (0 for simultaneous starts) and the
+    refinement of each component.
     """
     dim = operator.dim
     xp = operator.xp
@@ -95,12 +139,18 @@ def robust_tensor_power_method(
     tol = max(tol, 100.0 * float(np.finfo(dtype).eps))
     if progress is not None:
         progress("decomposition", 0, n_components)
+    unused = simultaneous_basis(operator, rng, n_iter, tol) if starts == "simultaneous" else None
     for component in range(n_components):
-        starts = xp.asarray(rng.standard_normal((dim, n_restarts)).astype(dtype))
-        U, used, _ = _iterate(deflated, _normalize(starts), n_iter, tol)
+        if unused is None or not unused.shape[1]:  # (more components than dimensions: random starts)
+            U, used, _ = _iterate(deflated, _normalize(xp.asarray(rng.standard_normal((dim, n_restarts)).astype(dtype))),
+                                  n_iter, tol)
+        else:
+            U, used = unused, 0
         scores = (U * deflated(U)).sum(axis=0)
         best_index = int(xp.argmax(scores))
         best = U[:, best_index : best_index + 1]
+        if unused is not None and unused.shape[1]:
+            unused = xp.concatenate([unused[:, :best_index], unused[:, best_index + 1:]], axis=1)
         u, refined, ok = _iterate(deflated, best, n_iter, tol)
         value = float((u * deflated(u)).sum())
         values.append(value)

@@ -48,6 +48,23 @@ def test_threads_and_blocks_do_not_change_the_result(corpus, fitted):
     np.testing.assert_allclose(no_cache.topic_word, fitted.topic_word, atol=1e-9)
 
 
+def test_simultaneous_power_starts_find_the_topics_random_starts_find(corpus, fitted):
+    """The refined path's start (power_starts="simultaneous") against the robust method's
+    random starts: the same topics on a synthetic corpus; an implicit tensor keeps random
+    starts (the simultaneous basis needs T(I, V, V) for k columns at once)."""
+    simultaneous = fit_spectral_lda(corpus.counts, 5, 1.0, seed=3, backend="numpy", power_starts="simultaneous")
+    assert simultaneous.diagnostics["power_starts"] == "simultaneous"
+    assert fitted.diagnostics["power_starts"] == "random"
+    _, _, l1 = match_topics(fitted.topic_word, simultaneous.topic_word)
+    assert l1.max() < 1e-3
+    implicit = fit_spectral_lda(corpus.counts, 5, 1.0, seed=3, backend="numpy", power_starts="simultaneous",
+                                tensor_mode="implicit")
+    assert implicit.diagnostics["power_starts"] == "random"
+    assert SpectralLDA(5, refine_options={"max_sweeps": 0}, backend="numpy").fit(corpus.counts) \
+        .diagnostics_["spectral"]["power_starts"] == "simultaneous"
+    assert SpectralLDA(5, refine=False, backend="numpy").fit(corpus.counts).diagnostics_["spectral"]["power_starts"] == "random"
+
+
 def test_float32_agrees_with_float64(corpus, fitted):
     single = fit_spectral_lda(corpus.counts, 5, 1.0, seed=3, backend="numpy", dtype="float32")
     _, _, l1 = match_topics(fitted.topic_word, single.topic_word)
@@ -126,6 +143,7 @@ def test_progress_exceptions_propagate(corpus, failing_stage, n_threads):
         (None, {"backend": "tpu"}, "backend"),
         (None, {"n_iter": 0}, "n_iter"),
         (None, {"tensor_mode": "sparse"}, "tensor_mode"),
+        (None, {"power_starts": "best"}, "power_starts"),
         (None, {"colour": "red"}, "unknown option"),
         (None, {"progress": 3}, "progress"),
     ],

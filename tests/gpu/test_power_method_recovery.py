@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from gpu.spectral.power_method import reconstruct, robust_tensor_power_method
+from gpu.spectral.power_method import reconstruct, robust_tensor_power_method, simultaneous_basis
 from gpu.spectral.recovery import alpha_from_eigenvalues, fix_signs_and_project, project_rows_to_simplex, recover
 from gpu.spectral.tensor import DenseTensor
 from tests.gpu.brute_force import multilinear
@@ -41,6 +41,37 @@ def test_power_method_reports_non_convergence():
     T, _, _ = orthogonal_tensor(5, seed=1)
     result = robust_tensor_power_method(DenseTensor(T + 0.3), 5, rng=np.random.default_rng(0), n_iter=1)
     assert not all(result.converged)
+
+
+def test_simultaneous_basis_is_the_eigenvectors_of_an_orthogonal_tensor():
+    """T(I, I, theta) of T = sum lambda_i v_i^(x3) has the eigenvectors v_i: the basis is V
+    up to the order and signs of its columns, whatever theta."""
+    T, _, V = orthogonal_tensor(8, seed=4)
+    for seed in (0, 1):
+        basis = simultaneous_basis(DenseTensor(T), np.random.default_rng(seed), n_iter=5, tol=1e-12)
+        np.testing.assert_allclose(basis.T @ basis, np.eye(8), atol=1e-10)
+        overlaps = np.abs(V.T @ basis)
+        np.testing.assert_allclose(np.sort(overlaps.max(axis=0)), 1.0, atol=1e-8)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_simultaneous_starts_recover_a_noisy_orthogonal_decomposition_as_random_starts_do(dtype):
+    """Noise (a symmetric perturbation) moves the eigenvectors: both kinds of starts reach
+    the same eigenpairs, the simultaneous ones with no restart phase and fewer iterations."""
+    T, lam, V = orthogonal_tensor(12, seed=6)
+    noise = np.random.default_rng(2).standard_normal(T.shape) * 0.01
+    noise = sum(noise.transpose(order) for order in [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]) / 6
+    T = (T + noise).astype(dtype)
+    robust = robust_tensor_power_method(DenseTensor(T), 12, rng=np.random.default_rng(0))
+    simultaneous = robust_tensor_power_method(DenseTensor(T), 12, rng=np.random.default_rng(0), starts="simultaneous")
+    tol = 1e-7 if dtype == np.float64 else 1e-3
+    assert all(simultaneous.converged)
+    np.testing.assert_allclose(np.sort(simultaneous.eigenvalues), np.sort(robust.eigenvalues), rtol=tol)
+    matched = np.abs(np.asarray(robust.eigenvectors, dtype=np.float64).T @ np.asarray(simultaneous.eigenvectors, dtype=np.float64))
+    np.testing.assert_allclose(matched.max(axis=0), 1.0, atol=tol)
+    assert sum(simultaneous.iterations) < sum(robust.iterations) / 2
+    again = robust_tensor_power_method(DenseTensor(T), 12, rng=np.random.default_rng(0), starts="simultaneous")
+    np.testing.assert_array_equal(again.eigenvectors, simultaneous.eigenvectors)  # seeded
 
 
 def brute_simplex_projection(y):
