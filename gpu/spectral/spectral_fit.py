@@ -245,6 +245,9 @@ def _fit(plan: _FitPlan, clock: _Stopwatch, progress: Progress) -> SpectralLDARe
         scale=word_scale(stats.m1, settings["word_scale_power"]),
     )
 
+    def power_starts(mode: str) -> str:  # simultaneous starts need a formed tensor (section 6 of docs/design.md)
+        return (settings["power_starts"] or "random") if mode == "dense" else "random"
+
     def decompose(whitening: Whitening, n_components: int, rng: np.random.Generator):
         """Whitened tensor, tensor power method and recovery of the k largest-alpha topics."""
         clock.start("tensor")
@@ -277,7 +280,7 @@ def _fit(plan: _FitPlan, clock: _Stopwatch, progress: Progress) -> SpectralLDARe
             n_iter=settings["n_iter"],
             tol=settings["tol"],
             progress=progress,
-            starts=settings["power_starts"] if mode == "dense" else "random",
+            starts=power_starts(mode),
         )
 
         clock.start("recovery")
@@ -309,7 +312,7 @@ def _fit(plan: _FitPlan, clock: _Stopwatch, progress: Progress) -> SpectralLDARe
         "backend": concrete,
         "dtype": dtype,
         "tensor_mode": mode,
-        "power_starts": settings["power_starts"] if mode == "dense" else "random",
+        "power_starts": power_starts(mode),
         "n_documents": n_docs_all,
         "n_documents_used": stats.n_docs,
         "n_words": n_words,

@@ -58,7 +58,7 @@ def test_simultaneous_basis_is_the_eigenvectors_of_an_orthogonal_tensor():
 def test_simultaneous_starts_recover_a_noisy_orthogonal_decomposition_as_random_starts_do(dtype):
     """Noise (a symmetric perturbation) moves the eigenvectors: both kinds of starts reach
     the same eigenpairs, the simultaneous ones with no restart phase and fewer iterations."""
-    T, lam, V = orthogonal_tensor(12, seed=6)
+    T, _, _ = orthogonal_tensor(12, seed=6)
     noise = np.random.default_rng(2).standard_normal(T.shape) * 0.01
     noise = sum(noise.transpose(order) for order in [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]) / 6
     T = (T + noise).astype(dtype)
