@@ -21,8 +21,8 @@ from gpu.errors import InvalidInput
 # gpu.estimator's REFINED_START_OPTIONS / BARE_START_OPTIONS resolve them (copied: the worker's
 # parent process must not import gpu/ before it forks; tests/workers/test_fit_memory.py keeps
 # them equal).
-REFINED_START = {"n_krylov_blocks": 5, "refit_extra_components": 5}
-BARE_START = {"n_krylov_blocks": 3, "refit_extra_components": 0}
+REFINED_START = {"n_krylov_blocks": 5, "refit_extra_components": 5, "power_starts": "simultaneous"}
+BARE_START = {"n_krylov_blocks": 3, "refit_extra_components": 0, "power_starts": "random"}
 _DEFAULTS = {"n_oversample": 10, "n_restarts": 10, "n_extra_components": 0, "refine": True,
              "k_range": (2, 100), "dtype": "float64"}
 DENSE_TENSOR_MAX_COMPONENTS = 200  # the engine forms the k^3 tensor up to this many components
@@ -45,7 +45,8 @@ def estimate_fit_bytes(n_docs: int, n_words: int, nnz: int, n_topics: int | str,
     basis (V x p per block, p = k + extra + refit extra + oversample, plus two work blocks;
     5 blocks and 5 refit extra for a refined fit, as the estimator resolves them), the dense
     whitened tensor when the engine forms it (p^3), the power-method iterates (restarts x
-    p^2, a few copies), the projected documents and mixtures (D x p, twice) and the topic
+    p^2, a few copies; with simultaneous starts, T(I, V, V) of a p-column basis: one more
+    p^3), the projected documents and mixtures (D x p, twice) and the topic
     matrices of recovery and refinement (k x V, six copies). With ``n_topics='auto'`` the
     largest k of ``k_range`` is used.
     """
@@ -59,8 +60,11 @@ def estimate_fit_bytes(n_docs: int, n_words: int, nnz: int, n_topics: int | str,
     itemsize = 4 if values["dtype"] == "float32" else 8
     counts = 2 * count_matrix_bytes(n_docs, nnz, itemsize)
     krylov = n_words * p * (int(values["n_krylov_blocks"]) + 2) * _FLOAT64
-    tensor = components ** 3 * _FLOAT64 if components <= DENSE_TENSOR_MAX_COMPONENTS else 0
+    dense = components <= DENSE_TENSOR_MAX_COMPONENTS
+    tensor = components ** 3 * _FLOAT64 if dense else 0
     power = 4 * int(values["n_restarts"]) * components * components * _FLOAT64
+    if dense and values["power_starts"] == "simultaneous":
+        power += components ** 3 * _FLOAT64
     documents = 2 * n_docs * p * _FLOAT64
     topics = 6 * k * n_words * _FLOAT64
     return counts + krylov + tensor + power + documents + topics
