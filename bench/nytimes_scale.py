@@ -69,30 +69,6 @@ def generate(path: Path) -> None:
           f"nnz={counts.nnz} in {time.perf_counter() - started:.1f} s -> {path}")
 
 
-def fit_tomotopy(train, n_iter: int) -> tuple[np.ndarray, np.ndarray, dict]:
-    """tomotopy's LDA (k=N_TOPICS, its usual priors, seed 0) trained ``n_iter`` iterations on
-    2 workers: (topic_word (k, V), alpha (k,), {"train": seconds}); adding the documents is
-    not timed."""
-    import tomotopy as tp
-
-    model = tp.LDAModel(k=N_TOPICS, alpha=0.1, eta=0.01, seed=0)
-    names = [str(w) for w in range(train.shape[1])]
-    for d in range(train.shape[0]):
-        start, stop = train.indptr[d], train.indptr[d + 1]
-        tokens = np.repeat(train.indices[start:stop], train.data[start:stop].astype(np.int64))
-        if tokens.size:
-            model.add_doc([names[w] for w in tokens])
-    started = time.perf_counter()
-    model.train(n_iter, workers=2)
-    seconds = time.perf_counter() - started
-    columns = np.array([int(w) for w in model.used_vocabs])
-    topic_word = np.full((N_TOPICS, train.shape[1]), 1e-12)
-    for topic in range(N_TOPICS):
-        topic_word[topic, columns] = model.get_topic_word_dist(topic)
-    topic_word /= topic_word.sum(axis=1, keepdims=True)
-    return topic_word, np.asarray(model.alpha, dtype=np.float64), {"train": seconds}
-
-
 def fit_child(path: Path, path_kind: str, dtype: str, n_docs: int, n_iter: int = 0) -> None:
     """Runs in a fresh process: load the CSR, fit one path, print one JSON line."""
     from gpu import SpectralLDA, fit_spectral_lda
@@ -105,7 +81,12 @@ def fit_child(path: Path, path_kind: str, dtype: str, n_docs: int, n_iter: int =
     extra: dict = {}
     train_rows, heldout_rows = split_heldout(counts, SERVICE_QUALITY_SPLIT, seed=0)
     if path_kind == "tomotopy":
-        topic_word, alpha, stages = fit_tomotopy(counts[train_rows], n_iter)
+        # bench/quality.py, beside this script: the same tomotopy setup as there
+        from quality import fit_tomotopy
+
+        vocabulary = [str(w) for w in range(counts.shape[1])]
+        topic_word, alpha, seconds, _ = fit_tomotopy(counts[train_rows], N_TOPICS, 0, n_iter, vocabulary)
+        stages = {"train": seconds}
         extra = {"heldout_loglik": heldout_log_likelihood(topic_word, alpha, counts[heldout_rows], seed=0)}
     elif path_kind in ("default", "auto"):
         n_topics = N_TOPICS if path_kind == "default" else "auto"

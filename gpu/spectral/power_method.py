@@ -141,15 +141,16 @@ def robust_tensor_power_method(
         progress("decomposition", 0, n_components)
     unused = simultaneous_basis(operator, rng, n_iter, tol) if starts == "simultaneous" else None
     for component in range(n_components):
-        if unused is None or not unused.shape[1]:  # (more components than dimensions: random starts)
+        from_basis = unused is not None and unused.shape[1] > 0  # (past dim components: random starts)
+        if from_basis:
+            U, used = unused, 0
+        else:
             U, used, _ = _iterate(deflated, _normalize(xp.asarray(rng.standard_normal((dim, n_restarts)).astype(dtype))),
                                   n_iter, tol)
-        else:
-            U, used = unused, 0
         scores = (U * deflated(U)).sum(axis=0)
         best_index = int(xp.argmax(scores))
         best = U[:, best_index : best_index + 1]
-        if unused is not None and unused.shape[1]:
+        if from_basis:
             unused = xp.concatenate([unused[:, :best_index], unused[:, best_index + 1:]], axis=1)
         u, refined, ok = _iterate(deflated, best, n_iter, tol)
         value = float((u * deflated(u)).sum())
