@@ -29,11 +29,16 @@ def _cupy_if_loaded() -> ModuleType | None:
 
 
 def gpu_available() -> bool:
-    """True when CuPy imports and sees at least one CUDA device (initialises CUDA)."""
+    """True when CuPy imports, sees at least one CUDA device (initialises CUDA) and runs a
+    sparse product: a host with the CUDA driver but without the cuSPARSE libraries would
+    otherwise pick CuPy and fail at the fit's first sparse product."""
     try:
         cupy = importlib.import_module("cupy")
-        return int(cupy.cuda.runtime.getDeviceCount()) > 0
-    except Exception:  # ImportError, CUDARuntimeError, missing driver libraries
+        if int(cupy.cuda.runtime.getDeviceCount()) <= 0:
+            return False
+        probe = importlib.import_module("cupyx.scipy.sparse").csr_matrix(cupy.eye(2, dtype=cupy.float32))
+        return bool(float((probe @ cupy.ones((2, 1), dtype=cupy.float32)).sum()) == 2.0)
+    except Exception:  # ImportError, CUDARuntimeError, missing driver or cuSPARSE libraries
         return False
 
 
@@ -134,6 +139,36 @@ def csr_row_indices(csr: Any) -> Any:
         return np.repeat(np.arange(csr.shape[0], dtype=csr.indptr.dtype), np.diff(csr.indptr))
     positions = xp.arange(csr.nnz, dtype=csr.indptr.dtype)
     return xp.searchsorted(csr.indptr, positions, side="right") - 1
+
+
+def transposed_product(csr: Any, dense: Any) -> Any:
+    """(V, m) ``csr.T @ dense`` for an (n, V) CSR matrix and an (n, m) dense array on its device.
+
+    On a GPU the transpose is first formed as a CSR matrix (cuSPARSE's csr2csc, which always
+    gives the same matrix) and multiplied untransposed: cuSPARSE's transposed product adds
+    into the output with atomics, in an order that changes from run to run, so two fits with
+    one seed would differ. SciPy's transposed product is already deterministic.
+    """
+    if is_host(get_array_module(dense)):
+        return csr.T @ dense
+    return csr.T.tocsr() @ dense
+
+
+def rowwise_dot(a: Any, b: Any) -> Any:
+    """(n,) sum_j a_ij b_ij of two (n, m) arrays on one device: NumPy's einsum on the host,
+    one fused product-and-sum on a GPU (CuPy's einsum lowers it to many tiny batched
+    matrix products)."""
+    xp = get_array_module(a)
+    if is_host(xp):
+        return np.einsum("ij,ij->i", a, b)
+    return (a * b).sum(axis=1)
+
+
+def synchronize(xp: ModuleType) -> None:
+    """Wait for the work queued on ``xp``'s device (nothing on the host): a stage timer read
+    without it measures only the launches."""
+    if not is_host(xp):
+        xp.cuda.Device().synchronize()
 
 
 def digamma(xp: ModuleType, values: Any) -> Any:

@@ -21,13 +21,28 @@ from typing import Any, Callable
 
 import numpy as np
 
-from gpu.backend import csr_row_indices, digamma, get_array_module, host_indptr, is_host, sparse_module_for, threads_for
+from gpu.backend import (
+    csr_row_indices,
+    digamma,
+    get_array_module,
+    host_indptr,
+    is_host,
+    rowwise_dot,
+    sparse_module_for,
+    sparse_module_of,
+    threads_for,
+    transposed_product,
+)
 from gpu.errors import InvalidInput
 from gpu.host_kernels import host_posteriors
 from gpu.passes import default_threads
 
 # A batch holds about this many gathered elements (nonzeros times topics) per temporary.
 DEFAULT_GATHER_BUDGET = 1 << 22
+# On a GPU, larger batches: at DEFAULT_GATHER_BUDGET a batch of NYTimes-sized documents at
+# k=100 is ~180 documents and its kernels are launch-bound. 2^25 elements are 128 MiB per
+# float32 temporary (the fixed point keeps about three), well inside the default 2 GiB budget.
+GPU_GATHER_BUDGET = 1 << 25
 SIMPLEX_TOLERANCE = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-6}  # times sqrt(V)
 
 
@@ -106,18 +121,25 @@ def validate_inference_inputs(X: Any, topic_word: Any, alpha: Any, *, name: str 
     return InferenceInputs(counts=counts, topic_word=topic_word, alpha=alpha, xp=xp)
 
 
+def gather_budget(xp: Any) -> int:
+    """Gathered elements (nonzeros times topics) per batch temporary on the device of ``xp``."""
+    return DEFAULT_GATHER_BUDGET if is_host(xp) else GPU_GATHER_BUDGET
+
+
 def batch_bounds(
-    indptr: np.ndarray, n_topics: int, batch_size: int | None, min_batches: int = 1
+    indptr: np.ndarray, n_topics: int, batch_size: int | None, min_batches: int = 1,
+    elements: int = DEFAULT_GATHER_BUDGET,
 ) -> list[tuple[int, int]]:
     """Row ranges [start, stop) of the batches; sized by ``batch_size`` or by the gather
-    budget, and (without ``batch_size``) at least ``min_batches`` of them when there are
-    enough nonzeros, so that threads have work to share."""
+    budget ``elements`` (:func:`gather_budget` of the device), and (without ``batch_size``)
+    at least ``min_batches`` of them when there are enough nonzeros, so that threads have
+    work to share."""
     n_docs = len(indptr) - 1
     if n_docs == 0:
         return []
     if batch_size is not None:
         return [(s, min(s + batch_size, n_docs)) for s in range(0, n_docs, batch_size)]
-    budget = max(DEFAULT_GATHER_BUDGET // max(n_topics, 1), 1)
+    budget = max(elements // max(n_topics, 1), 1)
     if min_batches > 1:
         budget = min(budget, max(int(indptr[-1]) // min_batches + 1, 4096))
     bounds, start = [], 0
@@ -179,9 +201,18 @@ def scaled_counts(xp: Any, counts: Any, rows: Any, weights: Any, topic_word_t: A
     """
     if gathered is None:
         gathered = xp.take(topic_word_t, counts.indices, axis=0)
-    scaled = counts.copy()
-    scaled.data = count_ratios(xp, counts, rows, weights, gathered)
-    return scaled
+    return csr_with_data(counts, count_ratios(xp, counts, rows, weights, gathered))
+
+
+def csr_with_data(counts: Any, data: Any) -> Any:
+    """A CSR matrix with the structure of ``counts`` (shared, not copied) and entries
+    ``data`` (nnz,), flagged canonical when ``counts`` is: a fresh cupyx matrix is not, and
+    cupyx checks the flag (a kernel and a device synchronisation) before every product."""
+    sparse = sparse_module_of(counts)
+    out = sparse.csr_matrix((data, counts.indices, counts.indptr), shape=counts.shape)
+    if counts.has_canonical_format:
+        out.has_canonical_format = True
+    return out
 
 
 def count_ratios(xp: Any, counts: Any, rows: Any, weights: Any, gathered: Any) -> Any:
@@ -190,7 +221,7 @@ def count_ratios(xp: Any, counts: Any, rows: Any, weights: Any, gathered: Any) -
     probabilities of each entry's word under the same m topics. A normaliser below the
     square root of the dtype's smallest normal number is raised to it (words of zero
     probability under every topic then contribute nothing)."""
-    norm = xp.einsum("ij,ij->i", xp.take(weights, rows, axis=0), gathered)
+    norm = rowwise_dot(xp.take(weights, rows, axis=0), gathered)
     floor = float(np.sqrt(np.finfo(norm.dtype).tiny))
     return counts.data / xp.maximum(norm, floor)
 
@@ -214,7 +245,9 @@ def variational_batch(
     """
     xp = inputs.xp
     alpha, topic_word = inputs.alpha, inputs.topic_word
-    topic_word_t = topic_word.T.copy()
+    topic_word_t = topic_word.T.copy()  # (V, k) C-ordered: a word's topics side by side for the gathers
+    # the products' operand: cupyx multiplies by a Fortran-ordered (V, k), which topic_word.T already is
+    product_t = topic_word_t if is_host(xp) else topic_word.T
     if gamma is None:
         gamma = prior_gamma(alpha, xp.asarray(counts.sum(axis=1)).reshape(-1))
     gamma = gamma.copy()
@@ -227,7 +260,7 @@ def variational_batch(
     iterations = 0
     for iterations in range(1, max_iter + 1):
         scaled = scaled_counts(xp, work_counts, rows, work_weights, topic_word_t, gathered)
-        work_gamma = alpha[None, :] + work_weights * xp.asarray(scaled @ topic_word_t)
+        work_gamma = alpha[None, :] + work_weights * xp.asarray(scaled @ product_t)
         work_weights = expected_topic_weights(xp, work_gamma)
         if iterations % check_every and iterations != max_iter:
             continue
@@ -269,7 +302,7 @@ def active_topic_batch(
     """
     xp = inputs.xp
     alpha, topic_word = inputs.alpha, inputs.topic_word
-    n_docs, n_words = counts.shape
+    n_docs = counts.shape[0]
     n_topics = alpha.shape[0]
     sparse = sparse_module_for(xp)
     active = xp.argpartition(-gamma, n_active - 1, axis=1)[:, :n_active]  # (n, m)
@@ -298,11 +331,13 @@ def active_topic_batch(
         weights = weights_of(active_gamma)
     full = xp.broadcast_to(alpha[None, :], gamma.shape).astype(gamma.dtype)
     full[own_row, active] = active_gamma
-    # expected counts at the final state, as the full E-step computes them
-    ratio = ratio_of(weights)
-    keys = (active[rows].astype(xp.int64) * n_words + counts.indices[:, None]).reshape(-1)
-    contribution = (xp.take(weights, rows, axis=0) * ratio[:, None]).reshape(-1).astype(xp.float64)
-    expected = xp.bincount(keys, weights=contribution, minlength=n_topics * n_words).reshape(n_topics, n_words)
+    # expected counts at the final state, as the full E-step computes them: the count ratios
+    # times each document's weights (zero off its active topics), summed over documents by a
+    # transposed product (no atomic adds on a GPU, so the sums are reproducible)
+    full_weights = xp.zeros((n_docs, n_topics), dtype=xp.float64)
+    full_weights[own_row, active] = weights
+    ratios = csr_with_data(counts, ratio_of(weights).astype(xp.float64))
+    expected = xp.asarray(transposed_product(ratios, full_weights)).T
     return full, expected
 
 
@@ -348,7 +383,8 @@ def infer_gamma(
         gamma[start:stop] = batch_gamma
         return iterations
 
-    bounds = batch_bounds(indptr, n_topics, batch_size, min_batches=2 * threads if threads > 1 else 1)
+    bounds = batch_bounds(indptr, n_topics, batch_size, min_batches=2 * threads if threads > 1 else 1,
+                          elements=gather_budget(xp))
     return gamma, max(map_batches(work, bounds, threads, pool), default=0)
 
 

@@ -15,9 +15,21 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from gpu.backend import csr_on_module, csr_row_indices, get_array_module, host_indptr, to_host
+from gpu.backend import (
+    csr_on_module,
+    csr_row_indices,
+    get_array_module,
+    host_indptr,
+    rowwise_dot,
+    to_host,
+)
 from gpu.errors import InvalidInput
-from gpu.inference import batch_bounds, infer_doc_topic, validate_inference_inputs
+from gpu.inference import (
+    batch_bounds,
+    gather_budget,
+    infer_doc_topic,
+    validate_inference_inputs,
+)
 
 # Probability floor when scoring: a word a model gives probability 0 costs log(1e-300).
 PROBABILITY_FLOOR = 1e-300
@@ -200,11 +212,12 @@ def word_log_likelihood(counts: Any, doc_topic: Any, topic_word: Any) -> tuple[f
     topic_word_t = xp.ascontiguousarray(topic_word.T)
     total = 0.0
     # row batches bound the (nnz, k) gathers by the inference's gather budget
-    for start, stop in batch_bounds(host_indptr(counts), int(topic_word_t.shape[1]), None):
+    for start, stop in batch_bounds(host_indptr(counts), int(topic_word_t.shape[1]), None,
+                                    elements=gather_budget(xp)):
         batch = counts[start:stop]
         rows = csr_row_indices(batch)
-        probability = xp.einsum(
-            "ij,ij->i", xp.take(doc_topic[start:stop], rows, axis=0), xp.take(topic_word_t, batch.indices, axis=0)
+        probability = rowwise_dot(
+            xp.take(doc_topic[start:stop], rows, axis=0), xp.take(topic_word_t, batch.indices, axis=0)
         ).astype(xp.float64)
         total += float((batch.data * xp.log(xp.maximum(probability, PROBABILITY_FLOOR))).sum())
     return total, float(counts.data.sum())

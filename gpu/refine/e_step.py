@@ -14,9 +14,23 @@ from typing import Any
 
 import numpy as np
 
-from gpu.backend import csr_row_indices, digamma, host_indptr, is_host, threads_for
+from gpu.backend import (
+    csr_row_indices,
+    digamma,
+    host_indptr,
+    is_host,
+    threads_for,
+    transposed_product,
+)
 from gpu.host_kernels import HostEStep, host_posteriors
-from gpu.inference import active_topic_batch, batch_bounds, map_batches, scaled_counts, variational_batch
+from gpu.inference import (
+    active_topic_batch,
+    batch_bounds,
+    gather_budget,
+    map_batches,
+    scaled_counts,
+    variational_batch,
+)
 from gpu.quality import word_log_likelihood
 
 HOST_ACCUMULATOR_BYTES = 1 << 30  # the host E-step's (V, k) float64 accumulators, all threads together
@@ -71,12 +85,13 @@ def e_step(inputs, gamma_all, *, batch_size, inner_iter, inner_tol, n_threads, p
                 inputs, batch, gamma=warm, max_iter=inner_iter, tol=inner_tol, check_every=5
             )
             scaled = scaled_counts(xp, batch, csr_row_indices(batch), weights, topic_word_t)
-            expected = xp.asarray(scaled.T @ weights).astype(xp.float64)
+            expected = xp.asarray(transposed_product(scaled, weights)).astype(xp.float64)
         gamma_all[start:stop] = gamma
         log_theta = (digamma(xp, gamma) - digamma(xp, gamma.sum(axis=1, keepdims=True))).sum(axis=0).astype(xp.float64)
         return part, n, expected, log_theta
 
-    bounds = batch_bounds(indptr, n_topics, batch_size, min_batches=2 * threads if threads > 1 else 1)
+    bounds = batch_bounds(indptr, n_topics, batch_size, min_batches=2 * threads if threads > 1 else 1,
+                          elements=gather_budget(xp))
     expected = xp.zeros((n_words, n_topics), dtype=xp.float64)
     log_theta_sum = xp.zeros(n_topics, dtype=xp.float64)
     loglik, tokens = 0.0, 0.0

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from gpu.backend import get_array_module, is_host, to_host
+from gpu.backend import get_array_module, is_host, to_host, transposed_product
 from gpu.passes import Progress, row_slice, run_pass
 
 MIN_DOC_LENGTH = 3
@@ -79,7 +79,7 @@ def corpus_stats(
 
     def partial(start: int, stop: int) -> tuple[Any]:
         block = row_slice(X, start, stop).astype(xp.float64)
-        return (block.T @ weights[start:stop],)
+        return (transposed_product(block, weights[start:stop]),)
 
     if n_kept:
         (word_sums,) = run_pass(partial, blocks_for(n_kept), n_threads=n_threads, stage="moments", progress=progress)
@@ -127,7 +127,7 @@ def apply_m2(
             projected = projected * w2[start:stop, None]
         else:
             projected *= w2[start:stop, None]
-        return (block.T @ projected,)
+        return (transposed_product(block, projected),)
 
     (total,) = run_pass(partial, blocks, n_threads=n_threads, stage=stage, progress=progress)
     xp = get_array_module(Q)
@@ -185,7 +185,7 @@ def sketch_m2_range(
         # on the GPU a dense Omega keeps to the sparse-dense product cupyx does best
         dense = xp.zeros((stop - start, n_columns), dtype=X.dtype)
         dense[rows, columns] = values
-        return (block.T @ dense,)
+        return (transposed_product(block, dense),)
 
     (total,) = run_pass(partial, blocks, n_threads=n_threads, stage="whitening", progress=progress)
     return xp.asarray(total).astype(xp.float64, copy=False)

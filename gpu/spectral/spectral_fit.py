@@ -19,16 +19,33 @@ from typing import Any
 
 import numpy as np
 
-from gpu.backend import to_host
+from gpu.backend import get_array_module, synchronize, to_host
 from gpu.errors import InvalidInput
 from gpu.junk import junk_components
+from gpu.passes import (
+    Progress,
+    default_block_rows,
+    default_threads,
+    row_blocks,
+    single_threaded_blas,
+)
 from gpu.spectral.moments import corpus_stats
-from gpu.passes import Progress, default_block_rows, default_threads, row_blocks, single_threaded_blas
 from gpu.spectral.power_method import robust_tensor_power_method
 from gpu.spectral.recovery import alpha_from_eigenvalues, recover
-from gpu.spectral.tensor import DenseTensor, ImplicitTensor, tensor_terms, whitened_document_sums, whitened_tensor
+from gpu.spectral.tensor import (
+    DenseTensor,
+    ImplicitTensor,
+    tensor_terms,
+    whitened_document_sums,
+    whitened_tensor,
+)
+from gpu.spectral.whitening import (
+    Whitening,
+    krylov_whitening,
+    numerical_rank,
+    word_scale,
+)
 from gpu.validation import as_count_matrix, choose_backend, validate_parameters
-from gpu.spectral.whitening import Whitening, krylov_whitening, numerical_rank, word_scale
 
 DEFAULT_OPTIONS: dict[str, Any] = {
     "n_oversample": 10,
@@ -79,8 +96,13 @@ class SpectralLDAResult:
 
 
 class _Stopwatch:
+    """Seconds per stage. Each reading first waits for the work queued on the device of
+    ``xp`` (set once the backend is chosen): CuPy returns before its kernels finish, so an
+    unsynchronised reading would charge a stage's work to the next one."""
+
     def __init__(self) -> None:
         self.timings: dict[str, float] = {}
+        self.xp: Any = np
         self._stage: str | None = None
         self._start = 0.0
 
@@ -90,6 +112,7 @@ class _Stopwatch:
 
     def stop(self) -> None:
         if self._stage is not None:
+            synchronize(self.xp)
             self.timings[self._stage] = self.timings.get(self._stage, 0.0) + time.perf_counter() - self._start
             self._stage = None
 
@@ -160,6 +183,7 @@ def fit_spectral_lda(
 
     concrete = choose_backend(X, backend)
     counts = as_count_matrix(X, concrete, dtype)
+    clock.xp = get_array_module(counts)
     n_docs_all, n_words = (int(s) for s in counts.shape)
     n_components = n_topics + settings["n_extra_components"]
     if n_components > n_words:

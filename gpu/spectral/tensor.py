@@ -15,9 +15,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from gpu.backend import get_array_module, is_host
-from gpu.spectral.moments import CorpusStats
+from gpu.backend import get_array_module, is_host, transposed_product
 from gpu.passes import Progress, row_slice, run_pass
+from gpu.spectral.moments import CorpusStats
+
 
 @dataclass(frozen=True)
 class WhitenedSums:
@@ -125,7 +126,7 @@ def whitened_document_sums(
         if P is None:
             P = block @ Wc
         weighted = P * w3[start:stop, None]
-        word_third = (block.T @ weighted).astype(xp.float64, copy=False)
+        word_third = transposed_product(block, weighted).astype(xp.float64, copy=False)
         third = sum_symmetric_cube(P, weighted) if with_third else xp.zeros((1, 1))
         if keep_projection:
             kept[start] = P
