@@ -78,10 +78,10 @@ def relevance_order(topic_row: np.ndarray, marginal: np.ndarray, relevance_lambd
     lambda log p(w|t) + (1 - lambda) log(p(w|t) / p(w)), and their relevance; words the
     topic never uses (p(w|t) = 0) come last. Ties go to the smaller word index."""
     row = np.asarray(topic_row, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # unused words: -inf terms, masked below
         log_p = np.log(row)
         lift = log_p - np.log(marginal)
-    relevance = np.where(row > 0, relevance_lambda * log_p + (1.0 - relevance_lambda) * lift, -np.inf)
+        relevance = np.where(row > 0, relevance_lambda * log_p + (1.0 - relevance_lambda) * lift, -np.inf)
     top_n = min(top_n, row.size)
     candidates = np.argpartition(-relevance, top_n - 1)[:top_n] if top_n < row.size else np.arange(row.size)
     order = candidates[np.lexsort((candidates, -relevance[candidates]))]
