@@ -156,10 +156,10 @@ def posterior_range(indptr, indices, data, topic_word_t, alpha, gamma, max_iter,
     log likelihood of the incoming gamma, its tokens).
 
     n_active = 0: the full update, each document until its posterior mean moves less than
-    ``tol`` (at most ``max_iter`` iterations), as :func:`gpu.inference.variational_batch`.
+    ``tol`` (at most ``max_iter`` iterations), as :func:`gpu.batched_inference.variational_batch`.
     n_active = m > 0: each document updates only its m topics of largest incoming gamma, for
     exactly ``max_iter`` iterations, the others kept at their prior (phi = 0 there), as
-    :func:`gpu.inference.active_topic_batch`.
+    :func:`gpu.batched_inference.active_topic_batch`.
     support_mass > 0 (full update only): after every SUPPORT_WARMUP full iterations, a document
     whose topics of largest expected count hold 1 - support_mass of its expected counts, in at
     most half of the k topics, goes on with those alone (the others at their prior) to convergence.

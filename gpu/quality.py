@@ -15,21 +15,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from gpu.backend import (
-    csr_on_module,
-    csr_row_indices,
-    get_array_module,
-    host_indptr,
-    rowwise_dot,
-    to_host,
-)
+from gpu.backend import csr_on_module, csr_row_indices, get_array_module, host_indptr, rowwise_dot, to_host
 from gpu.errors import InvalidInput
-from gpu.inference import (
-    batch_bounds,
-    gather_budget,
-    infer_doc_topic,
-    validate_inference_inputs,
-)
+from gpu.inference import batch_bounds, gather_budget, infer_doc_topic, validate_inference_inputs
 
 # Probability floor when scoring: a word a model gives probability 0 costs log(1e-300).
 PROBABILITY_FLOOR = 1e-300

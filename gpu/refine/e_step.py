@@ -5,7 +5,7 @@
 
 returned without the beta_kw factor. On the host, the compiled per-document loop of
 :mod:`gpu.host_kernels` on threads over contiguous ranges; on the GPU, batches of
-:func:`gpu.inference.variational_batch` / :func:`gpu.inference.active_topic_batch`.
+:func:`gpu.batched_inference.variational_batch` / :func:`gpu.batched_inference.active_topic_batch`.
 """
 from __future__ import annotations
 
@@ -14,23 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from gpu.backend import (
-    csr_row_indices,
-    digamma,
-    host_indptr,
-    is_host,
-    threads_for,
-    transposed_product,
-)
+from gpu.backend import csr_row_indices, digamma, host_indptr, is_host, threads_for, transposed_product
+from gpu.batched_inference import active_topic_batch, scaled_counts, variational_batch
 from gpu.host_kernels import HostEStep, host_posteriors
-from gpu.inference import (
-    active_topic_batch,
-    batch_bounds,
-    gather_budget,
-    map_batches,
-    scaled_counts,
-    variational_batch,
-)
+from gpu.inference import batch_bounds, gather_budget, map_batches
 from gpu.quality import word_log_likelihood
 
 HOST_ACCUMULATOR_BYTES = 1 << 30  # the host E-step's (V, k) float64 accumulators, all threads together
@@ -55,7 +42,7 @@ def e_step(inputs, gamma_all, *, batch_size, inner_iter, inner_tol, n_threads, p
     n_active topics of largest gamma (``inner_iter`` updates, no early exit). On the host
     the compiled per-document loop runs on ``n_threads`` contiguous ranges, each with its own
     (V, k) accumulator (:func:`host_e_step`); on the GPU, batches of
-    :func:`gpu.inference.variational_batch` / :func:`gpu.inference.active_topic_batch`.
+    :func:`gpu.batched_inference.variational_batch` / :func:`gpu.batched_inference.active_topic_batch`.
     """
     if is_host(inputs.xp):
         return host_e_step(inputs, gamma_all, inner_iter=inner_iter, inner_tol=inner_tol, n_threads=n_threads,

@@ -76,7 +76,7 @@ def refine_topics(
         "heldout"; False keeps it; "auto" is "polya" with held-out documents and "minka" without.
     n_active_topics : variational only: after the first sweep, each document's E-step updates
         only its n_active_topics topics of largest posterior weight and leaves the others at
-        their prior (:func:`gpu.inference.active_topic_batch`), when k >= ACTIVE_SPEEDUP_RATIO
+        their prior (:func:`gpu.batched_inference.active_topic_batch`), when k >= ACTIVE_SPEEDUP_RATIO
         times that (below, the full update is as cheap). Documents use a few topics each,
         so this changes the sweeps little and makes them several times cheaper at large k.
         The final sweeps restrict the training documents the same way (held-out documents,

@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 
 from gpu.backend import csr_on_module, get_array_module
-from gpu.inference import InferenceInputs, infer_gamma, validate_inference_inputs
+from gpu.batched_inference import InferenceInputs
+from gpu.inference import infer_gamma, validate_inference_inputs
 from gpu.quality import CompletionSplit, split_document_tokens, word_log_likelihood
 
 

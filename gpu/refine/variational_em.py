@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from gpu.backend import csr_on_module, get_array_module, host_indptr, is_host, to_host
-from gpu.inference import InferenceInputs, prior_gamma
+from gpu.batched_inference import InferenceInputs, prior_gamma
 from gpu.passes import Progress
 from gpu.refine.e_step import e_step, incremental_chunks
 from gpu.refine.alpha_rules import HELDOUT_SCALED_RULES, polish_alpha_scale, polya_alpha_shape, update_alpha

@@ -22,29 +22,12 @@ import numpy as np
 from gpu.backend import get_array_module, synchronize, to_host
 from gpu.errors import InvalidInput
 from gpu.junk import junk_components
-from gpu.passes import (
-    Progress,
-    default_block_rows,
-    default_threads,
-    row_blocks,
-    single_threaded_blas,
-)
+from gpu.passes import Progress, default_block_rows, default_threads, row_blocks, single_threaded_blas
 from gpu.spectral.moments import corpus_stats
 from gpu.spectral.power_method import robust_tensor_power_method
 from gpu.spectral.recovery import alpha_from_eigenvalues, recover
-from gpu.spectral.tensor import (
-    DenseTensor,
-    ImplicitTensor,
-    tensor_terms,
-    whitened_document_sums,
-    whitened_tensor,
-)
-from gpu.spectral.whitening import (
-    Whitening,
-    krylov_whitening,
-    numerical_rank,
-    word_scale,
-)
+from gpu.spectral.tensor import DenseTensor, ImplicitTensor, tensor_terms, whitened_document_sums, whitened_tensor
+from gpu.spectral.whitening import Whitening, krylov_whitening, numerical_rank, word_scale
 from gpu.validation import as_count_matrix, choose_backend, validate_parameters
 
 DEFAULT_OPTIONS: dict[str, Any] = {

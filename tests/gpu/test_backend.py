@@ -10,15 +10,8 @@ import scipy.sparse as sp
 from scipy.special import digamma
 
 from gpu.backend import gpu_available, rowwise_dot, synchronize, transposed_product
-from gpu.inference import (
-    DEFAULT_GATHER_BUDGET,
-    GPU_GATHER_BUDGET,
-    InferenceInputs,
-    active_topic_batch,
-    batch_bounds,
-    csr_with_data,
-    gather_budget,
-)
+from gpu.batched_inference import InferenceInputs, active_topic_batch, csr_with_data
+from gpu.inference import DEFAULT_GATHER_BUDGET, GPU_GATHER_BUDGET, batch_bounds, gather_budget
 
 
 def _stand_in_cupy(device_count: int) -> types.ModuleType:

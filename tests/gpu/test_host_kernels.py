@@ -6,7 +6,8 @@ import scipy.sparse as sp
 from scipy.special import digamma
 
 from gpu.host_kernels import _digamma, host_posteriors
-from gpu.inference import active_topic_batch, prior_gamma, validate_inference_inputs, variational_batch
+from gpu.batched_inference import active_topic_batch, prior_gamma, variational_batch
+from gpu.inference import validate_inference_inputs
 from gpu.quality import word_log_likelihood
 from tests.gpu.test_inference import brute_force_restricted_update
 

@@ -3,12 +3,8 @@ import pytest
 import scipy.sparse as sp
 from scipy.special import digamma
 
-from gpu.inference import (
-    active_topic_batch,
-    infer_doc_topic,
-    validate_inference_inputs,
-    variational_batch,
-)
+from gpu.batched_inference import active_topic_batch, variational_batch
+from gpu.inference import infer_doc_topic, validate_inference_inputs
 from gpu.synthetic import make_lda_corpus
 
 
