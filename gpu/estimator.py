@@ -31,13 +31,15 @@ from gpu.validation import PARAMETER_CONSTRAINTS, as_count_matrix, choose_backen
 
 # Engine options of a spectral fit that refinement starts from, and of a bare one, where the
 # parameter is None (reasons and figures: docs/decisions.md, "The refined start").
-REFINED_START_OPTIONS = {"n_krylov_blocks": 5, "refit_extra_components": 5, "power_starts": "simultaneous"}
+REFINED_START_OPTIONS = {"n_krylov_blocks": 5, "refit_extra_components": 5, "power_starts": "simultaneous",
+                         "whitening_dtype": "float32"}
 BARE_START_OPTIONS = {"n_krylov_blocks": 3, "refit_extra_components": 0, "power_starts": "random"}
 # from this many training documents refinement starts from 3 Krylov blocks, in float32 where
 # dtype is None (docs/decisions.md, "Refinement at scale"): the sweeps make up for the coarser
 # start, for a third of its time
 SCALED_START_DOCS = 200_000
-SCALED_START_OPTIONS = {"n_krylov_blocks": 3, "refit_extra_components": 5, "power_starts": "simultaneous"}
+SCALED_START_OPTIONS = {"n_krylov_blocks": 3, "refit_extra_components": 5, "power_starts": "simultaneous",
+                        "whitening_dtype": "float32"}
 # power-method iterations where n_iter is None: the engine's fit, and each candidate of a selection
 ENGINE_N_ITER = 30
 CANDIDATE_N_ITER = 100
@@ -96,6 +98,10 @@ class SpectralLDA(TransformerMixin, BaseEstimator):
     power_starts : {"random", "simultaneous"} or None
         Starts of the tensor power method (see fit_spectral_lda); None: "simultaneous" when
         refining (refinement needs a start, not the robust method's restarts), "random" bare.
+    whitening_dtype : {"float32", "float64"} or None
+        Precision of the whitening's Krylov passes alone (see fit_spectral_lda); None:
+        "float32" when refining (the sweeps need the subspace, not its last digits:
+        docs/decisions.md), ``dtype`` for a bare fit.
     n_iter : int or None
         Power-method iterations; None: 30 for the engine's fit, 100 for each candidate of a
         selection ("auto" or ``n_extra_components`` > 0).
@@ -161,6 +167,7 @@ class SpectralLDA(TransformerMixin, BaseEstimator):
         projection_cache_bytes: int = 2**30,
         word_scale_power: float = 0.2,
         power_starts: str | None = None,
+        whitening_dtype: str | None = None,
     ) -> None:
         self.n_topics = n_topics
         self.alpha0 = alpha0
@@ -186,6 +193,7 @@ class SpectralLDA(TransformerMixin, BaseEstimator):
         self.projection_cache_bytes = projection_cache_bytes
         self.word_scale_power = word_scale_power
         self.power_starts = power_starts
+        self.whitening_dtype = whitening_dtype
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -117,6 +117,7 @@ PARAMETER_CONSTRAINTS: dict[str, Constraint] = {
     "n_threads": Constraint(_optional(_positive_int), "None or an integer >= 1"),
     "tensor_mode": Constraint(lambda v: v in TENSOR_MODES, f"one of {TENSOR_MODES}"),
     "power_starts": Constraint(lambda v: v is None or v in POWER_STARTS, f"None or one of {POWER_STARTS}"),
+    "whitening_dtype": Constraint(lambda v: v is None or v in DTYPES, f"None or one of {DTYPES}"),
     "projection_cache_bytes": Constraint(_non_negative_int, "an integer >= 0"),
     "rank_tol": Constraint(lambda v: _is_real(v) and 0 < v < 1, "a number in (0, 1)"),
     "word_scale_power": Constraint(lambda v: _is_real(v) and 0 <= v <= 1, "a number in [0, 1]"),

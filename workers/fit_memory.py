@@ -21,7 +21,8 @@ from gpu.errors import InvalidInput
 # gpu.estimator's REFINED_START_OPTIONS / BARE_START_OPTIONS resolve them (copied: the worker's
 # parent process must not import gpu/ before it forks; tests/workers/test_fit_memory.py keeps
 # them equal).
-REFINED_START = {"n_krylov_blocks": 5, "refit_extra_components": 5, "power_starts": "simultaneous"}
+REFINED_START = {"n_krylov_blocks": 5, "refit_extra_components": 5, "power_starts": "simultaneous",
+                 "whitening_dtype": "float32"}
 BARE_START = {"n_krylov_blocks": 3, "refit_extra_components": 0, "power_starts": "random"}
 _DEFAULTS = {"n_oversample": 10, "n_restarts": 10, "n_extra_components": 0, "refine": True,
              "k_range": (2, 100), "dtype": "float64"}

@@ -6,6 +6,7 @@ M1 = (1/D) X^T w1, and M2 is never formed: :func:`apply_m2` returns M2 @ Q for a
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,27 @@ class CorpusStats:
     word_w3: Any
     n_docs: int
     n_dropped: int
+    work_dtype: Any = None  # the passes' precision when not X's: blocks are cast as they are read
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The precision the passes over these statistics compute in."""
+        return np.dtype(self.work_dtype or self.X.dtype)
+
+    def rows(self, start: int, stop: int) -> Any:
+        """Rows start:stop of the counts in :attr:`dtype` (a view on the host when X has it;
+        a cast copy of the block alone otherwise)."""
+        block = row_slice(self.X, start, stop)
+        return block if block.dtype == self.dtype else block.astype(self.dtype)
+
+    def in_precision(self, dtype: Any) -> CorpusStats:
+        """These statistics for passes in ``dtype`` (the same object when X already has it):
+        the document weights cast, the counts cast block by block as each pass reads them,
+        so no second copy of the count matrix is ever whole."""
+        if self.dtype == np.dtype(dtype):
+            return self
+        return dataclasses.replace(self, work_dtype=np.dtype(dtype), doc_w2=self.doc_w2.astype(dtype),
+                                   doc_w3=self.doc_w3.astype(dtype))
 
 
 def document_lengths(X: Any) -> Any:
@@ -116,11 +138,11 @@ def apply_m2(
     Returns (V, m) float64. With ``keep_projection`` (a dict), X_b Q of each block is
     stored under the block's first row, so a later pass can reuse it.
     """
-    X, w2 = stats.X, stats.doc_w2
-    Qc = Q.astype(X.dtype, copy=False)
+    w2 = stats.doc_w2
+    Qc = Q.astype(stats.dtype, copy=False)
 
     def partial(start: int, stop: int) -> tuple[Any]:
-        block = row_slice(X, start, stop)
+        block = stats.rows(start, stop)
         projected = block @ Qc
         if keep_projection is not None:
             keep_projection[start] = projected
@@ -176,14 +198,14 @@ def sketch_m2_range(
 
     def partial(start: int, stop: int) -> tuple[Any]:
         buckets, signs = sketch_assignments(seed, start, stop, n_columns)
-        values = xp.asarray(signs.astype(X.dtype)) * root_w2[start:stop]
+        values = xp.asarray(signs.astype(stats.dtype)) * root_w2[start:stop]
         rows, columns = xp.arange(stop - start), xp.asarray(buckets)
-        block = row_slice(X, start, stop)
+        block = stats.rows(start, stop)
         if is_host(xp):
             omega = sp.csr_matrix((values, (rows, columns)), shape=(stop - start, n_columns))
             return ((block.T @ omega).toarray(),)
         # on the GPU a dense Omega keeps to the sparse-dense product cupyx does best
-        dense = xp.zeros((stop - start, n_columns), dtype=X.dtype)
+        dense = xp.zeros((stop - start, n_columns), dtype=stats.dtype)
         dense[rows, columns] = values
         return (transposed_product(block, dense),)
 

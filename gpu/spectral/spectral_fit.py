@@ -45,6 +45,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "word_scale_power": 0.2,
     "refit_extra_components": 0,
     "power_starts": "random",
+    "whitening_dtype": None,
 }
 # the (k+extra)-th eigenvalue of M2 must be at least this share of the k-th (no spectral gap
 # at k) for the junk refit (docs/decisions.md)
@@ -143,7 +144,12 @@ def fit_spectral_lda(
         n_restarts random starts per component; "simultaneous": one orthonormal basis near all
         the eigenvectors at once, each component started from its best unused vector with no
         restart phase (gpu.spectral.power_method.simultaneous_basis); several times faster at
-        k=100 on real text; a formed tensor only: with tensor_mode "implicit", random).
+        k=100 on real text; a formed tensor only: with tensor_mode "implicit", random),
+        whitening_dtype (None: ``dtype``; "float32" or "float64": the precision of the
+        whitening's Krylov passes alone, each block of counts cast as it is read when it
+        differs from ``dtype``, and then without the projection cache, whose products would
+        carry that precision into the tensor pass; the refined start whitens in float32:
+        docs/decisions.md).
 
     Returns
     -------
@@ -235,10 +241,11 @@ def _fit(plan: _FitPlan, clock: _Stopwatch, progress: Progress) -> SpectralLDARe
     # room in each Krylov block for a refit with J + refit_extra more components from the same
     # basis (the J junk components come out of the oversampling)
     n_columns = min(n_components + settings["n_oversample"] + refit_extra, n_words)
+    whitening_stats = stats.in_precision(settings["whitening_dtype"] or dtype)
     cache_bytes = stats.n_docs * n_columns * settings["n_krylov_blocks"] * np.dtype(dtype).itemsize
-    cache = cache_bytes <= settings["projection_cache_bytes"]
+    cache = whitening_stats is stats and cache_bytes <= settings["projection_cache_bytes"]
     whitening = krylov_whitening(
-        stats,
+        whitening_stats,
         n_components,
         n_columns,
         alpha0,
@@ -320,6 +327,7 @@ def _fit(plan: _FitPlan, clock: _Stopwatch, progress: Progress) -> SpectralLDARe
         "dtype": dtype,
         "tensor_mode": mode,
         "power_starts": power_starts(mode),
+        "whitening_dtype": str(np.dtype(settings["whitening_dtype"] or dtype)),
         "n_documents": n_docs_all,
         "n_documents_used": stats.n_docs,
         "n_words": n_words,

@@ -28,7 +28,7 @@ import numpy as np
 from gpu.backend import get_array_module, to_host
 from gpu.errors import InvalidInput
 from gpu.spectral.moments import CorpusStats, apply_m2, sketch_m2_range
-from gpu.passes import Progress, row_slice, run_pass, sub_progress
+from gpu.passes import Progress, run_pass, sub_progress
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ def krylov_whitening(
         stats, n_columns, seed, blocks=blocks, n_threads=n_threads, progress=sub_progress(progress, 0, grand_total)
     )
     xp = get_array_module(Y)
-    work_dtype = stats.X.dtype  # float32 fits halve the dense work of the basis as well
+    work_dtype = stats.dtype  # float32 fits halve the dense work of the basis as well
     s = None if scale is None else xp.asarray(scale).astype(work_dtype)[:, None]
 
     def scaled(block: Any) -> Any:
@@ -242,12 +242,12 @@ def projected_m2_block(
     with X K assembled from the products kept by earlier rounds. basis: K (V, n), whose
     last m columns are Q_last.
     """
-    X, w2 = stats.X, stats.doc_w2
+    w2 = stats.doc_w2
     xp = get_array_module(Q_last)
-    Qc = Q_last.astype(X.dtype, copy=False)
+    Qc = Q_last.astype(stats.dtype, copy=False)
 
     def partial(start: int, stop: int) -> tuple[Any]:
-        projected = row_slice(X, start, stop) @ Qc
+        projected = stats.rows(start, stop) @ Qc
         kept[-1][start] = projected
         left = xp.concatenate([part[start] for part in kept], axis=1)
         return ((left.T @ (projected * w2[start:stop, None])).astype(xp.float64, copy=False),)

@@ -9,6 +9,7 @@ from gpu import SpectralLDA, fit_spectral_lda
 from gpu import estimator as estimator_module
 from gpu.estimator import plausible_start_alpha
 from gpu.matching import match_topics, mean_matched_l1
+from gpu.spectral.moments import corpus_stats
 from gpu.synthetic import make_lda_corpus
 
 
@@ -63,6 +64,40 @@ def test_simultaneous_power_starts_find_the_topics_random_starts_find(corpus, fi
     assert SpectralLDA(5, refine_options={"max_sweeps": 0}, backend="numpy").fit(corpus.counts) \
         .diagnostics_["spectral"]["power_starts"] == "simultaneous"
     assert SpectralLDA(5, refine=False, backend="numpy").fit(corpus.counts).diagnostics_["spectral"]["power_starts"] == "random"
+
+
+def test_float32_whitening_of_a_float64_fit(corpus, fitted):
+    """whitening_dtype="float32": the Krylov passes read each block of counts cast to float32
+    (the caller's matrix untouched), the tensor pass stays float64 without the projection
+    cache; the topics match the all-float64 fit to float32 accuracy. A refined fit's start
+    whitens in float32, a bare fit in its dtype."""
+    counts = corpus.counts.astype(np.float64)
+    before = counts.data.copy()
+    mixed = fit_spectral_lda(counts, 5, 1.0, seed=3, backend="numpy", whitening_dtype="float32")
+    assert counts.dtype == np.float64 and np.array_equal(counts.data, before)
+    assert mixed.diagnostics["whitening_dtype"] == "float32" and mixed.diagnostics["dtype"] == "float64"
+    assert mixed.diagnostics["projection_cache"] is False and fitted.diagnostics["projection_cache"] is True
+    assert fitted.diagnostics["whitening_dtype"] == "float64"
+    _, _, l1 = match_topics(fitted.topic_word, mixed.topic_word)
+    assert 0 < l1.max() < 1e-3  # float32 sums in the basis: close, not equal
+    same = fit_spectral_lda(counts, 5, 1.0, seed=3, backend="numpy", whitening_dtype="float64")
+    np.testing.assert_array_equal(same.topic_word, fitted.topic_word)
+    assert SpectralLDA(5, refine_options={"max_sweeps": 0}, backend="numpy").fit(corpus.counts) \
+        .diagnostics_["spectral"]["whitening_dtype"] == "float32"
+    assert SpectralLDA(5, refine=False, backend="numpy").fit(corpus.counts) \
+        .diagnostics_["spectral"]["whitening_dtype"] == "float64"
+    with pytest.raises(ValueError, match="whitening_dtype"):
+        fit_spectral_lda(counts, 5, 1.0, backend="numpy", whitening_dtype="float16")
+
+
+def test_corpus_stats_in_another_precision_cast_each_block_as_it_is_read(corpus):
+    stats = corpus_stats(corpus.counts.astype(np.float64), blocks_for=lambda n: [(0, n)])
+    assert stats.in_precision("float64") is stats and stats.dtype == np.float64
+    single = stats.in_precision("float32")
+    assert single.X is stats.X and single.dtype == np.float32 and single.doc_w2.dtype == np.float32
+    block = single.rows(10, 40)
+    assert block.dtype == np.float32
+    np.testing.assert_array_equal(block.toarray(), stats.X[10:40].toarray().astype(np.float32))
 
 
 def test_float32_agrees_with_float64(corpus, fitted):

@@ -184,14 +184,15 @@ def test_a_refined_fit_starts_from_the_engine_with_the_refined_start_options(cor
     train = corpus5.counts[train_rows]
     no_sweeps = {"max_sweeps": 0}  # the refinement returns its start as given
     started = SpectralLDA(5, alpha0=0.5, backend="numpy", refine_options=no_sweeps).fit(corpus5.counts)
-    assert REFINED_START_OPTIONS == {"n_krylov_blocks": 5, "refit_extra_components": 5, "power_starts": "simultaneous"}
+    assert REFINED_START_OPTIONS == {"n_krylov_blocks": 5, "refit_extra_components": 5, "power_starts": "simultaneous",
+                                     "whitening_dtype": "float32"}
     engine = fit_spectral_lda(train, 5, 0.5, backend="numpy", **REFINED_START_OPTIONS)
     assert engine.diagnostics["junk_refit"] is None and started.diagnostics_["spectral"]["junk_refit"] is None  # no junk
     np.testing.assert_allclose(started.topic_word_, engine.topic_word, atol=1e-12)
     np.testing.assert_allclose(started.m2_eigenvalues_, engine.m2_eigenvalues, atol=1e-12)
     # options the caller gives win, and a bare spectral fit keeps the engine's defaults
     told = SpectralLDA(5, alpha0=0.5, backend="numpy", refine_options=no_sweeps, n_krylov_blocks=3,
-                       refit_extra_components=0, power_starts="random").fit(corpus5.counts)
+                       refit_extra_components=0, power_starts="random", whitening_dtype="float64").fit(corpus5.counts)
     default_engine = fit_spectral_lda(train, 5, 0.5, backend="numpy")
     np.testing.assert_allclose(told.topic_word_, default_engine.topic_word, atol=1e-12)
     assert np.abs(engine.topic_word - default_engine.topic_word).max() > 1e-9

@@ -5,7 +5,8 @@ this file's ``__main__`` from the code before the gpu/ layout refactor, and re-p
 host E-step became a compiled per-document loop (float32 sums in another order: topics moved by
 at most 6e-8, alpha by 2e-8), and again when host inference narrowed each document to the
 topics holding 1 - tol of it (held-out scores at tol 1e-3 moved by at most 7e-5), and when the
-incremental chunk statistics were kept in float32 (topics moved by at most 7e-9, alpha by 1.5e-8); a refactor must reproduce them to 1e-10. Regenerate only for an intended change of results:
+incremental chunk statistics were kept in float32 (topics moved by at most 7e-9, alpha by 1.5e-8), and when
+a refined fit's start began to whiten in float32 (alpha moved by at most 1.4e-7); a refactor must reproduce them to 1e-10. Regenerate only for an intended change of results:
 
     python -m tests.gpu.test_pinned_fits
 """
