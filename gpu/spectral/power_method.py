@@ -148,7 +148,7 @@ def robust_tensor_power_method(
         from_basis = unused is not None and unused.shape[1] > 0  # (past dim components: random starts)
         if from_basis:
             U, used = unused, 0
-            scores = base_scores - (lam[:, None] * (vectors.T @ U) ** 3).sum(axis=0) if values else base_scores
+            scores = base_scores - (lam[:, None] * (vectors.T @ U) ** 3).sum(axis=0)  # (0, m) before any
         else:
             U, used, _ = _iterate(deflated, _normalize(xp.asarray(rng.standard_normal((dim, n_restarts)).astype(dtype))),
                                   n_iter, tol)

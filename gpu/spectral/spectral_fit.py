@@ -327,7 +327,7 @@ def _fit(plan: _FitPlan, clock: _Stopwatch, progress: Progress) -> SpectralLDARe
         "dtype": dtype,
         "tensor_mode": mode,
         "power_starts": power_starts(mode),
-        "whitening_dtype": str(np.dtype(settings["whitening_dtype"] or dtype)),
+        "whitening_dtype": str(whitening_stats.dtype),
         "n_documents": n_docs_all,
         "n_documents_used": stats.n_docs,
         "n_words": n_words,
